@@ -1,0 +1,160 @@
+"""Readers: one per file format, each turning a byte stream into numbered records.
+
+A record that cannot be parsed comes back with a `problem` (quarantined by the caller) when
+the rest of the file can still be read; a file that cannot be read at all raises.
+`row` is the 1-based line number for line formats (jsonl, txt) and the 1-based record
+number otherwise (csv data rows, json array items, parquet rows).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import pyarrow.parquet as pq
+
+from curation.errors import CurationError
+
+
+@dataclass(frozen=True)
+class Problem:
+    field: str
+    check: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Record:
+    row: int
+    values: dict[str, Any] | None
+    raw: str
+    problem: Problem | None = None
+
+
+def read_records(stream: BinaryIO, fmt: str, name: str,
+                 comment_prefix: str | None = None) -> Iterator[Record]:
+    """Records of one file; `name` is how errors name the file."""
+    if fmt == "jsonl":
+        return _jsonl(stream)
+    if fmt == "txt":
+        return _txt(stream)
+    if fmt == "csv":
+        return _csv(stream, name, comment_prefix)
+    if fmt in ("json", "psychosafe"):
+        return _json_array(stream, name)
+    if fmt == "parquet":
+        return _parquet(stream, name)
+    raise CurationError(f"no reader for format '{fmt}'", file=name, field="format")
+
+
+def _lines(stream: BinaryIO) -> Iterator[tuple[int, str | None, bytes]]:
+    """Non-blank lines, decoded, with their numbers; None where the bytes are not UTF-8."""
+    for number, line in enumerate(stream, start=1):
+        line = line.rstrip(b"\r\n")
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            yield number, None, line
+            continue
+        if text.strip():
+            yield number, text, line
+
+
+def _bad_utf8(number: int, line: bytes, field: str) -> Record:
+    return Record(number, None, line.decode("utf-8", "replace"),
+                  Problem(field, "utf8", "line is not valid UTF-8"))
+
+
+def _jsonl(stream: BinaryIO) -> Iterator[Record]:
+    for number, text, line in _lines(stream):
+        if text is None:
+            yield _bad_utf8(number, line, "line")
+            continue
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield Record(number, None, text, Problem("line", "json", f"malformed JSON: {exc.msg}"))
+            continue
+        if not isinstance(value, dict):
+            yield Record(number, None, text, Problem("line", "not_an_object",
+                                                     "line is JSON but not an object"))
+            continue
+        yield Record(number, value, text)
+
+
+def _txt(stream: BinaryIO) -> Iterator[Record]:
+    for number, text, line in _lines(stream):
+        if text is None:
+            yield _bad_utf8(number, line, "prompt")
+        else:
+            yield Record(number, {"prompt": text}, text)
+
+
+def _csv(stream: BinaryIO, name: str, comment_prefix: str | None) -> Iterator[Record]:
+    text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+    skipped = 0
+    lines: Iterator[str] = iter(text)
+    try:
+        if comment_prefix:
+            for line in lines:
+                if not line.startswith(comment_prefix):
+                    lines = itertools.chain([line], lines)
+                    break
+                skipped += 1
+        reader = csv.reader(lines, strict=True)
+        header = next(reader, None)
+        if header is None:
+            return
+        for number, cells in enumerate(reader, start=1):
+            if not any(cell.strip() for cell in cells):
+                continue
+            values = dict(zip(header, cells, strict=False))
+            raw = json.dumps(cells, ensure_ascii=False)
+            if len(cells) != len(header):
+                yield Record(number, None, raw, Problem(
+                    "row", "field_count", f"{len(cells)} fields, the header has {len(header)}"))
+            else:
+                yield Record(number, values, raw)
+    except UnicodeDecodeError as exc:
+        line = skipped + (reader.line_num if "reader" in locals() else 0) + 1
+        raise CurationError(f"not valid UTF-8 (byte {exc.start} of a read block) near line {line}",
+                            file=name) from None
+    except csv.Error as exc:
+        raise CurationError(f"malformed CSV near line {skipped + reader.line_num}: {exc}",
+                            file=name) from None
+
+
+def _json_array(stream: BinaryIO, name: str) -> Iterator[Record]:
+    try:
+        data = json.load(io.TextIOWrapper(stream, encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CurationError(f"not valid UTF-8 at byte {exc.start}", file=name) from None
+    except json.JSONDecodeError as exc:
+        raise CurationError(f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
+                            file=name) from None
+    if not isinstance(data, list):
+        raise CurationError("expected a JSON array of objects", file=name)
+    for number, value in enumerate(data, start=1):
+        raw = json.dumps(value, ensure_ascii=False)
+        if isinstance(value, dict):
+            yield Record(number, value, raw)
+        else:
+            yield Record(number, None, raw, Problem("item", "not_an_object",
+                                                    "array item is not an object"))
+
+
+def _parquet(stream: BinaryIO, name: str) -> Iterator[Record]:
+    try:
+        parquet = pq.ParquetFile(stream)
+    except Exception as exc:  # pyarrow raises several types for a file that is not parquet
+        raise CurationError(f"not a readable parquet file: {exc}", file=name) from None
+    number = 0
+    for batch in parquet.iter_batches(batch_size=10_000):
+        for values in batch.to_pylist():
+            number += 1
+            yield Record(number, values, json.dumps(values, ensure_ascii=False, default=str))

@@ -1,0 +1,33 @@
+"""Text cleanup and content ids, shared by every stage so ids and texts agree everywhere."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200e\u200f\u2060\ufeff"))
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_SPACES = re.compile(r"[^\S\n]+")  # any whitespace except newline
+_SPACE_AROUND_NEWLINE = re.compile(r" ?\n ?")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+ID_LENGTH = 16
+
+
+def clean_text(text: str) -> str:
+    """NFC, control and zero-width characters out, spaces folded, at most one blank line.
+
+    Line breaks survive (responses have paragraphs); every other whitespace run becomes
+    one space, so texts that differ only in layout clean to the same string.
+    """
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    text = _CONTROL.sub("", text.translate(_INVISIBLE))
+    text = _SPACE_AROUND_NEWLINE.sub("\n", _SPACES.sub(" ", text))
+    return _BLANK_LINES.sub("\n\n", text).strip()
+
+
+def content_id(source: str, prompt: str, response: str | None) -> str:
+    """Stable id of an item: a hash of its source and its cleaned prompt and response."""
+    parts = (source, clean_text(prompt), clean_text(response or ""))
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:ID_LENGTH]

@@ -1,0 +1,32 @@
+import unicodedata
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from curation.text import clean_text, content_id
+
+
+def test_clean_text_folds_layout_and_strips_invisible_characters() -> None:
+    raw = "  Hello\u00a0\u00a0world\t!\r\n\r\n\r\n\r\nnext \x07line\u200b  "
+    assert clean_text(raw) == "Hello world !\n\nnext line"
+
+
+def test_clean_text_composes_unicode() -> None:
+    assert clean_text("e\u0301") == "\u00e9"
+
+
+@given(st.text())
+def test_clean_text_is_idempotent_nfc_and_free_of_controls(text: str) -> None:
+    cleaned = clean_text(text)
+    assert clean_text(cleaned) == cleaned
+    assert unicodedata.is_normalized("NFC", cleaned)
+    assert not any(unicodedata.category(c) == "Cc" and c != "\n" for c in cleaned)
+    assert cleaned == cleaned.strip()
+
+
+def test_content_id_ignores_layout_but_not_content_or_source() -> None:
+    base = content_id("src", "How do I stay safe?", None)
+    assert base == content_id("src", "  How do I   stay safe?\n", "")
+    assert base != content_id("other", "How do I stay safe?", None)
+    assert base != content_id("src", "How do I stay safe?", "Call 988.")
+    assert len(base) == 16 and int(base, 16) >= 0
