@@ -21,7 +21,7 @@ demo: install
 	@echo "Ledger:           reports/ledger.json (curate ledger prints it)"
 
 lint: install
-	$(BIN)/ruff check curation tests benchmarks
+	$(BIN)/ruff check .
 
 test: lint
 	$(BIN)/pytest
