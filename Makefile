@@ -17,8 +17,8 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	dvc repro
 	@echo
-	@echo "Normalized table: data/normalized.parquet"
-	@echo "Ledger:           reports/ledger.json (curate ledger prints it)"
+	@echo "Deduplicated table: data/deduped.parquet (report: reports/dedup.json)"
+	@echo "Ledger:             reports/ledger.json (curate ledger prints it)"
 
 lint: install
 	$(BIN)/ruff check .

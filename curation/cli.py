@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import click
 
 from curation import __version__
+from curation.dedup import DedupParams, dedup
 from curation.errors import CurationError
 from curation.fetch import cache_dir
-from curation.ledger import compile_ledger, ledger_table
+from curation.ledger import compile_ledger, ledger_table, report_path
 from curation.normalize import NormalizeParams, normalize, read_raw
 from curation.params import load_params
 from curation.pull import pull
@@ -59,6 +61,25 @@ def normalize_command(params_path: str, raw_dir: str, output: str) -> None:
     report = normalize(read_raw(Path(raw_dir)), params, Path(output))
     click.echo("languages: " + ", ".join(f"{k} {v}" for k, v in report["languages"].items()))
     _summary(report)
+
+
+@cli.command("dedup")
+@PARAMS
+@click.option("--input", "input_path", default="data/normalized.parquet", show_default=True,
+              type=click.Path(dir_okay=False), help="Normalized table.")
+def dedup_command(params_path: str, input_path: str) -> None:
+    """Cluster exact and near duplicates; keep one representative per cluster.
+
+    Writes data/deduped.parquet, data/dup_clusters.parquet and reports/dedup.json.
+    """
+    params = DedupParams.from_dict(load_params(params_path, "dedup"))
+    if not Path(input_path).exists():
+        raise CurationError("not found; run `curate normalize` first", file=input_path)
+    report = dedup(Path(input_path), params)
+    click.echo(f"clusters: {report['clusters']} (largest {report['largest_cluster']}), "
+               f"{report['exact_duplicates']} exact and {report['near_duplicates']} near "
+               "duplicates dropped")
+    _summary(json.loads(report_path("dedup").read_text(encoding="utf-8")))
 
 
 @cli.command("ledger")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
@@ -53,6 +54,7 @@ def validate_rows(frame: pd.DataFrame, schema: pa.DataFrameSchema
                              f"{col}: {chk}" for col, chk in zip(
                                  cases.loc[c.index, "column"], c, strict=True))))
                     .reset_index())
-    bad = set(failures["index"])
-    keep = [i not in bad for i in range(len(frame))]
-    return frame[keep].reset_index(drop=True), failures
+    keep = np.ones(len(frame), dtype=bool)
+    keep[failures["index"].to_numpy(dtype=int)] = False
+    return frame.loc[keep].reset_index(drop=True), failures
+

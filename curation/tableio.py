@@ -31,6 +31,7 @@ class StagedWrites:
 
     def __init__(self) -> None:
         self._pending: list[tuple[Path, Path]] = []
+        self._writers: list[pq.ParquetWriter] = []
 
     def _temporary(self, target: str | Path) -> Path:
         target = Path(target)
@@ -40,9 +41,16 @@ class StagedWrites:
         self._pending.append((Path(tmp), target))
         return Path(tmp)
 
-    def parquet(self, frame: pd.DataFrame, target: str | Path) -> None:
-        table = pa.Table.from_pandas(frame, preserve_index=False)
+    def parquet(self, frame: pd.DataFrame | pa.Table, target: str | Path) -> None:
+        table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(
+            frame, preserve_index=False)
         pq.write_table(table, self._temporary(target), compression="zstd")
+
+    def parquet_writer(self, target: str | Path, schema: pa.Schema) -> pq.ParquetWriter:
+        """A writer for a table written in batches; closed before the rename."""
+        writer = pq.ParquetWriter(self._temporary(target), schema, compression="zstd")
+        self._writers.append(writer)
+        return writer
 
     def json(self, obj: Any, target: str | Path) -> None:
         self._temporary(target).write_text(dumps_json(obj), encoding="utf-8")
@@ -55,6 +63,9 @@ class StagedWrites:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        for writer in self._writers:
+            writer.close()
+        self._writers.clear()
         if exc_type is None:
             for tmp, target in self._pending:
                 os.replace(tmp, target)

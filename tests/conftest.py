@@ -10,9 +10,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 CURATE = Path(sys.executable).parent / "curate"
+DVC = str(Path(sys.executable).parent / "dvc")
 # Wheels pinned by pypi sources are downloaded once and shared by every test and `make demo`.
 SHARED_CACHE = REPO / "data" / "cache"
 
@@ -46,8 +48,49 @@ def write_source(project: Path, name: str, body: str) -> Path:
     return write(project / "sources" / f"{name}.yaml", header + textwrap.dedent(body))
 
 
+def set_params(project: Path, section: str, **values: object) -> None:
+    """Change some of one section's parameters in the project's params.yaml."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params[section].update(values)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
 def curate(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run the installed `curate` command in `project`, as a user would."""
     env = {**os.environ, "CURATION_CACHE_DIR": str(SHARED_CACHE)}
     return subprocess.run([str(CURATE), *args], cwd=project, capture_output=True, text=True,
                           env=env, timeout=600)
+
+
+PROJECT_FILES = ["dvc.yaml", "params.yaml", "schemas", "sources", "curation"]
+
+
+def copy_project(target: Path) -> Path:
+    """The files `dvc repro` needs, copied from this repository."""
+    target.mkdir(parents=True)
+    for name in PROJECT_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, target / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, target / name)
+    return target
+
+
+def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run a command with the venv on PATH (as `make` does); it must succeed."""
+    env = {**os.environ, "CURATION_CACHE_DIR": str(SHARED_CACHE), "DVC_NO_ANALYTICS": "1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
+    assert result.returncode == 0, f"{cmd}: {result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real demo pipeline, built once by `dvc repro` in a fresh git repository."""
+    project = copy_project(tmp_path_factory.mktemp("dvc") / "repo")
+    run(["git", "init", "-q"], project)
+    run([DVC, "init", "-q"], project)
+    run([DVC, "repro"], project)
+    return project

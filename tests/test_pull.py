@@ -139,3 +139,12 @@ def test_repeated_content_within_a_source_is_a_counted_duplicate(project: Path) 
         ["duplicate", "same_content_in_source", "in/d.jsonl:2"]]
     assert gone["duplicate_of"][0] == pulled(project, "dups")["id"][0]
     assert gone["detail"][0] == "same cleaned text as in/d.jsonl:1"
+
+
+def test_an_empty_file_is_a_source_with_no_rows(project: Path) -> None:
+    write(project / "in" / "empty.jsonl", "")
+    write_source(project, "empty", "kind: file\nfiles: [in/empty.jsonl]\n")
+    result = curate(project, "pull")
+    assert result.returncode == 0, result.stderr
+    assert len(pulled(project, "empty")) == 0
+    assert "empty: 0 rows (0 dropped)" in result.stdout

@@ -1,0 +1,197 @@
+"""Benchmark the dedup stage on a synthetic corpus with planted near duplicates.
+
+Prints prompts per second end to end (read parquet -> clusters -> outputs written), peak
+RSS, pair recall and precision against exact Jaccard of word n-gram shingles, and the
+speed of a plain one-record-at-a-time datasketch loop (MinHash + MinHashLSH) as baseline.
+
+    .venv/bin/python benchmarks/dedup.py --n 200000
+    .venv/bin/python benchmarks/dedup.py --n 1000000 --baseline-n 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+
+from curation.dedup import DedupParams, dedup
+from curation.minhash import shingles, text_key
+from curation.params import load_params
+from curation.tableio import StagedWrites, read_parquet
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def synthetic_corpus(n: int, planted_share: float, seed: int) -> tuple[pd.DataFrame, list]:
+    """`n` prompts of 12-40 random words; a share of them are edited copies of another.
+
+    Returns the table and the planted (copy, original) row pairs.
+    """
+    rng = random.Random(seed)
+    syllables = ["ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ze", "pa", "qu", "ex"]
+    vocabulary = sorted({"".join(rng.choices(syllables, k=rng.randint(2, 4)))
+                         for _ in range(40_000)})
+    prompts: list[str] = []
+    planted: list[tuple[int, int]] = []
+    for i in range(n):
+        if prompts and rng.random() < planted_share:
+            original = rng.randrange(len(prompts))
+            words = prompts[original].split()
+            for _ in range(rng.randint(0, max(1, len(words) // 6))):  # edit up to 1/6 of words
+                words[rng.randrange(len(words))] = rng.choice(vocabulary)
+            prompts.append(" ".join(words))
+            planted.append((i, original))
+        else:
+            prompts.append(" ".join(rng.choices(vocabulary, k=rng.randint(12, 40))))
+    ids = [f"{i:016x}" for i in range(n)]
+    table = pd.DataFrame({
+        "id": ids, "prompt": prompts, "response": pd.array([None] * n, dtype="str"),
+        "source": "synthetic", "source_record_id": ids, "source_category": pd.array(
+            [None] * n, dtype="str"), "source_license": "CC0-1.0",
+        "language": "en", "language_prob": 1.0,
+    })
+    return table, planted
+
+
+def exact_jaccard(a: str, b: str, params: DedupParams) -> float:
+    sa = set(shingles(text_key(a), params.minhash)[1])
+    sb = set(shingles(text_key(b), params.minhash)[1])
+    return len(sa & sb) / len(sa | sb) if sa | sb else 1.0
+
+
+def baseline_rate(prompts: list[str], params: DedupParams) -> float:
+    """Prompts per second of the textbook datasketch loop: one MinHash and insert each."""
+    from datasketch import MinHash, MinHashLSH
+
+    start = time.perf_counter()
+    lsh = MinHashLSH(threshold=params.minhash.threshold, num_perm=params.minhash.num_perm)
+    sketches = []
+    for i, prompt in enumerate(prompts):
+        m = MinHash(num_perm=params.minhash.num_perm, seed=params.minhash.seed)
+        for shingle in shingles(text_key(prompt), params.minhash)[1]:
+            m.update(shingle.encode("utf-8"))
+        lsh.insert(i, m)
+        sketches.append(m)
+    for m in sketches:
+        lsh.query(m)
+    return len(prompts) / (time.perf_counter() - start)
+
+
+class WorkerPeaks(threading.Thread):
+    """Samples the peak RSS (VmHWM) of this process's workers while the stage runs.
+
+    getrusage cannot tell: a spawned worker's ru_maxrss includes the parent's memory at
+    the fork that precedes its exec.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peaks: dict[int, float] = {}
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.05):
+            for child in psutil.Process().children(recursive=True):
+                try:
+                    status = Path(f"/proc/{child.pid}/status").read_text()
+                except OSError:
+                    continue
+                for line in status.splitlines():
+                    if line.startswith("VmHWM:"):
+                        mb = int(line.split()[1]) / 1024
+                        self.peaks[child.pid] = max(self.peaks.get(child.pid, 0.0), mb)
+
+
+def run_stage(corpus: Path, root: Path, num_proc: int | None) -> dict:
+    """The dedup stage alone, in this process: time and peak RSS (own and workers')."""
+    raw = load_params(REPO / "params.yaml", "dedup")
+    params = DedupParams.from_dict({**raw, "source_priority": [],
+                                    **({"num_proc": num_proc} if num_proc else {})})
+    sampler = WorkerPeaks()
+    sampler.start()
+    start = time.perf_counter()
+    report = dedup(corpus, params, root=root)
+    elapsed = time.perf_counter() - start
+    sampler.done.set()
+    sampler.join()
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    workers = sorted(sampler.peaks.values(), reverse=True)
+    return {"elapsed": elapsed, "own_mb": own, "worker_mb": workers, **report}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200_000, help="prompts in the corpus")
+    parser.add_argument("--planted", type=float, default=0.1,
+                        help="share of prompts that are edited copies")
+    parser.add_argument("--baseline-n", type=int, default=20_000,
+                        help="prompts for the baseline loop (0: skip)")
+    parser.add_argument("--num-proc", type=int, help="override params dedup.num_proc")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stage-only", nargs=2, metavar=("CORPUS", "ROOT"),
+                        help=argparse.SUPPRESS)  # internal: the measured child process
+    args = parser.parse_args()
+    if args.stage_only:
+        corpus, root = map(Path, args.stage_only)
+        print(json.dumps(run_stage(corpus, root, args.num_proc)))
+        return
+
+    params = DedupParams.from_dict({**load_params(REPO / "params.yaml", "dedup"),
+                                    "source_priority": []})
+    table, planted = synthetic_corpus(args.n, args.planted, args.seed)
+    print(f"corpus: {args.n:,} prompts, {len(planted):,} planted copies, "
+          f"threshold {params.minhash.threshold}, num_perm {params.minhash.num_perm}, "
+          f"num_proc {args.num_proc or params.num_proc}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        with StagedWrites() as out:
+            out.parquet(table, root / "normalized.parquet")
+        # A fresh process, so peak RSS is the stage's own and not the corpus generator's.
+        child = [sys.executable, __file__, "--stage-only", str(root / "normalized.parquet"),
+                 str(root)] + (["--num-proc", str(args.num_proc)] if args.num_proc else [])
+        done = subprocess.run(child, capture_output=True, text=True, check=True)
+        stage = json.loads(done.stdout.strip().splitlines()[-1])
+        clusters = read_parquet(root / "data" / "dup_clusters.parquet")
+    print(f"end to end: {stage['elapsed']:.2f} s, {args.n / stage['elapsed']:,.0f} prompts/s; "
+          f"{stage['exact_duplicates']:,} exact + {stage['near_duplicates']:,} near "
+          f"duplicates, {stage['candidate_pairs']:,} candidate pairs")
+    workers = stage["worker_mb"]
+    print(f"peak RSS: stage process {stage['own_mb']:,.0f} MB; {len(workers)} workers "
+          f"{', '.join(f'{w:,.0f}' for w in workers)} MB; all together at most "
+          f"{stage['own_mb'] + sum(workers):,.0f} MB")
+
+    prompts = table["prompt"].tolist()
+    ids = table["id"].tolist()
+    cluster_of = dict(zip(clusters["id"], clusters["cluster_id"], strict=True))
+    truth = [(a, b) for a, b in planted
+             if exact_jaccard(prompts[a], prompts[b], params) >= params.minhash.threshold]
+    found = sum(1 for a, b in truth
+                if ids[a] in cluster_of and cluster_of.get(ids[a]) == cluster_of.get(ids[b]))
+    members = clusters[~clusters["is_representative"]]
+    row_of = {identifier: i for i, identifier in enumerate(ids)}
+    correct = sum(1 for m, r in zip(members["id"], members["representative"], strict=True)
+                  if exact_jaccard(prompts[row_of[m]], prompts[row_of[r]], params)
+                  >= params.minhash.threshold)
+    print(f"recall: {found / max(1, len(truth)):.4f} of {len(truth):,} planted pairs at or "
+          f"above the threshold; precision: {correct / max(1, len(members)):.4f} of "
+          f"{len(members):,} member-representative pairs")
+
+    if args.baseline_n:
+        rate = baseline_rate(prompts[:args.baseline_n], params)
+        speed = args.n / stage["elapsed"]
+        print(f"baseline (plain datasketch loop, {args.baseline_n:,} prompts): {rate:,.0f} "
+              f"prompts/s; the dedup stage is {speed / rate:.1f}x faster")
+
+
+if __name__ == "__main__":
+    main()
