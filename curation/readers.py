@@ -3,7 +3,7 @@
 A record that cannot be parsed comes back with a `problem` (quarantined by the caller) when
 the rest of the file can still be read; a file that cannot be read at all raises.
 `row` is the 1-based line number for line formats (jsonl, txt) and the 1-based record
-number otherwise (csv data rows, json array items, parquet rows).
+number otherwise (csv data rows, json array and yaml list items, parquet rows).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import pyarrow.parquet as pq
+import yaml
 
 from curation.errors import CurationError
 
@@ -36,8 +37,8 @@ class Record:
     problem: Problem | None = None
 
 
-def read_records(stream: BinaryIO, fmt: str, name: str,
-                 comment_prefix: str | None = None) -> Iterator[Record]:
+def read_records(stream: BinaryIO, fmt: str, name: str, comment_prefix: str | None = None,
+                 records_key: str | None = None) -> Iterator[Record]:
     """Records of one file; `name` is how errors name the file."""
     if fmt == "jsonl":
         return _jsonl(stream)
@@ -47,6 +48,8 @@ def read_records(stream: BinaryIO, fmt: str, name: str,
         return _csv(stream, name, comment_prefix)
     if fmt in ("json", "psychosafe"):
         return _json_array(stream, name)
+    if fmt == "yaml":
+        return _yaml_list(stream, name, records_key)
     if fmt == "parquet":
         return _parquet(stream, name)
     raise CurationError(f"no reader for format '{fmt}'", file=name, field="format")
@@ -147,6 +150,31 @@ def _json_array(stream: BinaryIO, name: str) -> Iterator[Record]:
         else:
             yield Record(number, None, raw, Problem("item", "not_an_object",
                                                     "array item is not an object"))
+
+
+def _yaml_list(stream: BinaryIO, name: str, records_key: str | None) -> Iterator[Record]:
+    """A YAML document holding a list of mappings, at its top or under `records_key`."""
+    try:
+        data = yaml.safe_load(io.TextIOWrapper(stream, encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CurationError(f"not valid UTF-8 at byte {exc.start}", file=name) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise CurationError(f"invalid YAML: {getattr(exc, 'problem', exc)}", file=name,
+                            row=mark.line + 1 if mark else None) from None
+    if records_key is not None:
+        data = data.get(records_key) if isinstance(data, dict) else None
+    if not isinstance(data, list):
+        where = f"under '{records_key}'" if records_key else "at the top"
+        raise CurationError(f"expected a list of records {where}", file=name,
+                            field=records_key)
+    for number, value in enumerate(data, start=1):
+        raw = json.dumps(value, ensure_ascii=False, default=str)
+        if isinstance(value, dict):
+            yield Record(number, value, raw)
+        else:
+            yield Record(number, None, raw, Problem("item", "not_an_object",
+                                                    "list item is not a mapping"))
 
 
 def _parquet(stream: BinaryIO, name: str) -> Iterator[Record]:

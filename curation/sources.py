@@ -11,9 +11,9 @@ from curation.errors import CurationError
 from curation.yamlfile import YamlFile
 
 KINDS = ("file", "pypi", "hub")
-FORMATS = ("jsonl", "json", "csv", "parquet", "txt", "psychosafe")
+FORMATS = ("jsonl", "json", "csv", "parquet", "txt", "yaml", "psychosafe")
 EXTENSION_FORMATS = {".jsonl": "jsonl", ".json": "json", ".csv": "csv",
-                     ".parquet": "parquet", ".txt": "txt"}
+                     ".parquet": "parquet", ".txt": "txt", ".yaml": "yaml", ".yml": "yaml"}
 # The PsychoSafe corpus (a JSON array) names its fields this way.
 PSYCHOSAFE_FIELDS = {"prompt": "prompt", "response": "answer", "category": "risk cluster"}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -43,6 +43,7 @@ class Source:
     category_from_file: bool = False
     category_map: dict[str, str] = field(default_factory=dict)
     comment_prefix: str | None = None
+    records_key: str | None = None
     artifact: dict[str, str] = field(default_factory=dict)
     hub: dict[str, str] = field(default_factory=dict)
     description: str = ""
@@ -57,6 +58,12 @@ class Source:
             raise CurationError(f"cannot tell the format of '{filename}'; set 'format'",
                                 file=self.config_path, field="format")
         return fmt
+
+    def main_category(self, categories: list) -> str | None:
+        """Of several categories, the first the category map knows, else the first."""
+        known = [c for c in categories if self.domain_of(str(c)) is not None]
+        chosen = known or categories
+        return str(chosen[0]) if chosen else None
 
     def domain_of(self, category: str | None) -> str | None:
         """The domain the category map gives a source category (keys match case-insensitively)."""
@@ -120,6 +127,7 @@ def load_source(path: str | Path, domain_ids: tuple[str, ...]) -> Source:
         category_from_file=data.get("category_from") == "file",
         category_map={str(k): str(v) for k, v in category_map.items()},
         comment_prefix=data.get("comment_prefix"),
+        records_key=data.get("records_key"),
         artifact={k: str(v) for k, v in artifact.items()},
         hub={k: str(v) for k, v in hub.items() if v is not None},
         description=str(data.get("description") or "").strip(),

@@ -1,0 +1,160 @@
+"""Stage `label`: one risk domain per item, from annotators where they agree, else from
+the source's category map.
+
+Annotations are the human input in `annotations/*.parquet` (one row per record x
+annotator x question, pulled from Argilla). An item's annotation label is the majority
+of its submitted `domain` answers, once it has at least `min_submitted` of them and no tie.
+Items with neither an annotation label nor a mapped category are `unlabeled`; items
+annotators marked out of scope are `out_of_scope`: both are filtered, and are what
+annotators get next.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from curation.errors import CurationError
+from curation.ledger import StageLedger, dropped_path, report_path
+from curation.schemas import load_schema, validate_rows
+from curation.sources import Source
+from curation.tableio import StagedWrites, read_parquet
+
+STAGE = "label"
+DOMAIN_QUESTION = "domain"
+ANNOTATION_COLUMNS = ["dataset", "record_id", "annotator", "question", "value", "status"]
+
+
+@dataclass(frozen=True)
+class LabelParams:
+    min_submitted: int       # submitted answers an item needs before its majority counts
+    out_of_scope_label: str  # the answer that says no domain applies
+
+    @classmethod
+    def from_dict(cls, params: dict) -> LabelParams:
+        try:
+            return cls(max(1, int(params["min_submitted"])), str(params["out_of_scope_label"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CurationError(f"bad or missing label parameter: {exc}", file="params.yaml",
+                                field="label") from None
+
+
+def read_annotations(folder: Path, allowed: set[str]) -> pd.DataFrame:
+    """Every annotation snapshot in `folder`, checked: labels must be in the taxonomy."""
+    frames = []
+    for path in sorted(folder.glob("*.parquet")):
+        frame = read_parquet(path)
+        missing = [c for c in ANNOTATION_COLUMNS if c not in frame.columns]
+        if missing:
+            raise CurationError("missing column", file=str(path), field=missing[0])
+        answers = frame[(frame["question"] == DOMAIN_QUESTION) & (frame["status"] == "submitted")]
+        unknown = answers[~answers["value"].isin(allowed)]
+        if not unknown.empty:
+            row = int(unknown.index[0]) + 1
+            raise CurationError(f"label '{unknown['value'].iloc[0]}' is not in the taxonomy",
+                                file=str(path), row=row, field="value")
+        frames.append(frame[ANNOTATION_COLUMNS])
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype="str") for c in ANNOTATION_COLUMNS})
+    return pd.concat(frames, ignore_index=True)
+
+
+def aggregate(annotations: pd.DataFrame, min_submitted: int) -> pd.DataFrame:
+    """Per record: its submitted-answer count, majority label (None on a tie or too few
+    answers), the majority's share, and whether it waits for adjudication (a tie)."""
+    answers = annotations[(annotations["question"] == DOMAIN_QUESTION)
+                          & (annotations["status"] == "submitted")]
+    rows = []
+    for record_id, votes in answers.groupby("record_id", sort=True)["value"]:
+        counts = Counter(votes).most_common()
+        top = counts[0][1]
+        tied = len(counts) > 1 and counts[1][1] == top
+        enough = len(votes) >= min_submitted
+        rows.append({"id": record_id, "n_annotations": len(votes),
+                     "annotation": counts[0][0] if enough and not tied else None,
+                     "agreement": top / len(votes), "tie": enough and tied})
+    columns = {"id": "str", "n_annotations": "int64", "annotation": "str",
+               "agreement": "float64", "tie": "bool"}
+    return pd.DataFrame(rows, columns=list(columns)).astype(columns)
+
+
+def label(table: pd.DataFrame, sources: list[Source], annotations: pd.DataFrame,
+          domains: tuple[str, ...], params: LabelParams, root: Path = Path(".")) -> dict:
+    """Give each item its domain and write the labeled table, dropped rows and report."""
+    by_name = {s.name: s for s in sources}
+    unknown = sorted(set(table["source"]) - set(by_name))
+    if unknown:
+        raise CurationError(f"rows come from source '{unknown[0]}', which has no source file",
+                            file="sources", field="source")
+    mapped = pd.Series([by_name[s].domain_of(c) for s, c in
+                        zip(table["source"], table["source_category"].astype(object).where(
+                            table["source_category"].notna(), None), strict=True)],
+                       index=table.index, dtype="object")
+    votes = aggregate(annotations, params.min_submitted).set_index("id")
+    joined = votes.reindex(table["id"])
+    annotation = pd.Series(joined["annotation"].to_numpy(dtype=object), index=table.index)
+    annotation = annotation.where(annotation.notna(), None)
+    domain = annotation.where(annotation.notna(), mapped)
+    labeled = table.assign(
+        domain=domain,
+        label_source=np.where(annotation.notna(), "annotation",
+                              np.where(mapped.notna(), "source_map", None)),
+        n_annotations=joined["n_annotations"].fillna(0).astype("int64").to_numpy(),
+        agreement=joined["agreement"].to_numpy(dtype="float64"),
+    )
+
+    ledger = StageLedger(STAGE)
+    out_of_scope = labeled["domain"] == params.out_of_scope_label
+    ledger.drop(labeled[out_of_scope], "filtered", "out_of_scope", field="domain",
+                detail="annotators: no domain applies")
+    unlabeled = labeled["domain"].isna()
+    pending = labeled["n_annotations"].to_numpy() > 0
+    ledger.drop(labeled[unlabeled], "filtered", "unlabeled", field="domain",
+                detail=pd.Series(np.where(pending[unlabeled], "annotations pending or tied",
+                                          "no annotation and no mapped category")))
+    kept = labeled[~(out_of_scope | unlabeled)].reset_index(drop=True)
+    kept = kept.astype({"domain": "str", "label_source": "str"})
+    valid, failures = validate_rows(kept, load_schema("labeled"))
+    if not failures.empty:
+        ledger.drop(kept.iloc[failures["index"]], "quarantined", failures["check"],
+                    field=failures["field"], detail=failures["detail"])
+    summary = ledger.summary(Counter(table["source"]), Counter(valid["source"]))
+    report = label_report(labeled, mapped, annotation, votes, valid, domains)
+    with StagedWrites() as out:
+        out.parquet(valid, root / "data" / "labeled.parquet")
+        out.parquet(ledger.dropped(), dropped_path(STAGE, root))
+        out.json(summary, report_path(STAGE, root))
+        out.json(report, root / "reports" / "labels.json")
+    return report
+
+
+def label_report(labeled: pd.DataFrame, mapped: pd.Series, annotation: pd.Series,
+                 votes: pd.DataFrame, kept: pd.DataFrame,
+                 domains: tuple[str, ...]) -> dict[str, Any]:
+    """Counts by domain and provenance, and where annotators and category maps disagree."""
+    disagree = annotation.notna() & mapped.notna() & (annotation != mapped)
+    by_domain = {d: {"annotation": 0, "source_map": 0} for d in domains}
+    for (domain, source), n in kept.groupby(["domain", "label_source"]).size().items():
+        by_domain.setdefault(domain, {"annotation": 0, "source_map": 0})[source] = int(n)
+    return {
+        "items": len(labeled),
+        "labeled": len(kept),
+        "by_domain": by_domain,
+        "by_label_source": {k: int(v) for k, v in
+                            kept["label_source"].value_counts().sort_index().items()},
+        "annotated_items": int(len(votes)),
+        "awaiting_adjudication": sorted(votes.index[votes["tie"]].tolist()),
+        "mean_agreement": (round(float(kept["agreement"].mean()), 4)
+                           if kept["agreement"].notna().any() else None),
+        "disagreements": [
+            {"id": row.id, "annotation": annotation[i], "source_map": mapped[i],
+             "source": row.source, "source_category": row.source_category}
+            for i, row in zip(labeled.index[disagree], labeled[disagree].itertuples(),
+                              strict=True)
+        ],
+    }

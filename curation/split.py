@@ -1,0 +1,210 @@
+"""Stage `split`: the in-domain `default` configuration and one `heldout-<domain>` per domain.
+
+`default`: train / validation / test, stratified by domain and, within a domain, by source.
+Sizes are per domain: a fraction of its items, or a count (PsychoSafe: 100 and 100).
+`heldout-<domain>`: test is every item of that domain; validation is the default
+validation of the other domains; train is the rest of the other domains.
+
+Items whose prompts are near duplicates at the looser `leakage_threshold` form groups that
+always land in one split; in a held-out configuration, other-domain members of a group that
+touches the held-out domain are left out. Reserved ids are always in train.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from curation.dedup import DedupParams, find_clusters
+from curation.errors import CurationError
+from curation.ledger import StageLedger, dropped_path, report_path
+from curation.minhash import candidate_pairs, jaccard, sketch_all
+from curation.schemas import load_schema, validate_rows
+from curation.tableio import StagedWrites
+
+STAGE = "split"
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    seed: int
+    validation: float | int  # per domain: a fraction in (0, 1) or a count >= 1
+    test: float | int
+    leakage_threshold: float
+    similarity_report_threshold: float
+    reserved_ids: tuple[str, ...]
+
+    @classmethod
+    def from_dict(cls, params: dict) -> SplitParams:
+        try:
+            built = cls(int(params["seed"]), params["validation"], params["test"],
+                        float(params["leakage_threshold"]),
+                        float(params["similarity_report_threshold"]),
+                        tuple(str(i) for i in params.get("reserved_ids") or ()))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CurationError(f"bad or missing split parameter: {exc}", file="params.yaml",
+                                field="split") from None
+        for name in ("validation", "test"):
+            size = getattr(built, name)
+            valid = (isinstance(size, int) and not isinstance(size, bool) and size >= 1) or (
+                isinstance(size, float) and 0.0 < size < 1.0)
+            if not valid:
+                raise CurationError(f"must be a fraction in (0, 1) or a count >= 1, not {size!r}",
+                                    file="params.yaml", field=f"split.{name}")
+        return built
+
+
+def quota(size: float | int, items: int) -> int:
+    """A split's item count in a domain of `items`: a count, or a fraction (at least one)."""
+    return size if isinstance(size, int) else max(1, round(size * items))
+
+
+def apportion(total: int, weights: dict[str, int]) -> dict[str, int]:
+    """Split `total` over keys in proportion to `weights` (largest remainder, ties by key)."""
+    whole = sum(weights.values())
+    exact = {k: total * w / whole for k, w in weights.items()}
+    shares = {k: int(v) for k, v in exact.items()}
+    for key in sorted(exact, key=lambda k: (-(exact[k] - shares[k]), k))[:total - sum(
+            shares.values())]:
+        shares[key] += 1
+    return shares
+
+
+def check_inputs(table: pd.DataFrame, domains: tuple[str, ...], params: SplitParams) -> None:
+    """The errors that must stop the stage before anything is written."""
+    counts = Counter(table["domain"])
+    for domain in domains:
+        if counts[domain] == 0:
+            raise CurationError(f"domain '{domain}' has no labeled items, so its held-out "
+                                "configuration would have no test set",
+                                file="schemas/taxonomy.yaml", field="domains")
+        wanted = quota(params.validation, counts[domain]) + quota(params.test, counts[domain])
+        if wanted >= counts[domain]:
+            raise CurationError(f"validation + test take {wanted} items but domain '{domain}' "
+                                f"has {counts[domain]}, leaving none for train",
+                                file="params.yaml", field="split.test")
+    missing = sorted(set(params.reserved_ids) - set(table["id"]))
+    if missing:
+        raise CurationError(f"reserved id '{missing[0]}' is not among the labeled items",
+                            file="params.yaml", field="split.reserved_ids")
+
+
+def assign_default(table: pd.DataFrame, groups: np.ndarray, params: SplitParams) -> np.ndarray:
+    """The default split of each row: groups shuffled (seeded), test and validation filled
+    to their per-(domain, source) quotas, the rest train; reserved groups always train."""
+    strata = list(zip(table["domain"], table["source"], strict=True))
+    wanted: dict[str, Counter] = {"test": Counter(), "validation": Counter()}
+    for domain, rows in table.groupby("domain", sort=True):
+        by_source = Counter(rows["source"])
+        for name in wanted:
+            for source, n in apportion(quota(getattr(params, name), len(rows)),
+                                       dict(sorted(by_source.items()))).items():
+                wanted[name][(domain, source)] = n
+    reserved = set(table.index[table["id"].isin(params.reserved_ids)])
+    members: dict[int, list[int]] = {}
+    for row, group in enumerate(groups.tolist()):
+        members.setdefault(group, []).append(row)
+    order = sorted(members)
+    rng = np.random.default_rng(params.seed)
+    split = np.full(len(table), "train", dtype=object)
+    for index in rng.permutation(len(order)):
+        rows = members[order[index]]
+        if reserved.intersection(rows):
+            continue
+        home = strata[min(rows, key=lambda r: table["id"].iat[r])]
+        for name in ("test", "validation"):
+            if wanted[name][home] > 0:
+                for row in rows:
+                    wanted[name][strata[row]] -= 1
+                split[rows] = name
+                break
+    return split
+
+
+def split(table: pd.DataFrame, domains: tuple[str, ...], params: SplitParams,
+          dedup_params: DedupParams, root: Path = Path(".")) -> dict:
+    """Build every configuration and write data/splits/<config>/<split>.parquet."""
+    table = table.sort_values("id", kind="stable").reset_index(drop=True)
+    check_inputs(table, domains, params)
+    prompts = table["prompt"].tolist()
+    leakage = dataclasses.replace(dedup_params, minhash=dataclasses.replace(
+        dedup_params.minhash, threshold=params.leakage_threshold))
+    batches = [prompts[i:i + leakage.batch_size] for i in range(0, len(prompts),
+                                                                leakage.batch_size)]
+    groups = find_clusters(batches, len(prompts), leakage).labels
+    default = assign_default(table, groups, params)
+
+    configs: dict[str, pd.DataFrame] = {"default": table.assign(split=default)}
+    excluded: dict[str, int] = {}
+    for domain in domains:
+        in_domain = (table["domain"] == domain).to_numpy()
+        touching = np.isin(groups, groups[in_domain])
+        split_of = np.where(in_domain, "test", np.where(default == "validation", "validation",
+                                                        "train"))
+        keep = in_domain | ~touching
+        excluded[f"heldout-{domain}"] = int((~keep).sum())
+        configs[f"heldout-{domain}"] = table[keep].assign(split=split_of[keep])
+
+    schema = load_schema("split")
+    ledger = StageLedger(STAGE)
+    with StagedWrites() as out:
+        for config, frame in configs.items():
+            valid, failures = validate_rows(frame, schema)
+            if not failures.empty:  # a row that breaks the contract here is a bug upstream
+                first = failures.iloc[0]
+                raise CurationError(f"{config}: {first['detail']}", file="schemas/split.yaml",
+                                    field=str(first["field"]))
+            for name in SPLITS:
+                out.parquet(valid[valid["split"] == name].reset_index(drop=True),
+                            root / "data" / "splits" / config / f"{name}.parquet")
+        summary = ledger.summary(Counter(table["source"]), Counter(table["source"]))
+        report = split_report(configs, excluded, table, groups, params, dedup_params)
+        out.parquet(ledger.dropped(), dropped_path(STAGE, root))
+        out.json(summary, report_path(STAGE, root))
+        out.json(report, root / "reports" / "splits.json")
+    return report
+
+
+def split_report(configs: dict[str, pd.DataFrame], excluded: dict[str, int],
+                 table: pd.DataFrame, groups: np.ndarray, params: SplitParams,
+                 dedup_params: DedupParams) -> dict[str, Any]:
+    """Sizes per configuration x split x domain, and the highest cross-split similarity."""
+    pairs, similarity = similar_pairs(table["prompt"].tolist(), dedup_params,
+                                      params.similarity_report_threshold)
+    report: dict[str, Any] = {"configs": {}, "leakage_threshold": params.leakage_threshold,
+                              "leakage_groups": int(len(np.unique(groups))),
+                              "reserved_ids": list(params.reserved_ids)}
+    ids = table["id"].tolist()
+    for config, frame in configs.items():
+        split_of = dict(zip(frame["id"], frame["split"], strict=True))
+        cross = [s for (i, j), s in zip(pairs, similarity, strict=True)
+                 if ids[i] in split_of and ids[j] in split_of
+                 and split_of[ids[i]] != split_of[ids[j]]]
+        sizes = {name: {str(d): int(n) for d, n in frame.loc[frame["split"] == name, "domain"]
+                        .value_counts().sort_index().items()} for name in SPLITS}
+        report["configs"][config] = {
+            "rows": {name: int((frame["split"] == name).sum()) for name in SPLITS},
+            "by_domain": sizes,
+            "max_cross_split_similarity": round(max(cross), 4) if cross else 0.0,
+            **({"excluded_for_leakage": excluded[config]} if config in excluded else {}),
+        }
+    report["similarity_checked_from"] = params.similarity_report_threshold
+    return report
+
+
+def similar_pairs(texts: list[str], dedup_params: DedupParams,
+                  threshold: float) -> tuple[list[tuple[int, int]], list[float]]:
+    """LSH candidates at a low threshold with their true Jaccard similarities."""
+    minhash = dataclasses.replace(dedup_params.minhash, threshold=threshold)
+    sketch = sketch_all([texts], minhash, num_proc=1)
+    offsets = np.concatenate([[0], np.cumsum(sketch.lengths)])
+    pairs, _ = candidate_pairs(sketch.band_keys, sketch.sketched, dedup_params.max_bucket_size)
+    found = [(int(i), int(j)) for i, j in pairs.tolist()]
+    return found, [jaccard(sketch.shingles, offsets, i, j) for i, j in found]
