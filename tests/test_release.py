@@ -1,0 +1,120 @@
+"""Releases: every configuration loads with the real `datasets.load_dataset` and matches
+the manifest; the card says what it must; versions are immutable."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import datasets
+import pytest
+import yaml
+from conftest import REPO, curate, set_params
+
+VERSION = yaml.safe_load((REPO / "params.yaml").read_text())["release"]["version"]
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+
+
+def test_every_configuration_loads_and_matches_the_manifest(built: Path,
+                                                            tmp_path: Path) -> None:
+    folder = built / "releases" / VERSION
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert len(manifest["rows"]) == 6
+    cache = str(tmp_path / "hf-cache")
+    for config, counts in manifest["rows"].items():
+        loaded = datasets.load_dataset(str(folder), config, cache_dir=cache)
+        assert {name: len(split) for name, split in loaded.items()} == counts, config
+    loaded = datasets.load_dataset(str(folder), cache_dir=cache)  # no name: `default`
+    assert {name: len(split) for name, split in loaded.items()} == manifest["rows"]["default"]
+    for path, entry in manifest["files"].items():
+        data = (folder / path).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"] and len(data) == entry[
+            "bytes"], path
+    on_disk = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+    assert on_disk == set(manifest["files"]) | {"manifest.json"}
+    assert manifest["sources"]["pyrit_harm"]["artifact"]["sha256"].startswith("84581036")
+    assert manifest["params"]["release"]["version"] == VERSION
+    assert manifest["toolkit"]["name"] == "refusal-curation"
+    assert (folder / "schemas" / "taxonomy.yaml").exists()
+
+
+def test_the_dataset_card(built: Path) -> None:
+    card = (built / "releases" / VERSION / "README.md").read_text()
+    header = yaml.safe_load(card.split("---\n")[1])
+    assert [c["config_name"] for c in header["configs"]][0] == "default"
+    assert header["license"] == ["apache-2.0", "mit"] and header["language"] == ["en"]
+    for key in ("task_categories", "size_categories", "annotations_creators",
+                "source_datasets", "pretty_name", "tags"):
+        assert header[key], key
+    for heading in ("Content warning", "## Summary", "## Configurations",
+                    "### Items per configuration, split and domain", "## How to load",
+                    "## Risk domains", "## Sources", "## How it was built", "## Limitations",
+                    "## Citation", "## Data fields"):
+        assert heading in card, heading
+    assert "![Items per risk domain](domain_distribution.png)" in card
+    assert (built / "releases" / VERSION / "domain_distribution.png").read_bytes()[:4] == (
+        b"\x89PNG")
+    for source in ("Zou, Andy", "Wang, Yuxia", "Microsoft AI Red Team"):
+        assert source in card
+    assert "| heldout-weapons | test | 0 | 0 | 0 |" in card
+    assert "988 Suicide & Crisis Lifeline" in card
+
+
+@pytest.fixture
+def release_project(built: Path, tmp_path: Path) -> Path:
+    project = tmp_path / "p"
+    project.mkdir()
+    for name in ("data", "reports", "releases"):
+        shutil.copytree(built / name, project / name)
+    shutil.copytree(REPO / "schemas", project / "schemas")
+    shutil.copy(REPO / "params.yaml", project / "params.yaml")
+    return project
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def test_same_content_rebuilds_byte_identical(release_project: Path) -> None:
+    folder = release_project / "releases" / VERSION
+    before = snapshot(folder)
+    result = curate(release_project, "release")
+    assert result.returncode == 0, result.stderr
+    assert snapshot(folder) == before
+
+
+def test_different_content_under_an_existing_version_is_refused(release_project: Path) -> None:
+    folder = release_project / "releases" / VERSION
+    before = snapshot(folder)
+    test_file = release_project / "data" / "splits" / "default" / "test.parquet"
+    rows = datasets.Dataset.from_parquet(str(test_file)).select(range(3))
+    rows.to_parquet(str(test_file))
+    result = curate(release_project, "release")
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: params.yaml: field 'release.version': release "
+                                    f"{VERSION} already exists with different content (")
+    assert "removed" in result.stderr and "set a new release.version" in result.stderr
+    assert snapshot(folder) == before
+    set_params(release_project, "release", version="0.2.0")
+    assert curate(release_project, "release").returncode == 0
+    assert (release_project / "releases" / "0.2.0" / "manifest.json").exists()
+    assert sorted(os.listdir(release_project / "releases")) == [VERSION, "0.2.0"]
+
+
+def test_an_invalid_version_is_refused_before_anything_is_written(
+        release_project: Path) -> None:
+    set_params(release_project, "release", version="v1")
+    result = curate(release_project, "release")
+    assert result.returncode == 1
+    assert result.stderr.strip() == ("error: params.yaml: field 'release.version': version "
+                                     "'v1' is not semver (like 1.2.0)")
+    assert sorted(os.listdir(release_project / "releases")) == [VERSION]

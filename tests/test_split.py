@@ -1,0 +1,122 @@
+"""Splits on the real demo data: stratified default, held-out domains, no leakage across
+splits, reserved ids in train, and the errors that stop the stage before writing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import REPO, curate, set_params
+
+from curation.dedup import DedupParams, find_clusters
+from curation.params import load_params
+
+SPLITS = ("train", "validation", "test")
+
+
+def configs(project: Path) -> dict[str, pd.DataFrame]:
+    root = project / "data" / "splits"
+    return {c.name: pd.concat([pd.read_parquet(c / f"{s}.parquet") for s in SPLITS])
+            for c in sorted(root.iterdir())}
+
+
+def test_held_out_configs_hold_one_domain_in_test_and_none_in_train(built: Path) -> None:
+    found = configs(built)
+    domains = sorted(pd.read_parquet(built / "data" / "labeled.parquet")["domain"].unique())
+    assert sorted(found) == ["default"] + [f"heldout-{d}" for d in domains]
+    for domain in domains:
+        frame = found[f"heldout-{domain}"]
+        assert set(frame.loc[frame["split"] == "test", "domain"]) == {domain}
+        assert domain not in set(frame.loc[frame["split"] != "test", "domain"])
+    default = found["default"]
+    assert set(default["id"]) == set(pd.read_parquet(built / "data" / "labeled.parquet")["id"])
+    for domain, rows in default.groupby("domain"):
+        assert set(rows["split"]) == set(SPLITS), domain  # every domain in every split
+
+
+def test_no_near_duplicate_group_straddles_splits(built: Path) -> None:
+    labeled = pd.read_parquet(built / "data" / "labeled.parquet").sort_values("id")
+    params = load_params(REPO / "params.yaml", "split")
+    dedup = DedupParams.from_dict({**load_params(REPO / "params.yaml", "dedup"),
+                                   "threshold": params["leakage_threshold"], "num_proc": 1})
+    groups = find_clusters([labeled["prompt"].tolist()], len(labeled), dedup).labels
+    group_of = dict(zip(labeled["id"], groups, strict=True))
+    assert len(set(groups)) < len(groups)  # the demo data has groups to keep together
+    for name, frame in configs(built).items():
+        per_group = frame.groupby(frame["id"].map(group_of))["split"].nunique()
+        assert (per_group == 1).all(), name
+    report = json.loads((built / "reports" / "splits.json").read_text())
+    for figures in report["configs"].values():
+        assert figures["max_cross_split_similarity"] < params["leakage_threshold"]
+
+
+def test_default_split_sizes_follow_the_params_per_domain(built: Path) -> None:
+    default = configs(built)["default"]
+    report = json.loads((built / "reports" / "splits.json").read_text())
+    for domain, rows in default.groupby("domain"):
+        expected = max(1, round(0.1 * len(rows)))
+        for name in ("validation", "test"):
+            assert abs((rows["split"] == name).sum() - expected) <= 1, (domain, name)
+            assert report["configs"]["default"]["by_domain"][name][domain] == (
+                rows["split"] == name).sum()
+
+
+@pytest.fixture
+def labeled_project(built: Path, tmp_path: Path) -> Path:
+    project = tmp_path / "p"
+    (project / "data").mkdir(parents=True)
+    shutil.copy(built / "data" / "labeled.parquet", project / "data" / "labeled.parquet")
+    shutil.copytree(REPO / "schemas", project / "schemas")
+    shutil.copy(REPO / "params.yaml", project / "params.yaml")
+    return project
+
+
+def test_counts_per_domain_and_reserved_ids(labeled_project: Path, built: Path) -> None:
+    test_ids = pd.read_parquet(built / "data" / "splits" / "default" / "test.parquet")["id"]
+    reserved = sorted(test_ids)[:3]
+    set_params(labeled_project, "split", validation=2, test=2, reserved_ids=reserved)
+    result = curate(labeled_project, "split")
+    assert result.returncode == 0, result.stderr
+    default = configs(labeled_project)["default"]
+    assert set(default.loc[default["id"].isin(reserved), "split"]) == {"train"}
+    counts = default[default["split"] != "train"].groupby(["split", "domain"]).size()
+    assert (counts >= 2).all() and (counts <= 3).all()  # groups may carry one more along
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"validation": 100, "test": 100}, "field 'split.test': validation + test take 200 items"),
+    ({"reserved_ids": ["0000000000000000"]},
+     "field 'split.reserved_ids': reserved id '0000000000000000' is not among"),
+    ({"validation": 1.5}, "field 'split.validation': must be a fraction in (0, 1) or a count"),
+])
+def test_bad_split_params_stop_before_writing(labeled_project: Path, change: dict,
+                                              message: str) -> None:
+    set_params(labeled_project, "split", **change)
+    result = curate(labeled_project, "split")
+    assert result.returncode == 1 and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (labeled_project / "data" / "splits").exists()
+
+
+def test_a_taxonomy_domain_missing_from_the_data_stops_the_split(labeled_project: Path) -> None:
+    taxonomy = labeled_project / "schemas" / "taxonomy.yaml"
+    taxonomy.write_text(taxonomy.read_text() + "  - id: fraud\n    title: Fraud\n"
+                        "    definition: Deceiving people for money.\n")
+    result = curate(labeled_project, "split")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "error: schemas/taxonomy.yaml: field 'domains': domain 'fraud' has no labeled items, "
+        "so its held-out configuration would have no test set")
+    assert not (labeled_project / "data" / "splits").exists()
+
+
+def test_same_inputs_same_split(labeled_project: Path, built: Path) -> None:
+    assert curate(labeled_project, "split").returncode == 0
+    for path in sorted((built / "data" / "splits").rglob("*.parquet")):
+        relative = path.relative_to(built)
+        assert (labeled_project / relative).read_bytes() == path.read_bytes(), relative
+    assert ((labeled_project / "reports" / "splits.json").read_bytes()
+            == (built / "reports" / "splits.json").read_bytes())
