@@ -19,7 +19,7 @@ from curation.normalize import NormalizeParams, normalize, read_raw
 from curation.params import load_params
 from curation.pull import pull
 from curation.release import ReleaseInputs, ReleaseParams, read_splits, release
-from curation.sources import load_sources
+from curation.sources import Source, load_sources
 from curation.split import SplitParams, split
 from curation.tableio import StagedWrites, read_parquet
 from curation.taxonomy import DEFAULT_TAXONOMY, load_taxonomy
@@ -27,6 +27,10 @@ from curation.yamlfile import YamlFile
 
 PARAMS = click.option("--params", "params_path", default="params.yaml", show_default=True,
                       type=click.Path(dir_okay=False), help="Pipeline parameters file.")
+SOURCES = click.option("--sources", "sources_dir", type=click.Path(file_okay=False),
+                       help="Folder of source YAML files (default: params pull.sources_dir).")
+TAXONOMY = click.option("--taxonomy", default=str(DEFAULT_TAXONOMY), show_default=True,
+                        type=click.Path(dir_okay=False), help="Risk-domain taxonomy.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -37,17 +41,14 @@ def cli() -> None:
 
 @cli.command("pull")
 @PARAMS
-@click.option("--sources", "sources_dir", type=click.Path(file_okay=False),
-              help="Folder of source YAML files (default: params pull.sources_dir).")
-@click.option("--taxonomy", default=str(DEFAULT_TAXONOMY), show_default=True,
-              type=click.Path(dir_okay=False), help="Risk-domain taxonomy.")
+@SOURCES
+@TAXONOMY
 @click.option("--out", "raw_dir", default="data/raw", show_default=True,
               type=click.Path(file_okay=False), help="Folder for data/raw/<source>.parquet.")
 def pull_command(params_path: str, sources_dir: str | None, taxonomy: str, raw_dir: str) -> None:
     """Read every source into data/raw/<source>.parquet, with provenance and ids."""
-    params = load_params(params_path, "pull")
     domains = load_taxonomy(taxonomy).domain_ids
-    sources = load_sources(sources_dir or params.get("sources_dir", "sources"), domains)
+    sources = _sources(params_path, sources_dir, domains)
     report = pull(sources, Path(raw_dir), cache_dir())
     for source, counts in report["by_source"].items():
         click.echo(f"{source}: {counts['kept']} rows ({counts['dropped']} dropped)")
@@ -89,10 +90,8 @@ def dedup_command(params_path: str, input_path: str) -> None:
 
 @cli.command("label")
 @PARAMS
-@click.option("--sources", "sources_dir", type=click.Path(file_okay=False),
-              help="Folder of source YAML files (default: params pull.sources_dir).")
-@click.option("--taxonomy", default=str(DEFAULT_TAXONOMY), show_default=True,
-              type=click.Path(dir_okay=False), help="Risk-domain taxonomy.")
+@SOURCES
+@TAXONOMY
 @click.option("--annotations", "annotations_dir", default="annotations", show_default=True,
               type=click.Path(file_okay=False), help="Folder of annotation snapshots.")
 def label_command(params_path: str, sources_dir: str | None, taxonomy: str,
@@ -103,8 +102,7 @@ def label_command(params_path: str, sources_dir: str | None, taxonomy: str,
     """
     params = LabelParams.from_dict(load_params(params_path, "label"))
     domains = load_taxonomy(taxonomy).domain_ids
-    sources = load_sources(sources_dir or load_params(params_path, "pull").get(
-        "sources_dir", "sources"), domains)
+    sources = _sources(params_path, sources_dir, domains)
     annotations = read_annotations(Path(annotations_dir),
                                    {*domains, params.out_of_scope_label})
     table = _read_input("data/deduped.parquet", "dedup")
@@ -118,8 +116,7 @@ def label_command(params_path: str, sources_dir: str | None, taxonomy: str,
 
 @cli.command("split")
 @PARAMS
-@click.option("--taxonomy", default=str(DEFAULT_TAXONOMY), show_default=True,
-              type=click.Path(dir_okay=False), help="Risk-domain taxonomy.")
+@TAXONOMY
 def split_command(params_path: str, taxonomy: str) -> None:
     """Build the default and held-out-domain configurations under data/splits/."""
     params = SplitParams.from_dict(load_params(params_path, "split"))
@@ -136,8 +133,7 @@ def split_command(params_path: str, taxonomy: str) -> None:
 
 @cli.command("release")
 @PARAMS
-@click.option("--taxonomy", default=str(DEFAULT_TAXONOMY), show_default=True,
-              type=click.Path(dir_okay=False), help="Risk-domain taxonomy.")
+@TAXONOMY
 @click.option("--out", "releases_dir", default="releases", show_default=True,
               type=click.Path(file_okay=False), help="Folder of released versions.")
 def release_command(params_path: str, taxonomy: str, releases_dir: str) -> None:
@@ -169,6 +165,12 @@ def ledger_command(output: str) -> None:
     for row in rows:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
                    .rstrip())
+
+
+def _sources(params_path: str, sources_dir: str | None,
+             domains: tuple[str, ...]) -> list[Source]:
+    folder = sources_dir or load_params(params_path, "pull").get("sources_dir", "sources")
+    return load_sources(folder, domains)
 
 
 def _read_input(path: str, previous_stage: str) -> pd.DataFrame:
