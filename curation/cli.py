@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import click
 import pandas as pd
 
-from curation import __version__
+from curation import __version__, argilla_local
+from curation.annotate import (
+    AnnotateParams,
+    connect,
+    fetch_answers,
+    pull,
+    push,
+    record_count,
+    status_tables,
+)
 from curation.dedup import DedupParams, dedup
 from curation.errors import CurationError
 from curation.fetch import cache_dir
@@ -17,7 +28,7 @@ from curation.label import LabelParams, label, read_annotations
 from curation.ledger import compile_ledger, ledger_table, report_path
 from curation.normalize import NormalizeParams, normalize, read_raw
 from curation.params import load_params
-from curation.pull import pull
+from curation.pull import pull as pull_stage
 from curation.release import ReleaseInputs, ReleaseParams, read_splits, release
 from curation.sources import Source, load_sources
 from curation.split import SplitParams, split
@@ -29,6 +40,7 @@ PARAMS = click.option("--params", "params_path", default="params.yaml", show_def
                       type=click.Path(dir_okay=False), help="Pipeline parameters file.")
 SOURCES = click.option("--sources", "sources_dir", type=click.Path(file_okay=False),
                        help="Folder of source YAML files (default: params pull.sources_dir).")
+ARGILLA_HOME = Path("data/argilla")
 TAXONOMY = click.option("--taxonomy", default=str(DEFAULT_TAXONOMY), show_default=True,
                         type=click.Path(dir_okay=False), help="Risk-domain taxonomy.")
 
@@ -49,7 +61,7 @@ def pull_command(params_path: str, sources_dir: str | None, taxonomy: str, raw_d
     """Read every source into data/raw/<source>.parquet, with provenance and ids."""
     domains = load_taxonomy(taxonomy).domain_ids
     sources = _sources(params_path, sources_dir, domains)
-    report = pull(sources, Path(raw_dir), cache_dir())
+    report = pull_stage(sources, Path(raw_dir), cache_dir())
     for source, counts in report["by_source"].items():
         click.echo(f"{source}: {counts['kept']} rows ({counts['dropped']} dropped)")
     _summary(report)
@@ -152,6 +164,157 @@ def release_command(params_path: str, taxonomy: str, releases_dir: str) -> None:
                f'{inputs.taxonomy.domain_ids[0]}")')
 
 
+@cli.group("argilla")
+def argilla_group() -> None:
+    """A local Argilla server for curators without a deployment (and for the tests)."""
+
+
+HOME = click.option("--home", default=str(ARGILLA_HOME), show_default=True,
+                    type=click.Path(file_okay=False), help="Server data folder (SQLite, logs).")
+
+
+@argilla_group.command("serve")
+@HOME
+@click.option("--port", type=int, help="Port on 127.0.0.1 (default: a free one).")
+@click.option("--detach", is_flag=True, help="Leave the server running and return.")
+def argilla_serve(home: str, port: int | None, detach: bool) -> None:
+    """Start the real argilla-server (own virtualenv, SQLite, local Redis) on 127.0.0.1.
+
+    Prints the URL and the owner's credentials; stops cleanly on Ctrl-C unless --detach.
+    """
+    info = argilla_local.start(Path(home), port, progress=lambda line: click.echo(line,
+                                                                                 err=True))
+    click.echo(f"Argilla is up at {info.url}")
+    click.echo(f"  sign in as {info.username} / {info.password}")
+    click.echo(f"  API key: {info.api_key} (also in {Path(home) / 'server.json'})")
+    if detach:
+        click.echo("  stop it with: curate argilla stop")
+        return
+    click.echo("Press Ctrl-C to stop.")
+    try:
+        while argilla_local.status(Path(home)) is not None:
+            time.sleep(1)
+        raise CurationError("the server stopped; see its logs", file=str(Path(home) / "logs"))
+    except KeyboardInterrupt:
+        argilla_local.stop(Path(home))
+        click.echo("stopped")
+
+
+@argilla_group.command("stop")
+@HOME
+def argilla_stop(home: str) -> None:
+    """Stop the local server started with --detach."""
+    click.echo("stopped" if argilla_local.stop(Path(home)) else "not running")
+
+
+@argilla_group.command("status")
+@HOME
+def argilla_status(home: str) -> None:
+    """Say whether the local server runs, and where."""
+    info = argilla_local.status(Path(home))
+    if info is None:
+        click.echo("not running")
+        sys.exit(3)
+    click.echo(f"running at {info.url} (redis: {info.redis_kind}); "
+               f"sign in as {info.username} / {info.password}")
+
+
+@cli.group("annotate")
+def annotate_group() -> None:
+    """Label items in Argilla: push them, pull the answers, see progress.
+
+    Commands talk to ARGILLA_API_URL with ARGILLA_API_KEY (or --api-url / --api-key);
+    without them, to the local server of `curate argilla serve`.
+    """
+
+
+API_URL = click.option("--api-url", envvar="ARGILLA_API_URL", show_envvar=True,
+                       help="Argilla server URL (default: the local server).")
+API_KEY = click.option("--api-key", envvar="ARGILLA_API_KEY", show_envvar=True,
+                       help="Argilla API key (default: the local server's owner key).")
+
+
+@annotate_group.command("push")
+@PARAMS
+@SOURCES
+@TAXONOMY
+@API_URL
+@API_KEY
+@click.option("--all", "everything", is_flag=True,
+              help="Push every deduplicated item, not only those that still need a label.")
+def annotate_push(params_path: str, sources_dir: str | None, taxonomy: str,
+                  api_url: str | None, api_key: str | None, everything: bool) -> None:
+    """Create or update the Argilla dataset and its records (keyed by item id)."""
+    params = _annotate_params(params_path)
+    domains = load_taxonomy(taxonomy)
+    table = _read_input("data/deduped.parquet", "dedup")
+    if not everything:
+        unlabeled = _read_input("data/dropped/label.parquet", "label")
+        todo = unlabeled.loc[unlabeled["reason"] == "unlabeled", "id"]
+        table = table[table["id"].isin(todo)].reset_index(drop=True)
+    client = _client(api_url, api_key)
+    counts = push(client, table, _sources(params_path, sources_dir, domains.domain_ids),
+                  domains, params)
+    click.echo(f"pushed {counts['pushed']} records; the dataset '{params.dataset}' has "
+               f"{counts['records_in_dataset']}")
+
+
+@annotate_group.command("pull")
+@PARAMS
+@TAXONOMY
+@API_URL
+@API_KEY
+@click.option("--out", "annotations_dir", default="annotations", show_default=True,
+              type=click.Path(file_okay=False), help="Folder of annotation snapshots.")
+def annotate_pull(params_path: str, taxonomy: str, api_url: str | None, api_key: str | None,
+                  annotations_dir: str) -> None:
+    """Write annotations/<dataset>.parquet and reports/annotation.json (agreement)."""
+    params = _annotate_params(params_path)
+    report = pull(_client(api_url, api_key), load_taxonomy(taxonomy), params,
+                  Path(annotations_dir), Path("reports/annotation.json"))
+    click.echo(f"{report['records_answered']} records answered; responses: "
+               + ", ".join(f"{k} {v}" for k, v in report["responses"].items()))
+    click.echo(f"majority labels: {sum(report['majority_labels'].values())}; to adjudicate: "
+               f"{len(report['adjudication'])}")
+    for figures in report["agreement"]:
+        click.echo(f"{figures['question']}: Krippendorff's alpha "
+                   f"{figures['krippendorff_alpha']} ({figures['level']})")
+
+
+@annotate_group.command("status")
+@PARAMS
+@API_URL
+@API_KEY
+def annotate_status(params_path: str, api_url: str | None, api_key: str | None) -> None:
+    """Progress per annotator and per domain."""
+    params = _annotate_params(params_path)
+    client = _client(api_url, api_key)
+    answers = fetch_answers(client, params)
+    dataset = client.datasets(name=params.dataset, workspace=params.workspace)
+    per_annotator, per_domain = status_tables(answers, params, record_count(client, dataset))
+    _print_table(per_annotator)
+    click.echo()
+    _print_table(per_domain)
+
+
+def _annotate_params(params_path: str) -> AnnotateParams:
+    return AnnotateParams.from_dicts(load_params(params_path, "annotate"),
+                                     load_params(params_path, "label"))
+
+
+def _client(api_url: str | None, api_key: str | None) -> Any:
+    """The SDK client for the given server, else for the running local server."""
+    if not api_url:
+        info = argilla_local.status(ARGILLA_HOME)
+        if info is None:
+            raise CurationError("no Argilla server: set ARGILLA_API_URL and ARGILLA_API_KEY, "
+                                "or start the local one with `curate argilla serve --detach`")
+        api_url, api_key = info.url, api_key or info.api_key
+    if not api_key:
+        raise CurationError(f"no API key for {api_url}", field="ARGILLA_API_KEY")
+    return connect(api_url, api_key)
+
+
 @cli.command("ledger")
 @click.option("--out", "output", default="reports/ledger.json", show_default=True,
               type=click.Path(dir_okay=False), help="Where the compiled ledger goes.")
@@ -160,7 +323,10 @@ def ledger_command(output: str) -> None:
     ledger = compile_ledger()
     with StagedWrites() as out:
         out.json(ledger, output)
-    rows = list(ledger_table(ledger))
+    _print_table(list(ledger_table(ledger)))
+
+
+def _print_table(rows: list[list[str]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
@@ -201,7 +367,7 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except CurationError as exc:
+    except (CurationError, argilla_local.ServerError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     except click.exceptions.Exit as exc:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from curation.agreement import ANNOTATION_COLUMNS, aggregate, submitted
 from curation.errors import CurationError
 from curation.ledger import StageLedger, dropped_path, report_path
 from curation.schemas import load_schema, validate_rows
@@ -26,8 +27,6 @@ from curation.sources import Source
 from curation.tableio import StagedWrites, read_parquet
 
 STAGE = "label"
-DOMAIN_QUESTION = "domain"
-ANNOTATION_COLUMNS = ["dataset", "record_id", "annotator", "question", "value", "status"]
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ def read_annotations(folder: Path, allowed: set[str]) -> pd.DataFrame:
         missing = [c for c in ANNOTATION_COLUMNS if c not in frame.columns]
         if missing:
             raise CurationError("missing column", file=str(path), field=missing[0])
-        answers = frame[(frame["question"] == DOMAIN_QUESTION) & (frame["status"] == "submitted")]
+        answers = submitted(frame, "domain")
         unknown = answers[~answers["value"].isin(allowed)]
         if not unknown.empty:
             row = int(unknown.index[0]) + 1
@@ -62,25 +61,6 @@ def read_annotations(folder: Path, allowed: set[str]) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype="str") for c in ANNOTATION_COLUMNS})
     return pd.concat(frames, ignore_index=True)
-
-
-def aggregate(annotations: pd.DataFrame, min_submitted: int) -> pd.DataFrame:
-    """Per record: its submitted-answer count, majority label (None on a tie or too few
-    answers), the majority's share, and whether it waits for adjudication (a tie)."""
-    answers = annotations[(annotations["question"] == DOMAIN_QUESTION)
-                          & (annotations["status"] == "submitted")]
-    rows = []
-    for record_id, votes in answers.groupby("record_id", sort=True)["value"]:
-        counts = Counter(votes).most_common()
-        top = counts[0][1]
-        tied = len(counts) > 1 and counts[1][1] == top
-        enough = len(votes) >= min_submitted
-        rows.append({"id": record_id, "n_annotations": len(votes),
-                     "annotation": counts[0][0] if enough and not tied else None,
-                     "agreement": top / len(votes), "tie": enough and tied})
-    columns = {"id": "str", "n_annotations": "int64", "annotation": "str",
-               "agreement": "float64", "tie": "bool"}
-    return pd.DataFrame(rows, columns=list(columns)).astype(columns)
 
 
 def label(table: pd.DataFrame, sources: list[Source], annotations: pd.DataFrame,
@@ -148,7 +128,7 @@ def label_report(labeled: pd.DataFrame, mapped: pd.Series, annotation: pd.Series
         "by_label_source": {k: int(v) for k, v in
                             kept["label_source"].value_counts().sort_index().items()},
         "annotated_items": int(len(votes)),
-        "awaiting_adjudication": sorted(votes.index[votes["tie"]].tolist()),
+        "awaiting_adjudication": sorted(votes.index[votes["adjudicate"] == "tie"].tolist()),
         "mean_agreement": (round(float(kept["agreement"].mean()), 4)
                            if kept["agreement"].notna().any() else None),
         "disagreements": [

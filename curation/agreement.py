@@ -1,0 +1,80 @@
+"""Annotation aggregation and agreement: majority labels, the adjudication list, and
+Krippendorff's alpha and pairwise Cohen's kappa per question.
+
+Input is the annotation table of `annotations/*.parquet`: one row per record x annotator x
+question with `value` and `status`; only submitted answers count.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from itertools import combinations
+from typing import Any
+
+import krippendorff
+import numpy as np
+import pandas as pd
+from sklearn.metrics import cohen_kappa_score
+
+ANNOTATION_COLUMNS = ["dataset", "record_id", "annotator", "question", "value", "status"]
+DOMAIN_QUESTION = "domain"
+
+
+def submitted(annotations: pd.DataFrame, question: str) -> pd.DataFrame:
+    return annotations[(annotations["question"] == question)
+                       & (annotations["status"] == "submitted")]
+
+
+def aggregate(annotations: pd.DataFrame, min_submitted: int,
+              question: str = DOMAIN_QUESTION) -> pd.DataFrame:
+    """Per record: its submitted-answer count, majority label (None on a tie or with fewer
+    than `min_submitted` answers), the majority's share, and why it needs adjudication."""
+    rows = []
+    for record_id, votes in submitted(annotations, question).groupby("record_id",
+                                                                     sort=True)["value"]:
+        counts = Counter(votes).most_common()
+        top = counts[0][1]
+        tied = len(counts) > 1 and counts[1][1] == top
+        enough = len(votes) >= min_submitted
+        rows.append({"id": record_id, "n_annotations": len(votes),
+                     "annotation": counts[0][0] if enough and not tied else None,
+                     "agreement": top / len(votes),
+                     "adjudicate": "tie" if enough and tied else (
+                         None if enough else "too_few_answers")})
+    columns = {"id": "str", "n_annotations": "int64", "annotation": "str",
+               "agreement": "float64", "adjudicate": "str"}
+    return pd.DataFrame(rows, columns=list(columns)).astype(columns)
+
+
+def agreement(annotations: pd.DataFrame, question: str, ordinal: bool = False
+              ) -> dict[str, Any]:
+    """Krippendorff's alpha (nominal, or ordinal for ratings) and pairwise Cohen's kappa of
+    the submitted answers to one question; None where there is too little to tell."""
+    answers = submitted(annotations, question)
+    table = answers.pivot_table(index="annotator", columns="record_id", values="value",
+                                aggfunc="first")
+    values = sorted(set(answers["value"]), key=_order_key) if ordinal else sorted(
+        set(answers["value"]))
+    code = {v: i for i, v in enumerate(values)}
+    matrix = table.apply(lambda column: column.map(code)).to_numpy(dtype=float)
+    pairable = (np.sum(~np.isnan(matrix), axis=0) >= 2).sum() if matrix.size else 0
+    alpha = None
+    if pairable and len(values) > 1:
+        alpha = float(krippendorff.alpha(reliability_data=matrix, level_of_measurement=(
+            "ordinal" if ordinal else "nominal"), value_domain=list(range(len(values)))))
+    kappas = {}
+    for a, b in combinations(table.index, 2):
+        both = table.loc[[a, b]].dropna(axis=1)
+        if both.shape[1] >= 2 and both.stack().nunique() > 1:
+            kappas[f"{a} / {b}"] = round(float(cohen_kappa_score(both.loc[a], both.loc[b])), 4)
+    return {"question": question, "level": "ordinal" if ordinal else "nominal",
+            "answers": int(len(answers)), "records": int(answers["record_id"].nunique()),
+            "krippendorff_alpha": None if alpha is None else round(alpha, 4),
+            "cohen_kappa": kappas}
+
+
+def _order_key(value: str) -> tuple[int, float | str]:
+    try:
+        return (0, float(value))
+    except ValueError:
+        return (1, value)

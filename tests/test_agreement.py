@@ -1,0 +1,74 @@
+"""Majority labels, adjudication and agreement figures, checked against an independent
+computation of Krippendorff's alpha."""
+
+from __future__ import annotations
+
+from collections import Counter
+from itertools import permutations
+
+import pandas as pd
+import pytest
+
+from curation.agreement import aggregate, agreement
+
+
+def nominal_alpha(units: list[list[str]]) -> float:
+    """Krippendorff's alpha for nominal data from its coincidence matrix (by hand)."""
+    coincidences: Counter = Counter()
+    for values in units:
+        if len(values) < 2:
+            continue
+        for c, k in permutations(range(len(values)), 2):
+            coincidences[(values[c], values[k])] += 1 / (len(values) - 1)
+    totals: Counter = Counter()
+    for (c, _), weight in coincidences.items():
+        totals[c] += weight
+    n = sum(totals.values())
+    observed = sum(w for (c, k), w in coincidences.items() if c != k)
+    expected = sum(totals[c] * totals[k] for c in totals for k in totals if c != k)
+    return 1 - (n - 1) * observed / expected
+
+
+def answers(rows: list[tuple[str, str, str, str]]) -> pd.DataFrame:
+    return pd.DataFrame([{"dataset": "d", "record_id": r, "annotator": a, "question": "domain",
+                          "value": v, "status": s} for r, a, v, s in rows])
+
+
+ROWS = [
+    ("r1", "ann1", "violence", "submitted"), ("r1", "ann2", "violence", "submitted"),
+    ("r2", "ann1", "weapons", "submitted"), ("r2", "ann2", "violence", "submitted"),
+    ("r3", "ann1", "suicide_self_harm", "submitted"), ("r3", "ann2", "suicide_self_harm",
+                                                       "submitted"),
+    ("r3", "ann3", "violence", "submitted"),
+    ("r4", "ann1", "weapons", "submitted"), ("r4", "ann2", "weapons", "discarded"),
+    ("r5", "ann1", "weapons", "submitted"), ("r5", "ann2", "weapons", "submitted"),
+]
+
+
+def test_majority_ties_and_too_few_answers() -> None:
+    votes = aggregate(answers(ROWS), min_submitted=2).set_index("id")
+    assert votes.loc["r1", "annotation"] == "violence"
+    assert votes.loc["r2", "adjudicate"] == "tie" and pd.isna(votes.loc["r2", "annotation"])
+    assert votes.loc["r3", "annotation"] == "suicide_self_harm"
+    assert votes.loc["r3", "agreement"] == pytest.approx(2 / 3)
+    assert votes.loc["r4", "adjudicate"] == "too_few_answers"  # the discard does not count
+    assert votes.loc["r4", "n_annotations"] == 1
+
+
+def test_alpha_matches_an_independent_computation_and_kappa_is_pairwise() -> None:
+    figures = agreement(answers(ROWS), "domain")
+    units = [["violence", "violence"], ["weapons", "violence"],
+             ["suicide_self_harm", "suicide_self_harm", "violence"], ["weapons"],
+             ["weapons", "weapons"]]
+    assert figures["krippendorff_alpha"] == pytest.approx(nominal_alpha(units), abs=1e-4)
+    assert set(figures["cohen_kappa"]) == {"ann1 / ann2"}  # ann3 shares one record only
+    assert figures["answers"] == 10 and figures["records"] == 5
+
+
+def test_ordinal_alpha_for_ratings() -> None:
+    rows = [(r, a, v, "submitted") for r, a, v in [
+        ("r1", "a", "1"), ("r1", "b", "2"), ("r2", "a", "5"), ("r2", "b", "5"),
+        ("r3", "a", "3"), ("r3", "b", "3"), ("r4", "a", "4"), ("r4", "b", "5")]]
+    frame = answers(rows).assign(question="relevance")
+    figures = agreement(frame, "relevance", ordinal=True)
+    assert figures["level"] == "ordinal" and 0.7 < figures["krippendorff_alpha"] <= 1.0

@@ -1,0 +1,275 @@
+"""The annotation round trip on the real argilla-server (started once per test session):
+push demo items, answer as two annotators over the API and in the web UI, pull, aggregate."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+import warnings
+from pathlib import Path
+
+import argilla as rg
+import httpx
+import pandas as pd
+import pytest
+from conftest import REPO, curate, set_params
+from test_agreement import nominal_alpha
+
+from curation import argilla_local
+
+PASSWORD = "annotator-pass-1"
+DATASET = "refusal-domains"
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    home = tmp_path_factory.mktemp("argilla")
+    info = argilla_local.start(home)
+    yield info
+    argilla_local.stop(home)
+    assert argilla_local.status(home) is None
+
+
+@pytest.fixture(scope="session")
+def annotators(server: argilla_local.ServerInfo) -> dict[str, httpx.Client]:
+    """Two annotator users, members of the workspace, each with an API client."""
+    owner = rg.Argilla(api_url=server.url, api_key=server.api_key)
+    workspace = owner.workspaces("curation") or rg.Workspace(name="curation",
+                                                              client=owner).create()
+    clients = {}
+    for name in ("ann1", "ann2"):
+        user = rg.User(username=name, password=PASSWORD, role="annotator", client=owner).create()
+        workspace.add_user(user)
+        key = owner.http_client.get(f"/api/v1/users/{user.id}").json()["api_key"]
+        clients[name] = httpx.Client(base_url=server.url, headers={"X-Argilla-Api-Key": key})
+    return clients
+
+
+@pytest.fixture(scope="session")
+def annotation_project(built: Path, server: argilla_local.ServerInfo,
+                       tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project with 240 demo items, pushed three times."""
+    project = tmp_path_factory.mktemp("annotate")
+    for name in ("schemas", "sources"):
+        shutil.copytree(REPO / name, project / name)
+    shutil.copy(REPO / "params.yaml", project / "params.yaml")
+    (project / "data").mkdir()
+    deduped = pd.read_parquet(built / "data" / "deduped.parquet").head(240)
+    deduped.to_parquet(project / "data" / "deduped.parquet", index=False)
+    return project
+
+
+def argilla_env(server: argilla_local.ServerInfo) -> dict[str, str]:
+    return {"ARGILLA_API_URL": server.url, "ARGILLA_API_KEY": server.api_key}
+
+
+def run(project: Path, server: argilla_local.ServerInfo, *args: str):
+    old = {k: os.environ.get(k) for k in ("ARGILLA_API_URL", "ARGILLA_API_KEY")}
+    os.environ.update(argilla_env(server))
+    try:
+        return curate(project, *args)
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def server_records(server: argilla_local.ServerInfo,
+                   include_responses: bool = False) -> list[dict]:
+    owner = rg.Argilla(api_url=server.url, api_key=server.api_key)
+    dataset = owner.datasets(name=DATASET, workspace="curation")
+    params: dict = {"limit": 1000}
+    if include_responses:
+        params["include"] = ["responses"]
+    answer = owner.http_client.get(f"/api/v1/datasets/{dataset.id}/records", params=params)
+    return answer.json()["items"]
+
+
+def test_push_three_times_keeps_one_record_per_item(annotation_project: Path,
+                                                    server: argilla_local.ServerInfo) -> None:
+    for _ in range(3):
+        result = run(annotation_project, server, "annotate", "push", "--all")
+        assert result.returncode == 0, result.stderr
+        assert "the dataset 'refusal-domains' has 240" in result.stdout
+    records = server_records(server)
+    assert len(records) == 240
+    ids = set(pd.read_parquet(annotation_project / "data" / "deduped.parquet")["id"])
+    assert {r["external_id"] for r in records} == ids
+    assert server.api_key not in result.stdout + result.stderr
+
+
+def test_settings_come_from_the_taxonomy(annotation_project: Path,
+                                         server: argilla_local.ServerInfo) -> None:
+    owner = rg.Argilla(api_url=server.url, api_key=server.api_key)
+    dataset = owner.datasets(name=DATASET, workspace="curation")
+    questions = {q.name: q for q in dataset.settings.questions}
+    assert list(questions["domain"].labels) == ["suicide_self_harm", "substance_use",
+                                                "violence", "weapons", "sexual_crimes",
+                                                "out_of_scope"]
+    assert questions["domain"].required
+    assert {"refusal", "psychological_grounding", "grounding_strategy", "external_reference",
+            "relevance"} <= set(questions)
+    assert not questions["relevance"].required
+    assert dataset.settings.distribution.min_submitted == 2
+    assert "Suicide and self-harm" in dataset.settings.guidelines
+    assert {m.name for m in dataset.settings.metadata} == {
+        "source", "source_category", "language", "dup_cluster_size"}
+
+
+def answer_records(server: argilla_local.ServerInfo,
+                   annotators: dict[str, httpx.Client]) -> dict[str, dict[str, str]]:
+    """Submit answers as ann1 and ann2: 12 agreements, 4 disagreements, one record with a
+    single answer, and two discards (one with no values, the case that crashes the SDK)."""
+    records = sorted(server_records(server), key=lambda r: r["external_id"])[:19]
+    labels = ["violence", "weapons", "suicide_self_harm", "substance_use"]
+    given: dict[str, dict[str, str]] = {}
+    for i, record in enumerate(records[:17]):
+        first = labels[i % 4]
+        second = first if i < 12 else labels[(i + 1) % 4]
+        plan = {"ann1": first, "ann2": second}
+        if i == 16:
+            plan = {"ann1": first}
+        for name, value in plan.items():
+            answer = annotators[name].post(
+                f"/api/v1/records/{record['id']}/responses",
+                json={"values": {"domain": {"value": value}}, "status": "submitted"})
+            assert answer.status_code == 201, answer.text
+        given[record["external_id"]] = plan
+    discards = {records[17]["id"]: None, records[18]["id"]: {}}
+    for record_id, values in discards.items():
+        body = {"status": "discarded"} if values is None else {"status": "discarded",
+                                                              "values": values}
+        assert annotators["ann2"].post(f"/api/v1/records/{record_id}/responses",
+                                       json=body).status_code == 201
+    return given
+
+
+def test_pull_aggregates_answers_from_two_annotators(annotation_project: Path,
+                                                     server: argilla_local.ServerInfo,
+                                                     annotators: dict[str, httpx.Client]
+                                                     ) -> None:
+    given = answer_records(server, annotators)
+    result = run(annotation_project, server, "annotate", "pull")
+    assert result.returncode == 0, result.stderr
+    rows = pd.read_parquet(annotation_project / "annotations" / f"{DATASET}.parquet")
+    submitted = rows[rows["status"] == "submitted"]
+    assert len(submitted) == 12 * 2 + 4 * 2 + 1
+    assert (rows["status"] == "discarded").sum() == 2
+    report = json.loads((annotation_project / "reports" / "annotation.json").read_text())
+    assert report["responses"] == {"discarded": 2, "submitted": 33}
+    assert report["discarded_without_values"] == 2
+    assert sum(report["majority_labels"].values()) == 12
+    ties = {a["id"] for a in report["adjudication"] if a["reason"] == "tie"}
+    few = {a["id"] for a in report["adjudication"] if a["reason"] == "too_few_answers"}
+    assert ties == {rid for rid, plan in given.items() if len(set(plan.values())) == 2}
+    assert len(ties) == 4 and len(few) == 1
+    domain = next(f for f in report["agreement"] if f["question"] == "domain")
+    assert domain["krippendorff_alpha"] == pytest.approx(
+        nominal_alpha([list(plan.values()) for plan in given.values()]), abs=1e-4)
+    assert set(domain["cohen_kappa"]) == {"ann1 / ann2"}
+
+    status = run(annotation_project, server, "annotate", "status")
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.splitlines()[1].split() == ["ann1", "17", "0", "0"]
+    assert status.stdout.splitlines()[2].split() == ["ann2", "16", "2", "0"]
+
+    # the label stage takes the majority labels
+    labeled = run(annotation_project, server, "label")
+    assert labeled.returncode == 0, labeled.stderr
+    table = pd.read_parquet(annotation_project / "data" / "labeled.parquet")
+    assert (table["label_source"] == "annotation").sum() == 12
+
+
+def test_bad_connections_and_settings(annotation_project: Path,
+                                      server: argilla_local.ServerInfo) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    unreachable = curate(annotation_project, "annotate", "status", "--api-url",
+                         f"http://127.0.0.1:{closed_port}", "--api-key", "x")
+    assert unreachable.returncode == 1
+    assert unreachable.stderr.startswith(f"error: field 'ARGILLA_API_URL': cannot reach "
+                                         f"Argilla at http://127.0.0.1:{closed_port}")
+    wrong = curate(annotation_project, "annotate", "status", "--api-url", server.url,
+                   "--api-key", "not-the-key")
+    assert wrong.returncode == 1 and "rejected the API key (HTTP 401)" in wrong.stderr
+    assert "not-the-key" not in wrong.stderr
+
+    owner = rg.Argilla(api_url=server.url, api_key=server.api_key)
+    other = rg.Settings(fields=[rg.TextField(name="prompt")],
+                        questions=[rg.LabelQuestion(name="domain", labels=["a", "b"])])
+    rg.Dataset(name="other-domains", workspace="curation", settings=other,
+               client=owner).create()
+    set_params(annotation_project, "annotate", dataset="other-domains")
+    try:
+        result = run(annotation_project, server, "annotate", "push", "--all")
+    finally:
+        set_params(annotation_project, "annotate", dataset=DATASET)
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("error: field 'domain': Argilla dataset "
+                                            "'other-domains' labels ['a', 'b'] differ")
+
+
+@pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
+                    reason="needs Debian's chromium and chromium-driver (.ci/run installs them)")
+def test_a_label_submitted_in_the_web_ui_is_pulled(annotation_project: Path,
+                                                   server: argilla_local.ServerInfo,
+                                                   annotators: dict[str, httpx.Client]) -> None:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as seen
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--window-size=1400,1000",
+                 f"--user-data-dir={annotation_project / 'chromium-profile'}"):
+        options.add_argument(flag)
+    options.binary_location = shutil.which("chromium")
+    browser = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    wait = WebDriverWait(browser, 30)
+    try:
+        browser.get(f"{server.url}/sign-in")
+        wait.until(seen.presence_of_element_located((By.NAME, "Username"))).send_keys("ann1")
+        browser.find_element(By.NAME, "Password").send_keys(PASSWORD)
+        next(b for b in browser.find_elements(By.TAG_NAME, "button")
+             if b.text == "Sign in").click()
+        wait.until(lambda b: "/sign-in" not in b.current_url)
+        owner = rg.Argilla(api_url=server.url, api_key=server.api_key)
+        dataset = owner.datasets(name=DATASET, workspace="curation")
+        browser.get(f"{server.url}/dataset/{dataset.id}/annotation-mode")
+        label = wait.until(seen.element_to_be_clickable(
+            (By.XPATH, "//*[normalize-space(text())='Sexual crimes']")))
+        label.click()
+        wait.until(seen.element_to_be_clickable(
+            (By.XPATH, "//button[contains(., 'Submit')]"))).click()
+        deadline = time.time() + 30  # the UI saves in the background
+        while time.time() < deadline and not _ui_answers(server):
+            time.sleep(0.5)
+    finally:
+        browser.quit()
+
+    # No API call in this test answers "sexual_crimes": only the click in the UI did.
+    result = run(annotation_project, server, "annotate", "pull")
+    assert result.returncode == 0, result.stderr
+    rows = pd.read_parquet(annotation_project / "annotations" / f"{DATASET}.parquet")
+    mine = rows[(rows["annotator"] == "ann1") & (rows["value"] == "sexual_crimes")]
+    assert mine[["question", "status"]].values.tolist() == [["domain", "submitted"]]
+    assert mine["record_id"].iloc[0] in set(
+        pd.read_parquet(annotation_project / "data" / "deduped.parquet")["id"])
+
+
+def _ui_answers(server: argilla_local.ServerInfo) -> list[dict]:
+    """Responses with the label only the web UI test gives."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        items = server_records(server, include_responses=True)
+    return [r for item in items for r in item.get("responses") or []
+            if (r.get("values") or {}).get("domain", {}).get("value") == "sexual_crimes"]
