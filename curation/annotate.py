@@ -10,7 +10,6 @@ of argilla 2.8.0 crashes on a response discarded without values.
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any
 import argilla as rg
 import httpx
 import pandas as pd
+from tqdm import tqdm
 
 from curation.agreement import ANNOTATION_COLUMNS, DOMAIN_QUESTION, aggregate, agreement
 from curation.errors import CurationError
@@ -39,7 +39,6 @@ RUBRIC = [
     ("relevance", "rating", "How relevant is the response to the situation (1-5)?"),
 ]
 ORDINAL_QUESTIONS = {name for name, kind, _ in RUBRIC if kind == "rating"}
-logging.getLogger("argilla.sdk").setLevel(logging.ERROR)  # it warns when a batch is small
 
 
 @dataclass(frozen=True)
@@ -156,8 +155,10 @@ def check_settings(dataset: rg.Dataset, wanted: rg.Settings, params: AnnotatePar
                                 f"{sorted(question.labels)}", field=question.name)
 
 
-def records(table: pd.DataFrame, sources: list[Source]) -> Iterator[rg.Record]:
-    """One Argilla record per item, with the source category map's domain as suggestion."""
+def records(table: pd.DataFrame, sources: list[Source], domain_question_id: str
+            ) -> Iterator[dict[str, Any]]:
+    """One record per item (the bulk API's JSON), keyed by item id, with the source
+    category map's domain as a suggestion."""
     by_name = {s.name: s for s in sources}
     for row in table.itertuples(index=False):
         category = row.source_category if isinstance(row.source_category, str) else None
@@ -170,19 +171,43 @@ def records(table: pd.DataFrame, sources: list[Source]) -> Iterator[rg.Record]:
             fields["response"] = row.response
         source = by_name.get(row.source)
         domain = source.domain_of(category) if source is not None else None
-        suggestions = [rg.Suggestion(question_name=DOMAIN_QUESTION, value=domain,
-                                     agent=f"category map of source {row.source}",
-                                     type="human")] if domain else []
-        yield rg.Record(id=row.id, fields=fields, metadata=metadata, suggestions=suggestions)
+        suggestions = [{"question_id": domain_question_id, "value": domain, "type": "human",
+                        "agent": f"category map of source {row.source}"}] if domain else []
+        yield {"external_id": row.id, "fields": fields, "metadata": metadata,
+               "suggestions": suggestions}
 
 
 def push(client: rg.Argilla, table: pd.DataFrame, sources: list[Source], taxonomy: Taxonomy,
          params: AnnotateParams) -> dict[str, int]:
-    """Create or update the dataset's records, keyed by item id."""
+    """Create or update the dataset's records, keyed by item id.
+
+    Records go through the bulk REST endpoint, not `dataset.records.log`: the SDK parses
+    the records it gets back, and crashes on a response discarded without values.
+    """
     dataset = ensure_dataset(client, taxonomy, params)
-    if len(table):  # the SDK shows its own progress bar, one step per batch
-        dataset.records.log(list(records(table, sources)), batch_size=params.batch_size)
+    question_id = str(next(q.id for q in dataset.settings.questions
+                           if q.name == DOMAIN_QUESTION))
+    batch: list[dict[str, Any]] = []
+    with tqdm(total=len(table), desc="push", unit=" records", disable=None) as bar:
+        for record in records(table, sources, question_id):
+            batch.append(record)
+            if len(batch) == params.batch_size:
+                _upsert(client, dataset, batch)
+                bar.update(len(batch))
+                batch = []
+        if batch:
+            _upsert(client, dataset, batch)
+            bar.update(len(batch))
     return {"pushed": len(table), "records_in_dataset": record_count(client, dataset)}
+
+
+def _upsert(client: rg.Argilla, dataset: rg.Dataset, batch: list[dict[str, Any]]) -> None:
+    answer = client.http_client.put(f"/api/v1/datasets/{dataset.id}/records/bulk",
+                                    json={"items": batch})
+    if answer.status_code >= 400:
+        raise CurationError(f"Argilla refused records {batch[0]['external_id']}..: "
+                            f"HTTP {answer.status_code} {answer.text[:200]}",
+                            file=f"Argilla dataset {dataset.name}")
 
 
 def record_count(client: rg.Argilla, dataset: rg.Dataset) -> int:
