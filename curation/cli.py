@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 import pandas as pd
+from huggingface_hub import HfApi, get_token
 
 from curation import __version__, argilla_local
 from curation.annotate import (
@@ -21,6 +22,7 @@ from curation.annotate import (
     record_count,
     status_tables,
 )
+from curation.changelog import diff, diff_markdown, labels
 from curation.dedup import DedupParams, dedup
 from curation.errors import CurationError
 from curation.fetch import cache_dir
@@ -28,6 +30,7 @@ from curation.label import LabelParams, label, read_annotations
 from curation.ledger import compile_ledger, ledger_table, report_path
 from curation.normalize import NormalizeParams, normalize, read_raw
 from curation.params import load_params
+from curation.publish import plan_publish, publish
 from curation.pull import pull as pull_stage
 from curation.release import ReleaseInputs, ReleaseParams, read_splits, release
 from curation.sources import Source, load_sources
@@ -143,13 +146,23 @@ def split_command(params_path: str, taxonomy: str) -> None:
     _summary(json.loads(report_path("split").read_text(encoding="utf-8")))
 
 
-@cli.command("release")
+RELEASES = click.option("--releases", "releases_dir", default="releases", show_default=True,
+                        type=click.Path(file_okay=False), help="Folder of released versions.")
+
+
+@cli.group("release", invoke_without_command=True)
 @PARAMS
 @TAXONOMY
-@click.option("--out", "releases_dir", default="releases", show_default=True,
-              type=click.Path(file_okay=False), help="Folder of released versions.")
-def release_command(params_path: str, taxonomy: str, releases_dir: str) -> None:
-    """Write releases/<version>/: data, dataset card, chart, manifest, schemas."""
+@RELEASES
+@click.pass_context
+def release_command(ctx: click.Context, params_path: str, taxonomy: str,
+                    releases_dir: str) -> None:
+    """Write releases/<version>/: data, dataset card, chart, manifest, schemas.
+
+    With a subcommand: publish a release to the Hub, or compare two releases.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     params = ReleaseParams.from_dict(load_params(params_path, "release"))
     inputs = ReleaseInputs(
         splits=read_splits(Path("data/splits")), taxonomy=load_taxonomy(taxonomy),
@@ -162,6 +175,47 @@ def release_command(params_path: str, taxonomy: str, releases_dir: str) -> None:
     click.echo(f"release: {target}")
     click.echo(f'load it: datasets.load_dataset("{target}", "heldout-'
                f'{inputs.taxonomy.domain_ids[0]}")')
+
+
+@release_command.command("publish")
+@click.argument("version")
+@click.option("--repo", "repo_id", required=True, help="Hub dataset repository, org/name.")
+@click.option("--private", is_flag=True, help="Create the repository as private.")
+@click.option("--yes", is_flag=True, help="Really upload (default: print the plan only).")
+@RELEASES
+def release_publish(version: str, repo_id: str, private: bool, yes: bool,
+                    releases_dir: str) -> None:
+    """Publish releases/<version> to a Hub dataset repo, tagged v<version>.
+
+    A dry run by default: it prints the plan and needs no token. With --yes it uploads in
+    one commit and tags it; the token comes from HF_TOKEN or `hf auth login`.
+    """
+    folder = Path(releases_dir) / version
+    plan = plan_publish(folder, repo_id, private)
+    click.echo(f"repository: {plan.repo_id} (dataset{', private' if plan.private else ''})")
+    click.echo(f"tag:        {plan.tag}")
+    click.echo(f"commit:     {plan.commit_message}")
+    _print_table([["file", "bytes", "sha256"]]
+                 + [[f.path, str(f.size), f.sha256] for f in plan.files])
+    if not yes:
+        click.echo("dry run: nothing sent (add --yes to publish)")
+        return
+    token = get_token()
+    if not token:
+        raise CurationError("no Hugging Face token: set HF_TOKEN or run `hf auth login`",
+                            field="HF_TOKEN")
+    click.echo(publish(HfApi(token=token), plan, folder))
+
+
+@release_command.command("diff")
+@click.argument("before")
+@click.argument("after")
+@RELEASES
+def release_diff(before: str, after: str, releases_dir: str) -> None:
+    """Ids added, removed and relabelled from release BEFORE to release AFTER."""
+    root = Path(releases_dir)
+    change = diff(labels(root / before), labels(root / after))
+    click.echo(diff_markdown(before, after, change, max_ids=1_000_000))
 
 
 @cli.group("argilla")

@@ -29,14 +29,17 @@ import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from curation import __version__
+from curation.changelog import changelog, diff, diff_markdown, labels, previous
 from curation.errors import CurationError
 from curation.fetch import sha256_of
 from curation.split import SPLITS
+from curation.tableio import StagedWrites
 from curation.taxonomy import Taxonomy
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
 
+TAG_PREFIX = "v"  # the Hub tag of version 1.2.0 is v1.2.0
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?$")
 CHART = "domain_distribution.png"
 
@@ -46,12 +49,13 @@ class ReleaseParams:
     version: str
     pretty_name: str
     description: str
+    hub_repo: str | None  # the Hub dataset repository it is published to, for the card
 
     @classmethod
     def from_dict(cls, params: dict) -> ReleaseParams:
         try:
             built = cls(str(params["version"]), str(params["pretty_name"]),
-                        str(params["description"]).strip())
+                        str(params["description"]).strip(), params.get("hub_repo") or None)
         except KeyError as exc:
             raise CurationError(f"missing release parameter {exc}", file="params.yaml",
                                 field="release") from None
@@ -89,22 +93,34 @@ def _default_first(configs: list[str]) -> list[str]:
 
 
 def release(inputs: ReleaseInputs, params: ReleaseParams, releases: Path) -> Path:
-    """Build `releases/<version>/`, refusing to change an existing version's content."""
+    """Build `releases/<version>/`, refusing to change an existing version's content, and
+    rewrite `releases/CHANGELOG.md`."""
     target = releases / params.version
+    now = _default_labels(inputs)
+    before = previous(releases, params.version)
+    change = (before, diff(labels(releases / before), now)) if before else None
     with tempfile.TemporaryDirectory(prefix=f".{params.version}.", dir=_made(releases)) as tmp:
         staging = Path(tmp) / params.version
-        build(inputs, params, staging)
+        build(inputs, params, staging, change)
         manifest = json.loads((staging / "manifest.json").read_text(encoding="utf-8"))
         if target.exists():
-            existing = _existing_fingerprint(target)
-            if existing != manifest["content_sha256"]:
+            if _existing_fingerprint(target) != manifest["content_sha256"]:
+                found = diff(labels(target), now)
                 raise CurationError(
                     f"release {params.version} already exists with different content "
-                    f"({describe_change(target, inputs)}); set a new release.version",
-                    file="params.yaml", field="release.version")
+                    f"({len(found['added'])} ids added, {len(found['removed'])} removed, "
+                    f"{len(found['relabelled'])} relabelled, or other values changed); "
+                    "set a new release.version", file="params.yaml", field="release.version")
             shutil.rmtree(target)
         staging.rename(target)
+    with StagedWrites() as out:
+        out.text(changelog(releases), releases / "CHANGELOG.md")
     return target
+
+
+def _default_labels(inputs: ReleaseInputs) -> pd.Series:
+    rows = pd.concat(inputs.splits["default"].values())
+    return rows.set_index("id")["domain"].sort_index()
 
 
 def _made(folder: Path) -> Path:
@@ -120,25 +136,10 @@ def _existing_fingerprint(target: Path) -> str | None:
         return None
 
 
-def describe_change(target: Path, inputs: ReleaseInputs) -> str:
-    """Ids added, removed and relabelled in the default configuration, against `target`."""
-    old_parts = [pd.read_parquet(p, columns=["id", "domain"])
-                 for p in sorted((target / "data" / "default").glob("*.parquet"))]
-    new = pd.concat(inputs.splits["default"].values())[["id", "domain"]]
-    if not old_parts:
-        return "its files are incomplete"
-    old = pd.concat(old_parts).set_index("id")["domain"]
-    now = new.set_index("id")["domain"]
-    common = old.index.intersection(now.index)
-    relabelled = int((old[common] != now[common]).sum())
-    added, removed = len(now.index.difference(old.index)), len(old.index.difference(now.index))
-    if added or removed or relabelled:
-        return f"{added} ids added, {removed} removed, {relabelled} relabelled"
-    return "same ids and labels, other values or schemas differ"
-
-
-def build(inputs: ReleaseInputs, params: ReleaseParams, folder: Path) -> None:
-    """Write every file of the release into `folder`."""
+def build(inputs: ReleaseInputs, params: ReleaseParams, folder: Path,
+          change: tuple[str, dict[str, Any]] | None) -> None:
+    """Write every file of the release into `folder`; `change` is the previous version and
+    the diff against it, for the card."""
     (folder / "data").mkdir(parents=True)
     rows: dict[str, dict[str, int]] = {}
     for config, splits in inputs.splits.items():
@@ -151,7 +152,7 @@ def build(inputs: ReleaseInputs, params: ReleaseParams, folder: Path) -> None:
     shutil.copytree(inputs.schema_dir, folder / "schemas",
                     ignore=shutil.ignore_patterns("__pycache__", ".*"))
     (folder / CHART).write_bytes(domain_chart(inputs))
-    card = dataset_card(inputs, params, rows)
+    card = dataset_card(inputs, params, rows, change)
     (folder / "README.md").write_text(str(card), encoding="utf-8")
     manifest = {
         "name": params.pretty_name,
@@ -219,8 +220,8 @@ def _size_category(n: int) -> str:
     return "1M<n<10M"
 
 
-def dataset_card(inputs: ReleaseInputs, params: ReleaseParams,
-                 rows: dict[str, dict[str, int]]) -> DatasetCard:
+def dataset_card(inputs: ReleaseInputs, params: ReleaseParams, rows: dict[str, dict[str, int]],
+                 change: tuple[str, dict[str, Any]] | None) -> DatasetCard:
     """The dataset card: a YAML header `datasets` reads, and the documentation body."""
     default = pd.concat(inputs.splits["default"].values(), ignore_index=True)
     used_sources = sorted(set(default["source"]))
@@ -240,7 +241,7 @@ def dataset_card(inputs: ReleaseInputs, params: ReleaseParams,
             {"split": name, "path": f"data/{config}/{name}.parquet"} for name in SPLITS]}
             for config in inputs.splits],
     )
-    body = card_body(inputs, params, rows, default, used_sources)
+    body = card_body(inputs, params, rows, default, used_sources, change)
     return DatasetCard(f"---\n{data.to_yaml()}\n---\n{body}")
 
 
@@ -252,7 +253,8 @@ def _table(header: list[str], lines: list[list[Any]]) -> str:
 
 
 def card_body(inputs: ReleaseInputs, params: ReleaseParams, rows: dict[str, dict[str, int]],
-              default: pd.DataFrame, used_sources: list[str]) -> str:
+              default: pd.DataFrame, used_sources: list[str],
+              change: tuple[str, dict[str, Any]] | None) -> str:
     domains = list(inputs.taxonomy.domain_ids)
     total = len(default)
     dedup, labels, splits = inputs.dedup, inputs.labels, inputs.split_report
@@ -280,9 +282,10 @@ def card_body(inputs: ReleaseInputs, params: ReleaseParams, rows: dict[str, dict
                 for config in rows for name in SPLITS]),
         f"![Items per risk domain]({CHART})",
         "## How to load",
-        "```python\nfrom datasets import load_dataset\n\n"
-        f'default = load_dataset("releases/{params.version}")\n'
-        f'heldout = load_dataset("releases/{params.version}", "heldout-{domains[0]}")\n```',
+        how_to_load(params, domains[0]),
+        "## Changes",
+        (diff_markdown(change[0], params.version, change[1]) if change
+         else "First release."),
         "## Risk domains",
         _table(["id", "title", "definition", "intervention frameworks", "referral resources"],
                [[d["id"], d["title"], d["definition"],
@@ -327,6 +330,19 @@ def card_body(inputs: ReleaseInputs, params: ReleaseParams, rows: dict[str, dict
             f"```bibtex\n{inputs.sources[s]['citation']}\n```" for s in used_sources),
     ]
     return "\n\n".join(sections) + "\n"
+
+
+def how_to_load(params: ReleaseParams, domain: str) -> str:
+    """Loading by local path, and by Hub repository at this version's tag."""
+    lines = ["```python", "from datasets import load_dataset", "",
+             "# from a local copy of the release folder",
+             f'default = load_dataset("releases/{params.version}")',
+             f'heldout = load_dataset("releases/{params.version}", "heldout-{domain}")']
+    if params.hub_repo:
+        lines += ["", "# from the Hugging Face Hub, pinned to this version",
+                  f'heldout = load_dataset("{params.hub_repo}", "heldout-{domain}", '
+                  f'revision="{TAG_PREFIX}{params.version}")']
+    return "\n".join([*lines, "```"])
 
 
 def _pin_text(pin: dict[str, Any]) -> str:
