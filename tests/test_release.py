@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -79,6 +78,10 @@ def release_project(built: Path, tmp_path: Path) -> Path:
     return project
 
 
+def versions(project: Path) -> list[str]:
+    return sorted(p.name for p in (project / "releases").iterdir() if p.is_dir())
+
+
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
             if p.is_file()}
@@ -107,7 +110,9 @@ def test_different_content_under_an_existing_version_is_refused(release_project:
     set_params(release_project, "release", version="0.2.0")
     assert curate(release_project, "release").returncode == 0
     assert (release_project / "releases" / "0.2.0" / "manifest.json").exists()
-    assert sorted(os.listdir(release_project / "releases")) == [VERSION, "0.2.0"]
+    assert versions(release_project) == [VERSION, "0.2.0"]
+    changelog = (release_project / "releases" / "CHANGELOG.md").read_text()
+    assert "## 0.2.0" in changelog and "removed" in changelog
 
 
 def test_an_invalid_version_is_refused_before_anything_is_written(
@@ -117,4 +122,4 @@ def test_an_invalid_version_is_refused_before_anything_is_written(
     assert result.returncode == 1
     assert result.stderr.strip() == ("error: params.yaml: field 'release.version': version "
                                      "'v1' is not semver (like 1.2.0)")
-    assert sorted(os.listdir(release_project / "releases")) == [VERSION]
+    assert versions(release_project) == [VERSION]
