@@ -1,0 +1,94 @@
+"""Push items to Argilla: one record per item, keyed by item id (pushing again updates,
+never duplicates), with the source category map's domain as a suggestion."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import argilla as rg
+import pandas as pd
+from tqdm import tqdm
+
+from curation.annotation.agreement import DOMAIN_QUESTION
+from curation.annotation.settings import AnnotationConfig, ensure_dataset
+from curation.core.errors import CurationError
+from curation.core.paths import Paths
+from curation.core.tableio import read_parquet
+from curation.core.taxonomy import Taxonomy
+from curation.sources.spec import Source
+
+
+def items_to_push(paths: Paths, everything: bool) -> pd.DataFrame:
+    """The deduplicated items; unless `everything`, only those the label stage left
+    unlabeled (what annotators are needed for)."""
+    for path, stage in ((paths.deduped, "dedup"), (paths.dropped("label"), "label")):
+        if not path.exists():
+            raise CurationError(f"not found; run `curate {stage}` first", file=str(path))
+    table = read_parquet(paths.deduped)
+    if everything:
+        return table
+    unlabeled = read_parquet(paths.dropped("label"))
+    todo = unlabeled.loc[unlabeled["reason"] == "unlabeled", "id"]
+    return table[table["id"].isin(todo)].reset_index(drop=True)
+
+
+def records(table: pd.DataFrame, sources: list[Source], domain_question_id: str
+            ) -> Iterator[dict[str, Any]]:
+    """One record per item (the bulk API's JSON), keyed by item id, with the source
+    category map's domain as a suggestion."""
+    by_name = {s.name: s for s in sources}
+    for row in table.itertuples(index=False):
+        category = row.source_category if isinstance(row.source_category, str) else None
+        metadata: dict[str, Any] = {"source": row.source, "language": row.language,
+                                    "dup_cluster_size": int(row.dup_cluster_size)}
+        if category is not None:
+            metadata["source_category"] = category
+        fields = {"prompt": row.prompt}
+        if isinstance(row.response, str):
+            fields["response"] = row.response
+        source = by_name.get(row.source)
+        domain = source.domain_of(category) if source is not None else None
+        suggestions = [{"question_id": domain_question_id, "value": domain, "type": "human",
+                        "agent": f"category map of source {row.source}"}] if domain else []
+        yield {"external_id": row.id, "fields": fields, "metadata": metadata,
+               "suggestions": suggestions}
+
+
+def push(client: rg.Argilla, table: pd.DataFrame, sources: list[Source], taxonomy: Taxonomy,
+         params: AnnotationConfig) -> dict[str, int]:
+    """Create or update the dataset's records, keyed by item id.
+
+    Records go through the bulk REST endpoint, not `dataset.records.log`: the SDK parses
+    the records it gets back, and crashes on a response discarded without values.
+    """
+    dataset = ensure_dataset(client, taxonomy, params)
+    question_id = str(next(q.id for q in dataset.settings.questions
+                           if q.name == DOMAIN_QUESTION))
+    batch: list[dict[str, Any]] = []
+    with tqdm(total=len(table), desc="push", unit=" records", disable=None) as bar:
+        for record in records(table, sources, question_id):
+            batch.append(record)
+            if len(batch) == params.batch_size:
+                _upsert(client, dataset, batch)
+                bar.update(len(batch))
+                batch = []
+        if batch:
+            _upsert(client, dataset, batch)
+            bar.update(len(batch))
+    return {"pushed": len(table), "records_in_dataset": record_count(client, dataset)}
+
+
+def _upsert(client: rg.Argilla, dataset: rg.Dataset, batch: list[dict[str, Any]]) -> None:
+    answer = client.http_client.put(f"/api/v1/datasets/{dataset.id}/records/bulk",
+                                    json={"items": batch})
+    if answer.status_code >= 400:
+        raise CurationError(f"Argilla refused records {batch[0]['external_id']}..: "
+                            f"HTTP {answer.status_code} {answer.text[:200]}",
+                            file=f"Argilla dataset {dataset.name}")
+
+
+def record_count(client: rg.Argilla, dataset: rg.Dataset) -> int:
+    answer = client.http_client.get(f"/api/v1/datasets/{dataset.id}/records",
+                                    params={"offset": 0, "limit": 1})
+    return int(answer.raise_for_status().json()["total"])

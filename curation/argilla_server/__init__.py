@@ -1,1 +1,0 @@
-"""Code that runs inside the argilla-server virtualenv: search-engine plugin and launcher."""

@@ -1,0 +1,52 @@
+"""The pipeline's stage commands (what `dvc.yaml` runs): each one builds the context, calls
+its stage's `run` and prints the result."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from curation.cli.common import config_options, context, ledger_line, print_table
+from curation.core.ledger import ledger_table, write_ledger
+from curation.core.paths import Paths
+
+STAGES = {
+    "pull": "Read every source into data/raw/<source>.parquet, with provenance and ids.",
+    "normalize": "Clean texts, detect languages, filter; write data/normalized.parquet.",
+    "dedup": "Cluster exact and near duplicates; keep one representative per cluster.\n\n"
+             "Writes data/deduped.parquet, data/dup_clusters.parquet, data/signatures.parquet "
+             "and reports/dedup.json.",
+    "label": "Give each item one domain (annotators first, then category maps).\n\n"
+             "Writes data/labeled.parquet and reports/labels.json.",
+    "split": "Build the default and held-out-domain configurations under data/splits/.",
+}
+
+
+def run_stage(name: str, params_path: str, sources_dir: str | None, taxonomy: str) -> None:
+    stage = importlib.import_module(f"curation.stages.{name}")
+    result = stage.run(context(params_path, sources_dir, taxonomy))
+    for line in result.lines:
+        click.echo(line)
+    if result.ledger is not None:
+        click.echo(ledger_line(result.ledger))
+
+
+def stage_command(name: str, help_text: str) -> click.Command:
+    @config_options
+    def command(params_path: str, sources_dir: str | None, taxonomy: str) -> None:
+        run_stage(name, params_path, sources_dir, taxonomy)
+
+    return click.command(name, help=help_text)(command)
+
+
+@click.command("ledger")
+def ledger_command() -> None:
+    """Check that every stage's rows add up, write reports/ledger.json, print the table."""
+    print_table(list(ledger_table(write_ledger(Paths()))))
+
+
+def register(group: click.Group) -> None:
+    for name, help_text in STAGES.items():
+        group.add_command(stage_command(name, help_text))
+    group.add_command(ledger_command)

@@ -1,0 +1,60 @@
+"""`curate release`: build a release (the pipeline's last stage), publish it, compare two."""
+
+from __future__ import annotations
+
+import click
+
+from curation.cli.common import config_options, print_table
+from curation.cli.pipeline import run_stage
+from curation.core.paths import Paths
+
+
+@click.group("release", invoke_without_command=True)
+@config_options
+@click.pass_context
+def release_group(ctx: click.Context, params_path: str, sources_dir: str | None,
+                  taxonomy: str) -> None:
+    """Write releases/<version>/: data, dataset card, chart, manifest, schemas.
+
+    With a subcommand: publish a release to the Hub, or compare two releases.
+    """
+    if ctx.invoked_subcommand is None:
+        run_stage("release", params_path, sources_dir, taxonomy)
+
+
+@release_group.command("publish")
+@click.argument("version")
+@click.option("--repo", "repo_id", required=True, help="Hub dataset repository, org/name.")
+@click.option("--private", is_flag=True, help="Create the repository as private.")
+@click.option("--yes", is_flag=True, help="Really upload (default: print the plan only).")
+def release_publish(version: str, repo_id: str, private: bool, yes: bool) -> None:
+    """Publish releases/<version> to a Hub dataset repo, tagged v<version>.
+
+    A dry run by default: it prints the plan and needs no token. With --yes it uploads in
+    one commit and tags it; the token comes from HF_TOKEN or `hf auth login`.
+    """
+    from curation.publishing.hub import authenticated_api, plan_publish, publish
+
+    folder = Paths().releases_dir / version
+    plan = plan_publish(folder, repo_id, private)
+    click.echo(f"repository: {plan.repo_id} (dataset{', private' if plan.private else ''})")
+    click.echo(f"tag:        {plan.tag}")
+    click.echo(f"commit:     {plan.commit_message}")
+    print_table([["file", "bytes", "sha256"]]
+                + [[f.path, str(f.size), f.sha256] for f in plan.files])
+    if not yes:
+        click.echo("dry run: nothing sent (add --yes to publish)")
+        return
+    click.echo(publish(authenticated_api(), plan, folder))
+
+
+@release_group.command("diff")
+@click.argument("before")
+@click.argument("after")
+def release_diff(before: str, after: str) -> None:
+    """Ids added, removed and relabelled from release BEFORE to release AFTER."""
+    from curation.publishing.changelog import diff, diff_markdown, labels
+
+    root = Paths().releases_dir
+    change = diff(labels(root / before), labels(root / after))
+    click.echo(diff_markdown(before, after, change, max_ids=1_000_000))

@@ -1,0 +1,274 @@
+"""Typed configuration: `params.yaml` as pydantic models, validated once, in one place.
+
+Every model forbids unknown keys (with a did-you-mean), takes no string for a number, a
+list or a flag, and checks ranges; every error names the file actually read, the line and
+the field. Stages receive the models, never raw dicts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+from packaging.version import InvalidVersion, Version
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from curation.core.errors import CurationError
+from curation.core.yamlfile import YamlFile
+
+if TYPE_CHECKING:
+    from curation.neardup.minhash import MinHashParams
+
+
+class ConfigModel(BaseModel):
+    """Base of every config model: strict types, no unknown keys, immutable."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def validate(doc: YamlFile, model: type[ConfigModel], data: Any = None,
+             prefix: str = "") -> Any:
+    """`data` (default: the whole document) as `model`; the first problem as a one-line
+    error naming the file, line and field."""
+    data = doc.data if data is None else data
+    if not isinstance(data, dict):
+        raise doc.error(prefix or model.__name__, "must be a mapping of keys to values")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _located(doc, model, data, prefix, exc.errors()[0]) from None
+
+
+def _located(doc: YamlFile, model: type[ConfigModel], data: Any, prefix: str,
+             error: dict[str, Any]) -> CurationError:
+    path = _data_path(data, error["loc"], error["type"] == "missing")
+    field = ".".join(filter(None, [prefix, _dotted(path)])).replace(".[", "[")
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        known = _known_keys(model, path[:-1])
+        close = difflib.get_close_matches(str(path[-1]), known, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else (
+            f" (expected one of: {', '.join(known)})" if known else "")
+        message = f"unknown key{hint}"
+    elif kind == "missing":
+        message = "required key is missing"
+    else:
+        value = error.get("input")
+        shown = f" (got {type(value).__name__} {value!r})" if not isinstance(
+            value, dict | list) or kind.endswith("_type") else ""
+        message = f"{error['msg'].removeprefix('Value error, ')}{shown}"
+    return doc.error(field or prefix, message)
+
+
+def _data_path(data: Any, loc: tuple, missing: bool) -> list[str | int]:
+    """The part of a pydantic error location that addresses the YAML document (a union's
+    member names and validator tags are dropped)."""
+    path: list[str | int] = []
+    node = data
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        addresses = (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node))
+        if addresses:
+            path.append(part)
+            node = node[part]
+        elif last and (missing or (isinstance(node, dict) and isinstance(part, str))):
+            path.append(part)
+    return path
+
+
+def _dotted(path: list[str | int]) -> str:
+    return ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in path)
+
+
+def _known_keys(model: type[BaseModel], path: list[str | int]) -> list[str]:
+    """The keys a (nested) model accepts at `path`, for did-you-mean hints."""
+    current: Any = model
+    for part in path:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        if isinstance(part, int):
+            continue
+        info = current.model_fields.get(str(part))
+        if info is None:
+            return []
+        current = _model_of(info.annotation)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _model_of(annotation: Any) -> Any:
+    for arg in (annotation, *getattr(annotation, "__args__", ())):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+        inner = _model_of(arg) if getattr(arg, "__args__", None) else None
+        if inner is not None:
+            return inner
+    return None
+
+
+Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
+PositiveInt = Annotated[int, Field(ge=1)]
+_SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?$")
+_LANGUAGE = re.compile(r"^[a-z]{2,3}(-[a-z]{2,4})?$")
+
+
+class PullParams(ConfigModel):
+    sources_dir: str = "sources"
+
+
+class NormalizeParams(ConfigModel):
+    languages: list[str]         # keep items detected in these; empty keeps every language
+    language_min_chars: Annotated[int, Field(ge=0)]  # shorter texts: "und"
+    keep_undetermined: bool
+    min_prompt_chars: Annotated[int, Field(ge=0)]
+    max_prompt_chars: PositiveInt
+    langdetect_seed: int
+    num_proc: PositiveInt
+    batch_size: PositiveInt
+
+    @field_validator("languages")
+    @classmethod
+    def _codes(cls, languages: list[str]) -> list[str]:
+        for code in languages:
+            if not _LANGUAGE.match(code):
+                raise ValueError(f"'{code}' is not a language code like 'en' or 'zh-cn'")
+        return languages
+
+    @model_validator(mode="after")
+    def _lengths(self) -> NormalizeParams:
+        if self.min_prompt_chars > self.max_prompt_chars:
+            raise ValueError("min_prompt_chars is above max_prompt_chars")
+        return self
+
+
+class DedupParams(ConfigModel):
+    include_response: bool       # judge duplicates on prompt + response, not the prompt alone
+    ngram: PositiveInt
+    char_ngram: PositiveInt
+    num_perm: Annotated[int, Field(ge=2)]
+    threshold: Fraction
+    seed: int
+    false_negative_weight: Annotated[float, Field(gt=0.0, lt=1.0)]
+    num_proc: PositiveInt
+    batch_size: PositiveInt
+    max_bucket_size: PositiveInt
+    source_priority: list[str] = []
+
+    @property
+    def minhash(self) -> MinHashParams:
+        from curation.neardup.minhash import MinHashParams
+
+        return MinHashParams(self.ngram, self.char_ngram, self.num_perm, self.threshold,
+                             self.seed, self.false_negative_weight)
+
+
+class LabelParams(ConfigModel):
+    min_submitted: PositiveInt   # submitted answers an item needs before its majority counts
+    out_of_scope_label: Annotated[str, Field(min_length=1)]
+
+
+SplitSize = StrictInt | StrictFloat
+
+
+class SplitParams(ConfigModel):
+    seed: int
+    validation: SplitSize        # per domain: a fraction in (0, 1) or a count >= 1
+    test: SplitSize
+    leakage_threshold: Fraction
+    similarity_report_threshold: Fraction
+    reserved_ids: list[str] = []
+
+    @field_validator("validation", "test")
+    @classmethod
+    def _size(cls, size: int | float) -> int | float:
+        if (isinstance(size, int) and size < 1) or (isinstance(size, float)
+                                                     and not 0.0 < size < 1.0):
+            raise ValueError(f"must be a fraction in (0, 1) or a count >= 1, not {size!r}")
+        return size
+
+
+class ReleaseParams(ConfigModel):
+    version: str                 # semver; a released version is immutable
+    pretty_name: Annotated[str, Field(min_length=1)]
+    description: str
+    hub_repo: str | None = None  # the Hub dataset repository it is published to
+
+    @field_validator("version")
+    @classmethod
+    def _semver(cls, version: str) -> str:
+        try:
+            Version(version)
+        except InvalidVersion:
+            version = "not semver"
+        if not _SEMVER.match(version):
+            raise ValueError("must be semver, like 1.2.0 or 1.2.0-rc.1")
+        return version
+
+    @field_validator("description")
+    @classmethod
+    def _strip(cls, description: str) -> str:
+        return description.strip()
+
+    @field_validator("hub_repo")
+    @classmethod
+    def _repo(cls, repo: str | None) -> str | None:
+        return repo or None
+
+
+class AnnotateParams(ConfigModel):
+    dataset: Annotated[str, Field(min_length=1)]
+    workspace: Annotated[str, Field(min_length=1)]
+    refusal_rubric: bool
+    batch_size: Annotated[int, Field(ge=1, le=100)]  # Argilla caps a request at 100
+
+
+class Params(ConfigModel):
+    """The whole of `params.yaml`."""
+
+    pull: PullParams = PullParams()
+    normalize: NormalizeParams
+    dedup: DedupParams
+    label: LabelParams
+    split: SplitParams
+    release: ReleaseParams
+    annotate: AnnotateParams
+
+
+@dataclass(frozen=True)
+class ParamsFile:
+    """The validated params, and the file they came from (for errors found later)."""
+
+    doc: YamlFile
+    params: Params
+
+    @property
+    def path(self) -> str:
+        return self.doc.path
+
+    @cached_property
+    def raw(self) -> dict[str, Any]:
+        """The file as written: recorded in release manifests."""
+        return self.doc.data
+
+    def error(self, field: str, message: str) -> CurationError:
+        return self.doc.error(field, message)
+
+
+def load_params(path: str | Path) -> ParamsFile:
+    doc = YamlFile(path)
+    return ParamsFile(doc, validate(doc, Params))

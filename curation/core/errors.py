@@ -1,0 +1,28 @@
+"""One error type that every stage raises for bad input, so the CLI can print one line."""
+
+from __future__ import annotations
+
+
+class CurationError(Exception):
+    """Bad input or configuration, located by file, row (of data) or line (of a config
+    file) and field where known."""
+
+    def __init__(
+        self, message: str, *, file: str | None = None, row: int | str | None = None,
+        field: str | None = None, line: int | None = None,
+    ) -> None:
+        self.file, self.row, self.field, self.line = file, row, field, line
+        self.message = message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file:
+            where = str(self.file)
+            if self.line is not None:
+                where += f", line {self.line}"
+            elif self.row is not None:
+                where += f", row {self.row}"
+            where += ": "
+        field = f"field '{self.field}': " if self.field else ""
+        return f"{where}{field}{self.message}"

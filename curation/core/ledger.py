@@ -1,0 +1,145 @@
+"""The ledger: where every input row of every stage ended up, and a check that it adds up.
+
+Each stage keeps the rows it did not pass on (filtered, quarantined or duplicate, each with
+why) in `data/dropped/<stage>.parquet`, and its counts in `reports/ledger/<stage>.json`;
+`compile_ledger` chains the stages into `reports/ledger.json`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+import pandas as pd
+
+from curation.core.errors import CurationError
+from curation.core.paths import Paths
+from curation.core.tableio import StagedWrites
+
+STAGES = ("pull", "normalize", "dedup", "label", "split", "release")
+OUTCOMES = ("filtered", "quarantined", "duplicate")
+DROPPED_COLUMNS = ["stage", "outcome", "reason", "field", "detail", "duplicate_of",
+                   "id", "source", "source_record_id", "record"]
+
+class StageLedger:
+    """Collects the rows a stage drops, then proves rows in = kept + dropped."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self._parts: list[pd.DataFrame] = []
+
+    def drop(self, rows: pd.DataFrame, outcome: str, reason: pd.Series | str, *,
+             field: pd.Series | str | None = None, detail: pd.Series | str | None = None,
+             duplicate_of: pd.Series | str | None = None) -> None:
+        """Record contract rows (with id, source, source_record_id) as dropped, and why."""
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {outcome!r}")
+        if rows.empty:
+            return
+        rows = rows.reset_index(drop=True)
+        records = rows["record"] if "record" in rows else [
+            json.dumps(r, ensure_ascii=False, default=str) for r in rows.to_dict("records")]
+        part = pd.DataFrame({
+            "stage": self.stage, "outcome": outcome,
+            "reason": _column(reason, rows), "field": _column(field, rows),
+            "detail": _column(detail, rows), "duplicate_of": _column(duplicate_of, rows),
+            "id": rows.get("id"), "source": rows["source"],
+            "source_record_id": rows["source_record_id"],
+            "record": records,
+        })
+        self._parts.append(part[DROPPED_COLUMNS])
+
+    def dropped(self) -> pd.DataFrame:
+        if not self._parts:
+            return pd.DataFrame({c: pd.Series(dtype="str") for c in DROPPED_COLUMNS})
+        return pd.concat(self._parts, ignore_index=True).astype("str")
+
+    def summary(self, rows_in: Counter[str], kept: Counter[str]) -> dict[str, Any]:
+        """Counts per outcome and per source; raises when they do not add up."""
+        dropped = self.dropped()
+        report: dict[str, Any] = {
+            "stage": self.stage,
+            "rows_in": sum(rows_in.values()),
+            "kept": sum(kept.values()),
+        }
+        for outcome in OUTCOMES:
+            rows = dropped[dropped["outcome"] == outcome]
+            counts = rows["reason"].value_counts().sort_index()
+            report[outcome] = {str(k): int(v) for k, v in counts.items()}
+        dropped_by_source = Counter(dropped["source"])
+        report["by_source"] = {
+            source: {"rows_in": rows_in[source], "kept": kept[source],
+                     "dropped": dropped_by_source[source]}
+            for source in sorted(set(rows_in) | set(kept) | set(dropped_by_source))
+        }
+        check_adds_up(report)
+        return report
+
+    def write(self, out: StagedWrites, paths: Paths, summary: dict[str, Any]) -> None:
+        """Stage the dropped rows and the counts beside the stage's other outputs."""
+        out.parquet(self.dropped(), paths.dropped(self.stage))
+        out.json(summary, paths.stage_ledger(self.stage))
+
+
+def _column(value: pd.Series | str | None, rows: pd.DataFrame) -> Any:
+    if isinstance(value, pd.Series):
+        return value.reset_index(drop=True)
+    return [value] * len(rows)
+
+
+def dropped_total(report: dict[str, Any]) -> int:
+    return sum(sum(report[outcome].values()) for outcome in OUTCOMES)
+
+
+def check_adds_up(report: dict[str, Any]) -> None:
+    """rows_in = kept + filtered + quarantined + duplicate, overall and per source."""
+    stage = report["stage"]
+    if report["rows_in"] != report["kept"] + dropped_total(report):
+        raise CurationError(f"ledger does not add up for stage '{stage}': {report['rows_in']} in, "
+                            f"{report['kept']} kept, {dropped_total(report)} dropped",
+                            file=str(Paths().stage_ledger(stage)))
+    for source, counts in report["by_source"].items():
+        if counts["rows_in"] != counts["kept"] + counts["dropped"]:
+            raise CurationError(f"ledger does not add up for stage '{stage}', source '{source}': "
+                                f"{counts}", file=str(Paths().stage_ledger(stage)))
+
+
+def compile_ledger(paths: Paths) -> dict[str, Any]:
+    """Chain the stage reports in pipeline order; each stage must take in what the last kept."""
+    stages = []
+    for stage in STAGES:
+        path = paths.stage_ledger(stage)
+        if path.exists():
+            report = json.loads(path.read_text(encoding="utf-8"))
+            check_adds_up(report)
+            stages.append(report)
+    if not stages:
+        raise CurationError("no stage reports yet; run the pipeline first",
+                            file=str(paths.reports / "ledger"))
+    for before, after in zip(stages, stages[1:], strict=False):
+        if after["rows_in"] != before["kept"]:
+            raise CurationError(
+                f"stage '{after['stage']}' took in {after['rows_in']} rows but "
+                f"'{before['stage']}' kept {before['kept']}",
+                file=str(paths.stage_ledger(after["stage"])))
+    return {"stages": stages, "rows_in": stages[0]["rows_in"], "kept": stages[-1]["kept"]}
+
+
+def ledger_table(ledger: dict[str, Any]) -> Iterable[list[str]]:
+    """Rows of the readable ledger: one line per stage and outcome reason."""
+    yield ["stage", "rows in", "kept", "filtered", "quarantined", "duplicate", "reasons"]
+    for report in ledger["stages"]:
+        reasons = ", ".join(f"{reason} {n}" for outcome in OUTCOMES
+                            for reason, n in report[outcome].items())
+        yield [report["stage"], str(report["rows_in"]), str(report["kept"]),
+               *(str(sum(report[o].values())) for o in OUTCOMES), reasons or "-"]
+
+
+def write_ledger(paths: Paths) -> dict[str, Any]:
+    """Compile the stage reports into `reports/ledger.json`."""
+    ledger = compile_ledger(paths)
+    with StagedWrites() as out:
+        out.json(ledger, paths.ledger)
+    return ledger

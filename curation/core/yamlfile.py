@@ -1,0 +1,74 @@
+"""YAML loading that remembers the line of every key and refuses a key written twice, so
+config errors can name a line and a repeated key never silently wins."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from curation.core.errors import CurationError
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader whose mappings reject a key that appears twice."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' is written twice (first on line {seen[key]})",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+class YamlFile:
+    """A parsed YAML document plus the line (1-based) where each dotted key path starts."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            self.data: Any = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (safe loader)
+        except (FileNotFoundError, IsADirectoryError):
+            raise CurationError("file not found", file=self.path) from None
+        except UnicodeDecodeError as exc:
+            raise CurationError(f"not valid UTF-8 at byte {exc.start}", file=self.path) from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            row = mark.line + 1 if mark else None
+            raise CurationError(f"invalid YAML: {getattr(exc, 'problem', exc)}",
+                                file=self.path, line=row) from None
+        self.lines: dict[str, int] = {}
+        if node is not None:
+            self._index(node, "")
+
+    def _index(self, node: yaml.Node, prefix: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                path = f"{prefix}.{key.value}" if prefix else str(key.value)
+                self.lines[path] = key.start_mark.line + 1
+                self._index(value, path)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                path = f"{prefix}[{i}]"
+                self.lines[path] = item.start_mark.line + 1
+                self._index(item, path)
+
+    def line_of(self, field: str) -> int | None:
+        """The line of `field`, else of its nearest enclosing key that the file has."""
+        key = field
+        row = self.lines.get(key)
+        while row is None and ("." in key or "[" in key):
+            key = key[:max(key.rfind("."), key.rfind("["))]
+            row = self.lines.get(key)
+        return row
+
+    def error(self, field: str, message: str) -> CurationError:
+        """An error located at `field` (a dotted key path) in this file."""
+        return CurationError(message, file=self.path, line=self.line_of(field), field=field)

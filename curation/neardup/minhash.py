@@ -1,0 +1,249 @@
+"""Shingles and MinHash signatures: datasketch's own, computed a batch at a time.
+
+The signatures are datasketch's ("affine32" scheme, its seeded permutations, and the band
+count b and rows per band r that `datasketch.MinHashLSH` picks for a threshold), computed
+for a whole batch of texts at once with numpy instead of one `update` per shingle.
+`tests/unit/neardup/` checks them against datasketch's `MinHash` and `MinHashLSH`.
+
+Shingle rule, by the text's key (casefolded word tokens joined by one space; the
+casefolded text itself when it has no word characters, e.g. emoji only):
+- `word`: `ngram` or more words -> word n-grams;
+- `char`: fewer words but at least `char_ngram` characters -> character n-grams;
+- `exact`: anything shorter -> no shingles; it can only match exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from multiprocessing import get_context
+from multiprocessing.pool import AsyncResult
+
+import numpy as np
+import xxhash
+from datasketch import MinHash, MinHashLSH
+
+_TOKEN = re.compile(r"\w+")
+_FMIX32 = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35),
+           np.uint32(16))
+_BAND_MULTIPLIER = np.uint64(0x100000001B3)
+SHINGLE_KINDS = ("word", "char", "exact")
+# Rows of the (shingles x permutations) matrix hashed at once: bounds memory to ~32 MB.
+_SHINGLE_BUDGET = 65_536
+
+
+@dataclass(frozen=True)
+class MinHashParams:
+    ngram: int
+    char_ngram: int
+    num_perm: int
+    threshold: float
+    seed: int
+    false_negative_weight: float  # > 0.5 trades extra candidates (checked anyway) for recall
+
+    @property
+    def bands(self) -> tuple[int, int]:
+        """(b, r): the band count and rows per band datasketch's MinHashLSH picks."""
+        return _bands(self.threshold, self.num_perm, self.false_negative_weight)
+
+
+@lru_cache
+def _bands(threshold: float, num_perm: int, false_negative_weight: float) -> tuple[int, int]:
+    weights = (1.0 - false_negative_weight, false_negative_weight)
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=weights)
+    return lsh.b, lsh.r
+
+
+def text_key(text: str) -> str:
+    """What duplicates are judged on: casefolded words, punctuation and spacing ignored."""
+    folded = text.casefold()
+    tokens = _TOKEN.findall(folded)
+    return " ".join(tokens) if tokens else " ".join(folded.split())
+
+
+def shingles(key: str, params: MinHashParams) -> tuple[str, list[str]]:
+    """The shingle kind and shingles of a text key (see the module docstring)."""
+    words = key.split(" ")
+    if len(words) >= params.ngram:
+        n = params.ngram
+        return "word", [" ".join(words[i:i + n]) for i in range(len(words) - n + 1)]
+    if len(key) >= params.char_ngram:
+        n = params.char_ngram
+        return "char", [key[i:i + n] for i in range(len(key) - n + 1)]
+    return "exact", []
+
+
+def shingle_hash(shingle: str) -> int:
+    """The 32-bit hash of one shingle (datasketch's `hashfunc` in the equivalence tests)."""
+    return xxhash.xxh32_intdigest(shingle.encode("utf-8"))
+
+
+def exact_hash(key: str) -> int:
+    return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+class Signer:
+    """Batch MinHash signatures equal to datasketch's `MinHash(num_perm, seed)` updated
+    with `shingle_hash` as its hash function."""
+
+    def __init__(self, params: MinHashParams) -> None:
+        a, b = MinHash(num_perm=params.num_perm, seed=params.seed).permutations
+        self.a = np.asarray(a, dtype=np.uint32)
+        self.b = np.asarray(b, dtype=np.uint32)
+
+    def signatures(self, hashes: Sequence[np.ndarray]) -> np.ndarray:
+        """One row of `num_perm` uint32 minima per non-empty array of shingle hashes."""
+        out = np.empty((len(hashes), len(self.a)), dtype=np.uint32)
+        start = 0
+        while start < len(hashes):
+            stop, total = start, 0
+            while stop < len(hashes) and (stop == start or total + len(hashes[stop])
+                                          <= _SHINGLE_BUDGET):
+                total += len(hashes[stop])
+                stop += 1
+            if stop - start == 1 and total > _SHINGLE_BUDGET:  # one very long text
+                values = hashes[start]
+                out[start] = np.min([self._permuted(values[i:i + _SHINGLE_BUDGET]).min(axis=0)
+                                     for i in range(0, len(values), _SHINGLE_BUDGET)], axis=0)
+            else:
+                chunk = hashes[start:stop]
+                offsets = np.cumsum([0, *map(len, chunk[:-1])])
+                out[start:stop] = np.minimum.reduceat(self._permuted(np.concatenate(chunk)),
+                                                      offsets, axis=0)
+            start = stop
+        return out
+
+    def _permuted(self, values: np.ndarray) -> np.ndarray:
+        hv = values.astype(np.uint32)
+        s1, m1, s2, m2, s3 = _FMIX32
+        hv = hv ^ (hv >> s1)
+        hv = hv * m1
+        hv = hv ^ (hv >> s2)
+        hv = hv * m2
+        hv = hv ^ (hv >> s3)
+        return hv[:, None] * self.a + self.b
+
+
+
+def band_keys(signatures: np.ndarray, bands: tuple[int, int]) -> np.ndarray:
+    """One uint64 per (item, band): a hash of the band's `r` signature values."""
+    count, rows = bands
+    keys = np.zeros((len(signatures), count), dtype=np.uint64)
+    for band in range(count):
+        columns = signatures[:, band * rows:(band + 1) * rows].astype(np.uint64)
+        key = np.full(len(signatures), band, dtype=np.uint64)
+        for column in columns.T:
+            key = (key * _BAND_MULTIPLIER) ^ column
+        keys[:, band] = key
+    return keys
+
+
+@dataclass
+class Sketches:
+    """What near-duplicate search rests on, per text: computed once by dedup, saved, and
+    reused by split at other thresholds."""
+
+    exact: np.ndarray          # uint64 hash of each text key: equal keys are exact duplicates
+    kinds: np.ndarray          # int8 index into SHINGLE_KINDS
+    signatures: np.ndarray     # (items with shingles) x num_perm, uint32
+    sketched: np.ndarray       # positions of the items with shingles
+    shingles: np.ndarray       # sorted unique uint32 shingle hashes of every item, concatenated
+    lengths: np.ndarray        # number of those per item
+
+    def __len__(self) -> int:
+        return len(self.exact)
+
+    @cached_property
+    def offsets(self) -> np.ndarray:
+        """Item i's shingles are shingles[offsets[i]:offsets[i + 1]]."""
+        return np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64)
+
+    def jaccard(self, i: int, j: int) -> float:
+        """True Jaccard similarity of two items' shingle sets."""
+        a = self.shingles[self.offsets[i]:self.offsets[i + 1]]
+        b = self.shingles[self.offsets[j]:self.offsets[j + 1]]
+        if len(a) == 0 or len(b) == 0:
+            return 0.0
+        common = np.intersect1d(a, b, assume_unique=True).size
+        return common / (len(a) + len(b) - common)
+
+    def similarity(self, i: int, j: int) -> float:
+        """1.0 for exact duplicates, else the true Jaccard similarity."""
+        return 1.0 if self.exact[i] == self.exact[j] else self.jaccard(i, j)
+
+    def take(self, rows: np.ndarray) -> Sketches:
+        """The sketches of `rows`, in that order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        position = np.full(len(self), -1, dtype=np.int64)
+        position[self.sketched] = np.arange(len(self.sketched))
+        picked = position[rows]
+        has = picked >= 0
+        pieces = [self.shingles[self.offsets[r]:self.offsets[r + 1]] for r in rows.tolist()]
+        return Sketches(
+            exact=self.exact[rows], kinds=self.kinds[rows],
+            signatures=self.signatures[picked[has]], sketched=np.flatnonzero(has),
+            shingles=(np.concatenate(pieces) if pieces else np.empty(0, dtype=np.uint32)),
+            lengths=self.lengths[rows])
+
+
+def sketch(texts: Sequence[str], params: MinHashParams) -> Sketches:
+    """Exact keys, shingle sets and MinHash signatures for a batch of texts."""
+    signer = Signer(params)
+    exact = np.empty(len(texts), dtype=np.uint64)
+    kinds = np.empty(len(texts), dtype=np.int8)
+    sets: list[np.ndarray] = []
+    for i, text in enumerate(texts):
+        key = text_key(text)
+        exact[i] = exact_hash(key)
+        kind, grams = shingles(key, params)
+        kinds[i] = SHINGLE_KINDS.index(kind)
+        sets.append(np.unique(np.fromiter(map(shingle_hash, grams), dtype=np.uint32,
+                                          count=len(grams))))
+    sketched = np.flatnonzero(kinds != SHINGLE_KINDS.index("exact"))
+    signatures = signer.signatures([sets[i] for i in sketched])
+    lengths = np.fromiter(map(len, sets), dtype=np.int64, count=len(sets))
+    flat = np.concatenate(sets) if sets else np.empty(0, dtype=np.uint32)
+    return Sketches(exact, kinds, signatures, sketched, flat, lengths)
+
+
+def sketch_all(batches: Iterable[Sequence[str]], params: MinHashParams, num_proc: int,
+               progress: object | None = None) -> Sketches:
+    """`sketch` over batches of texts, in `num_proc` worker processes, in order.
+
+    Batches are read only as workers free up, so the texts never all sit in memory.
+    """
+    parts: list[Sketches] = []
+    for part in _map(batches, params, num_proc):
+        parts.append(part)
+        if progress is not None:
+            progress.update(len(part.exact))  # type: ignore[attr-defined]
+    if not parts:
+        parts = [sketch([], params)]
+    starts = np.cumsum([0, *(len(p.exact) for p in parts[:-1])])
+    return Sketches(
+        exact=np.concatenate([p.exact for p in parts]),
+        kinds=np.concatenate([p.kinds for p in parts]),
+        signatures=np.concatenate([p.signatures for p in parts]),
+        sketched=np.concatenate([p.sketched + s for p, s in zip(parts, starts, strict=True)]),
+        shingles=np.concatenate([p.shingles for p in parts]),
+        lengths=np.concatenate([p.lengths for p in parts]),
+    )
+
+
+def _map(batches: Iterable[Sequence[str]], params: MinHashParams,
+         num_proc: int) -> Iterator[Sketches]:
+    if num_proc <= 1:
+        yield from (sketch(batch, params) for batch in batches)
+        return
+    with get_context("spawn").Pool(num_proc) as pool:
+        pending: deque[AsyncResult] = deque()
+        for batch in batches:
+            pending.append(pool.apply_async(sketch, (batch, params)))
+            if len(pending) >= 2 * num_proc:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()

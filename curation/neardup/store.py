@@ -1,0 +1,56 @@
+"""Sketches on disk (`data/signatures.parquet`): one row per item, keyed by id, so later
+stages search at other thresholds without re-reading or re-hashing any text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curation.core.errors import CurationError
+from curation.neardup.minhash import Sketches
+
+
+def to_table(ids: list[str], sketches: Sketches) -> pa.Table:
+    """id, exact key, shingle kind, signature (null for exact-only texts) and shingles."""
+    n = len(sketches)
+    num_perm = sketches.signatures.shape[1] if sketches.signatures.ndim == 2 else 0
+    has = np.zeros(n, dtype=bool)
+    has[sketches.sketched] = True
+    sig_offsets = np.zeros(n + 1, dtype=np.int32)
+    sig_offsets[1:] = np.cumsum(has * num_perm)
+    signatures = pa.ListArray.from_arrays(
+        pa.array(sig_offsets), pa.array(sketches.signatures.ravel(), type=pa.uint32()),
+        mask=pa.array(~has))
+    shingles = pa.LargeListArray.from_arrays(
+        pa.array(sketches.offsets), pa.array(sketches.shingles, type=pa.uint32()))
+    return pa.table({"id": pa.array(ids, type=pa.string()),
+                     "exact": pa.array(sketches.exact, type=pa.uint64()),
+                     "kind": pa.array(sketches.kinds, type=pa.int8()),
+                     "signature": signatures, "shingles": shingles})
+
+
+def load_sketches(path: Path, ids: list[str]) -> Sketches:
+    """The saved sketches of `ids`, in that order."""
+    if not path.exists():
+        raise CurationError("not found; run `curate dedup` first", file=str(path))
+    table = pq.read_table(path)
+    position = {item: i for i, item in enumerate(table["id"].to_pylist())}
+    missing = [i for i in ids if i not in position]
+    if missing:
+        raise CurationError(f"no signature for item {missing[0]}; run `curate dedup` again",
+                            file=str(path), field="id")
+    signatures = table["signature"].combine_chunks()
+    shingles = table["shingles"].combine_chunks()
+    has = signatures.is_valid().to_numpy(zero_copy_only=False)
+    num_perm = len(signatures[int(np.argmax(has))]) if has.any() else 0
+    saved = Sketches(
+        exact=table["exact"].to_numpy(), kinds=table["kind"].to_numpy(),
+        signatures=signatures.flatten().to_numpy().reshape(-1, num_perm) if num_perm else
+        np.empty((0, 0), dtype=np.uint32),
+        sketched=np.flatnonzero(has),
+        shingles=shingles.flatten().to_numpy(zero_copy_only=False).astype(np.uint32),
+        lengths=np.diff(shingles.offsets.to_numpy()).astype(np.int64))
+    return saved.take(np.array([position[i] for i in ids], dtype=np.int64))

@@ -1,0 +1,28 @@
+"""Hub datasets: read with `datasets.load_dataset` at a pinned revision and split."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from curation.core.errors import CurationError
+from curation.sources.readers import Record
+from curation.sources.spec import HubRef
+
+
+def hub_dataset(hub: HubRef, config_path: str) -> Any:
+    """The dataset split; any loading failure is one line naming the source file."""
+    import datasets
+
+    try:
+        return datasets.load_dataset(hub.path, hub.name, split=hub.split, revision=hub.revision)
+    except Exception as exc:  # datasets raises many types; the message is what matters
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CurationError(f"cannot load dataset '{hub.path}': {message}",
+                            file=config_path, field="hub") from None
+
+
+def hub_records(dataset: Any) -> Iterator[Record]:
+    for number, values in enumerate(dataset, start=1):
+        yield Record(number, values, json.dumps(values, ensure_ascii=False, default=str))

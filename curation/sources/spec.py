@@ -1,0 +1,149 @@
+"""Source definitions (`sources/*.yaml`): where rows come from, their license and field map,
+as typed models validated like `params.yaml` (unknown keys, wrong types and repeated keys
+are errors naming the file, line and field)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, PrivateAttr, field_validator
+
+from curation.core.config import ConfigModel, validate
+from curation.core.errors import CurationError
+from curation.core.yamlfile import YamlFile
+
+Kind = Literal["file", "pypi", "hub"]
+Format = Literal["jsonl", "json", "csv", "parquet", "txt", "yaml", "psychosafe"]
+EXTENSION_FORMATS: dict[str, Format] = {
+    ".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "txt",
+    ".yaml": "yaml", ".yml": "yaml"}
+# The PsychoSafe corpus (a JSON array) names its fields this way.
+PSYCHOSAFE_FIELDS = {"prompt": "prompt", "response": "answer", "category": "risk cluster"}
+Text = Annotated[str, Field(min_length=1)]
+
+
+class FieldMap(ConfigModel):
+    """Which input field holds each contract column (None: the input has no such field)."""
+
+    prompt: Text = "prompt"
+    response: Text | None = None
+    category: Text | None = None
+    record_id: Text | None = None
+
+
+class ArtifactPin(ConfigModel):
+    """A pinned PyPI distribution, checked by sha256."""
+
+    package: Text
+    version: Text
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class HubRef(ConfigModel):
+    """A dataset read with `datasets.load_dataset`, at a pinned revision."""
+
+    path: Text
+    name: Text | None = None
+    split: Text = "train"
+    revision: Text | None = None
+
+
+class Source(ConfigModel):
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+    kind: Kind
+    license: Text
+    citation: Text
+    description: str = ""
+    homepage: str = ""
+    files: list[Text] = []
+    format: Format | None = None
+    fields: FieldMap = FieldMap()
+    category_from: Literal["file"] | None = None  # "file": the file's name is the category
+    category_map: dict[str, str] = {}
+    comment_prefix: Text | None = None
+    records_key: Text | None = None
+    artifact: ArtifactPin | None = None
+    hub: HubRef | None = None
+    _config_path: str = PrivateAttr(default="")
+
+    @field_validator("license", "citation", "description", mode="after")
+    @classmethod
+    def _stripped(cls, text: str) -> str:
+        if not text.strip() and text:
+            raise ValueError("must not be blank")
+        return text.strip()
+
+    @property
+    def config_path(self) -> str:
+        return self._config_path
+
+    @property
+    def category_from_file(self) -> bool:
+        return self.category_from == "file"
+
+    def format_of(self, filename: str) -> str:
+        """The reader for one file: the declared format, else the file extension's."""
+        if self.format:
+            return self.format
+        fmt = EXTENSION_FORMATS.get(Path(filename).suffix.lower())
+        if fmt is None:
+            raise CurationError(f"cannot tell the format of '{filename}'; set 'format'",
+                                file=self.config_path, field="format")
+        return fmt
+
+    def main_category(self, categories: list) -> str | None:
+        """Of several categories, the first the category map knows, else the first."""
+        known = [c for c in categories if self.domain_of(str(c)) is not None]
+        chosen = known or categories
+        return str(chosen[0]) if chosen else None
+
+    def domain_of(self, category: str | None) -> str | None:
+        """The domain the category map gives a source category (keys match case-insensitively)."""
+        if category is None:
+            return None
+        return self._folded_map.get(category.casefold())
+
+    @cached_property
+    def _folded_map(self) -> dict[str, str]:
+        return {k.casefold(): v for k, v in self.category_map.items()}
+
+
+def load_source(path: str | Path, domain_ids: tuple[str, ...]) -> Source:
+    """Parse and check one source file; every problem names the file, line and field."""
+    doc = YamlFile(path)
+    data = doc.data
+    if not isinstance(data, dict):
+        raise CurationError("a source file must be a YAML mapping", file=str(path))
+    data = {"name": Path(path).stem, **data}
+    if data.get("format") == "psychosafe" and isinstance(data.get("fields", {}), dict):
+        data["fields"] = {**PSYCHOSAFE_FIELDS, **(data.get("fields") or {})}
+    source: Source = validate(doc, Source, data)
+    source._config_path = str(path)
+    for category, domain in source.category_map.items():
+        if domain not in domain_ids:
+            raise doc.error(f"category_map.{category}",
+                            f"unknown domain '{domain}' (taxonomy has {', '.join(domain_ids)})")
+    if source.kind in ("file", "pypi") and not source.files:
+        raise doc.error("files", f"a '{source.kind}' source needs 'files'")
+    if source.kind == "pypi" and source.artifact is None:
+        raise doc.error("artifact", "a pypi source needs 'artifact' (package, version, sha256)")
+    if source.kind == "hub" and source.hub is None:
+        raise doc.error("hub", "a hub source needs 'hub' (path, and a pinned revision)")
+    return source
+
+
+def load_sources(directory: str | Path, domain_ids: tuple[str, ...]) -> list[Source]:
+    """Every `*.yaml` source in a folder, sorted by name; names must be unique."""
+    paths = sorted(Path(directory).glob("*.yaml"))
+    if not paths:
+        raise CurationError("no source files (*.yaml) found", file=str(directory))
+    sources = [load_source(p, domain_ids) for p in paths]
+    seen: dict[str, str] = {}
+    for source in sources:
+        if source.name in seen:
+            raise CurationError(f"source name '{source.name}' is also used by {seen[source.name]}",
+                                file=source.config_path, field="name")
+        seen[source.name] = source.config_path
+    return sorted(sources, key=lambda s: s.name)

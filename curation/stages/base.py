@@ -1,0 +1,74 @@
+"""The one shape every stage has: `run(context) -> StageResult`.
+
+A stage reads its inputs from `context.paths`, takes its typed params from
+`context.params`, writes every output through one `StagedWrites` (all or nothing), keeps
+one `StageLedger`, and returns its ledger counts, its report and a few lines for people.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from curation.core.config import Params, ParamsFile
+from curation.core.errors import CurationError
+from curation.core.paths import Paths
+from curation.core.tableio import read_json, read_parquet
+from curation.core.taxonomy import Taxonomy, load_taxonomy
+from curation.sources.spec import Source, load_sources
+
+
+@dataclass
+class Context:
+    """What a stage runs with: the project's paths and its validated configuration.
+
+    Sources and the taxonomy are loaded (and validated) on first use, so a stage that does
+    not use them is not stopped by them.
+    """
+
+    paths: Paths
+    params_file: ParamsFile
+    sources_dir: Path | None = None   # default: params pull.sources_dir
+    taxonomy_path: Path | None = None  # default: schemas/taxonomy.yaml
+
+    @property
+    def params(self) -> Params:
+        return self.params_file.params
+
+    @cached_property
+    def taxonomy(self) -> Taxonomy:
+        return load_taxonomy(self.taxonomy_path or self.paths.taxonomy)
+
+    @cached_property
+    def sources(self) -> list[Source]:
+        folder = self.sources_dir or self.paths.root / self.params.pull.sources_dir
+        return load_sources(folder, self.taxonomy.domain_ids)
+
+    def input_table(self, path: Path, previous_stage: str) -> pd.DataFrame:
+        """A table an earlier stage wrote; a missing one says which stage to run."""
+        if not path.exists():
+            raise CurationError(f"not found; run `curate {previous_stage}` first",
+                                file=str(path))
+        return read_parquet(path)
+
+    def input_report(self, name: str, previous_stage: str) -> dict[str, Any]:
+        path = self.paths.report(name)
+        if not path.exists():
+            raise CurationError(f"not found; run `curate {previous_stage}` first",
+                                file=str(path))
+        return read_json(path)
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What a stage returns: its ledger counts (None for stages that drop nothing by
+    design, like release), its report, and a short summary for people."""
+
+    stage: str
+    ledger: dict[str, Any] | None
+    report: dict[str, Any]
+    lines: list[str] = field(default_factory=list)

@@ -1,0 +1,216 @@
+"""Stage `dedup`: exact and near-duplicate clusters; one representative of each is kept.
+
+Steps: sketch (text keys, shingles, MinHash band keys, in worker processes) -> exact
+groups (same text key) -> LSH candidate pairs among one member per exact group -> true
+Jaccard check of each candidate -> union-find clusters -> representative per cluster.
+
+Representative rule, in order: a row with a response first; then the source listed
+earliest in `source_priority` (unlisted sources after, by name); then the smallest id.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from curation.core.config import DedupParams
+from curation.core.errors import CurationError
+from curation.core.ledger import StageLedger
+from curation.core.schemas import load_schema, validate_rows
+from curation.core.tableio import StagedWrites
+from curation.neardup.clusters import cluster
+from curation.neardup.minhash import Sketches, sketch_all
+from curation.neardup.store import to_table
+from curation.stages.base import Context, StageResult
+
+STAGE = "dedup"
+_STREAM_ROWS = 100_000  # rows per batch when streaming the output
+CLUSTER_COLUMNS = ["cluster_id", "id", "representative", "is_representative", "match",
+                   "similarity", "source"]
+
+
+def text_batches(path: Path, include_response: bool, batch_size: int) -> Iterator[list[str]]:
+    """The texts duplicates are judged on, streamed from the table a batch at a time."""
+    columns = ["prompt", "response"] if include_response else ["prompt"]
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns):
+        prompts = batch.column(0).to_pylist()
+        if include_response:
+            responses = batch.column(1).to_pylist()
+            prompts = [p if r is None else f"{p}\n{r}"
+                       for p, r in zip(prompts, responses, strict=True)]
+        yield prompts
+
+
+def sketch_table(path: Path, params: DedupParams, include_response: bool,
+                 desc: str) -> Sketches:
+    """Sketches of every row's text (the prompt, or prompt and response), in workers."""
+    total = pq.ParquetFile(path).metadata.num_rows
+    with tqdm(total=total, desc=desc, unit=" rows", disable=None) as bar:
+        return sketch_all(text_batches(path, include_response, params.batch_size),
+                          params.minhash, params.num_proc, bar)
+
+
+def member_rows(path: Path, rows: np.ndarray) -> pd.DataFrame:
+    """id, source and whether a response exists, for the given (sorted) row positions."""
+    parts = []
+    start = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=_STREAM_ROWS,
+                                                    columns=["id", "source", "response"]):
+        lo, hi = np.searchsorted(rows, [start, start + batch.num_rows])
+        if hi > lo:
+            picked = pa.Table.from_batches([batch]).take(rows[lo:hi] - start)
+            parts.append(pd.DataFrame({
+                "row": rows[lo:hi], "id": picked["id"].to_pylist(),
+                "source": picked["source"].to_pylist(),
+                "has_response": pc.is_valid(picked["response"]).to_numpy(zero_copy_only=False),
+            }))
+        start += batch.num_rows
+    columns = {"row": "int64", "id": "str", "source": "str", "has_response": "bool"}
+    return (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        {c: pd.Series(dtype=t) for c, t in columns.items()}))
+
+
+def representatives(members: pd.DataFrame, source_priority: tuple[str, ...]) -> pd.Series:
+    """For rows of multi-row clusters (columns row, label, id, source, has_response), the
+    row of each one's representative, by the module's rule."""
+    rank = {source: i for i, source in enumerate(source_priority)}
+    order = members.assign(
+        no_response=~members["has_response"],
+        priority=[rank.get(s, len(rank)) for s in members["source"]],
+    ).sort_values(["label", "no_response", "priority", "source", "id"], kind="stable")
+    best = order.groupby("label", sort=False)["row"].first()
+    return pd.Series(best.loc[members["label"]].to_numpy(), index=members.index)
+
+
+def run(context: Context) -> StageResult:
+    """Cluster the normalized table and write the kept rows, the clusters, the saved
+    sketches of the kept prompts (for split) and the reports.
+
+    No text is held in memory: the input is streamed for the search, once for the
+    cluster members' ids and sources, and once to write the output.
+    """
+    params, paths = context.params.dedup, context.paths
+    input_path = paths.normalized
+    if not input_path.exists():
+        raise CurationError("not found; run `curate normalize` first", file=str(input_path))
+    n = pq.ParquetFile(input_path).metadata.num_rows
+    sketches = sketch_table(input_path, params, params.include_response, "dedup sketch")
+    found = cluster(sketches, params.minhash, params.max_bucket_size)
+    sizes = np.bincount(found.labels, minlength=n)[found.labels]
+    in_cluster = np.flatnonzero(sizes > 1)
+    members = member_rows(input_path, in_cluster).assign(label=found.labels[in_cluster])
+    rep = np.arange(n)
+    rep[in_cluster] = representatives(members, params.source_priority).to_numpy()
+    members["representative_row"] = rep[in_cluster]
+    members["is_representative"] = members["row"] == members["representative_row"]
+    members["cluster_id"] = members.set_index("row")["id"].loc[rep[in_cluster]].to_numpy()
+    members["exact"] = sketches.exact[in_cluster] == sketches.exact[rep[in_cluster]]
+    members["similarity"] = [sketches.similarity(i, r) for i, r in
+                             zip(in_cluster.tolist(), rep[in_cluster].tolist(), strict=True)]
+    members["match"] = np.where(members["is_representative"], "representative",
+                                np.where(members["exact"], "exact", "near"))
+
+    ledger = StageLedger(STAGE)
+    clusters = members.sort_values(["cluster_id", "is_representative", "id"],
+                                   ascending=[True, False, True], kind="stable")
+    clusters = clusters.assign(representative=clusters["cluster_id"],
+                               similarity=clusters["similarity"].round(6))
+    prompts = sketch_table(input_path, params, False, "sketch prompts") if (
+        params.include_response) else sketches
+    with StagedWrites() as out:
+        rows_in, kept, kept_rows, kept_ids = _write_kept(
+            input_path, rep, sizes, members.set_index("row"), ledger, out, paths.deduped)
+        summary = ledger.summary(rows_in, kept)
+        report = dedup_report(n, clusters, found.stats, params)
+        out.parquet(clusters[CLUSTER_COLUMNS].reset_index(drop=True), paths.dup_clusters)
+        out.parquet(to_table(kept_ids, prompts.take(kept_rows)), paths.signatures)
+        ledger.write(out, paths, summary)
+        out.json(report, paths.report("dedup"))
+    return StageResult(STAGE, summary, report, [
+        f"clusters: {report['clusters']} (largest {report['largest_cluster']}), "
+        f"{report['exact_duplicates']} exact and {report['near_duplicates']} near duplicates "
+        "dropped"])
+
+
+def _write_kept(input_path: Path, rep: np.ndarray, sizes: np.ndarray, members: pd.DataFrame,
+                ledger: StageLedger, out: StagedWrites,
+                target: Path) -> tuple[Counter[str], Counter[str], np.ndarray, list[str]]:
+    """Stream the input: representatives and singletons, validated, go to `target`;
+    the other members of each cluster go to the ledger as duplicates. Returns the rows
+    in and the rows kept, per source, and the kept rows' positions and ids."""
+    schema = load_schema("deduped")
+    writer = None
+    rows_in: Counter[str] = Counter()
+    kept: Counter[str] = Counter()
+    kept_rows: list[np.ndarray] = []
+    kept_ids: list[str] = []
+    start = 0
+    for batch in pq.ParquetFile(input_path).iter_batches(batch_size=_STREAM_ROWS):
+        rows = np.arange(start, start + batch.num_rows)
+        start += batch.num_rows
+        frame = batch.to_pandas()
+        rows_in.update(frame["source"].tolist())
+        is_rep = rep[rows] == rows
+        gone = rows[~is_rep]
+        if len(gone):
+            info = members.loc[gone]
+            ledger.drop(frame[~is_rep], "duplicate",
+                        pd.Series(np.where(info["exact"], "exact_duplicate", "near_duplicate")),
+                        duplicate_of=pd.Series(info["cluster_id"].to_numpy()),
+                        detail=pd.Series([f"jaccard {s:.3f}" for s in info["similarity"]]))
+        frame = frame[is_rep].assign(dup_cluster_id=lambda f: f["id"],
+                                     dup_cluster_size=sizes[rows[is_rep]].astype(np.int64))
+        valid, failures = validate_rows(frame, schema)
+        passed = np.ones(len(frame), dtype=bool)
+        if not failures.empty:
+            ledger.drop(frame.iloc[failures["index"]], "quarantined", failures["check"],
+                        field=failures["field"], detail=failures["detail"])
+            passed[failures["index"].to_numpy(dtype=int)] = False
+        kept_rows.append(rows[is_rep][passed])
+        kept_ids.extend(valid["id"].tolist())
+        arrow = pa.Table.from_pandas(valid, preserve_index=False).replace_schema_metadata(None)
+        if writer is None:
+            writer = out.parquet_writer(target, arrow.schema)
+        writer.write_table(arrow.cast(writer.schema))
+        kept.update(valid["source"].tolist())
+    if writer is None:
+        raise CurationError("the normalized table is empty", file=str(input_path))
+    return rows_in, kept, np.concatenate(kept_rows), kept_ids
+
+
+def dedup_report(rows_in: int, clusters: pd.DataFrame, stats: dict[str, Any],
+                 params: DedupParams) -> dict:
+    """The figures of `reports/dedup.json`."""
+    sizes = clusters.groupby("cluster_id").size()
+    shared: Counter[str] = Counter()
+    for sources in clusters.groupby("cluster_id")["source"].agg(lambda s: sorted(set(s))):
+        if len(sources) > 1:
+            shared[" + ".join(sources)] += 1
+    dropped = clusters[~clusters["is_representative"]]
+    return {
+        "rows_in": rows_in,
+        "kept": rows_in - len(dropped),
+        "exact_duplicates": int((dropped["match"] == "exact").sum()),
+        "near_duplicates": int((dropped["match"] == "near").sum()),
+        "clusters": int(len(sizes)),
+        "clusters_by_size": {str(k): int(v) for k, v in sizes.value_counts().sort_index().items()},
+        "largest_cluster": int(sizes.max()) if len(sizes) else 0,
+        "clusters_shared_by_sources": dict(sorted(shared.items())),
+        "duplicates_by_source": {str(k): int(v) for k, v in
+                                 dropped["source"].value_counts().sort_index().items()},
+        **stats,
+        "params": {"on": "prompt+response" if params.include_response else "prompt",
+                   "ngram": params.minhash.ngram, "char_ngram": params.minhash.char_ngram,
+                   "num_perm": params.minhash.num_perm, "threshold": params.minhash.threshold,
+                   "seed": params.minhash.seed,
+                   "false_negative_weight": params.minhash.false_negative_weight},
+    }

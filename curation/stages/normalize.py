@@ -1,0 +1,137 @@
+"""Stage `normalize`: clean texts, detect the prompt's language, apply the length and
+language filters, and validate against the normalized schema.
+
+Steps, each with its own count in the ledger: clean -> detect language -> filter -> validate.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from multiprocessing import get_context
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from curation.core.config import NormalizeParams
+from curation.core.errors import CurationError
+from curation.core.ledger import StageLedger
+from curation.core.schemas import load_schema, validate_rows
+from curation.core.tableio import StagedWrites, read_parquet
+from curation.core.text import clean_text
+from curation.stages.base import Context, StageResult
+
+STAGE = "normalize"
+UNDETERMINED = "und"
+
+
+def read_raw(raw_dir: Path) -> pd.DataFrame:
+    """All pulled sources, in source-name order."""
+    paths = sorted(raw_dir.glob("*.parquet"))
+    if not paths:
+        raise CurationError("no pulled sources; run `curate pull` first", file=str(raw_dir))
+    return pd.concat([read_parquet(p) for p in paths], ignore_index=True)
+
+
+def run(context: Context) -> StageResult:
+    """Run the steps over the pulled rows; write the normalized table and the ledger."""
+    params, paths = context.params.normalize, context.paths
+    raw = read_raw(paths.raw_dir)
+    ledger = StageLedger(STAGE)
+    table = clean(raw)
+    table = detect_languages(table, params)
+    table = apply_filters(table, params, ledger)
+    valid, failures = validate_rows(table, load_schema("normalized"))
+    if not failures.empty:
+        ledger.drop(table.iloc[failures["index"]], "quarantined", failures["check"],
+                    field=failures["field"], detail=failures["detail"])
+    summary = ledger.summary(Counter(raw["source"]), Counter(valid["source"]))
+    summary["languages"] = {str(k): int(v) for k, v in
+                            valid["language"].value_counts().sort_index().items()}
+    with StagedWrites() as out:
+        out.parquet(valid, paths.normalized)
+        ledger.write(out, paths, summary)
+    languages = ", ".join(f"{k} {v}" for k, v in summary["languages"].items())
+    return StageResult(STAGE, summary, {"languages": summary["languages"]},
+                       [f"languages: {languages}"])
+
+
+def clean(raw: pd.DataFrame) -> pd.DataFrame:
+    """Cleaned prompt and response; a response that cleans to nothing becomes missing."""
+    table = raw.copy()
+    table["prompt"] = table["prompt"].map(clean_text)
+    response = table["response"].map(clean_text, na_action="ignore")
+    table["response"] = response.where(response.fillna("") != "", None).astype("str")
+    return table
+
+
+def detect_languages(table: pd.DataFrame, params: NormalizeParams) -> pd.DataFrame:
+    """langdetect on each item's prompt and response, seeded, so the text alone decides.
+
+    The response is read too because prompts are often one short line, where langdetect
+    is unreliable (it reads "Tell me a joke" as Finnish); a text still shorter than
+    `language_min_chars` is undetermined ("und") rather than guessed.
+    """
+    texts = [p if r is None or r != r else f"{p}\n{r}"
+             for p, r in zip(table["prompt"], table["response"], strict=True)]
+    batches = [texts[i:i + params.batch_size] for i in range(0, len(texts), params.batch_size)]
+    tasks = [(batch, params.langdetect_seed, params.language_min_chars) for batch in batches]
+    bar = tqdm(total=len(texts), desc="detect language", unit=" rows", disable=None)
+    results: list[tuple[str, float]] = []
+    if params.num_proc > 1 and len(batches) > 1:
+        with get_context("spawn").Pool(params.num_proc) as pool:
+            for found in pool.imap(_detect_batch, tasks):
+                results.extend(found)
+                bar.update(len(found))
+    else:
+        for task in tasks:
+            found = _detect_batch(task)
+            results.extend(found)
+            bar.update(len(found))
+    bar.close()
+    table = table.copy()
+    table["language"] = pd.array([lang for lang, _ in results], dtype="str")
+    table["language_prob"] = pd.array([prob for _, prob in results], dtype="float64")
+    return table
+
+
+def _detect_batch(task: tuple[list[str], int, int]) -> list[tuple[str, float]]:
+    from langdetect import DetectorFactory, detect_langs
+    from langdetect.lang_detect_exception import LangDetectException
+
+    texts, seed, min_chars = task
+    DetectorFactory.seed = seed
+    found = []
+    for text in texts:
+        if len(text) < min_chars:
+            found.append((UNDETERMINED, 0.0))
+            continue
+        try:
+            best = detect_langs(text)[0]
+            found.append((best.lang.lower(), round(float(best.prob), 6)))
+        except LangDetectException:  # no letters to go by: emoji, digits, punctuation
+            found.append((UNDETERMINED, 0.0))
+    return found
+
+
+def apply_filters(table: pd.DataFrame, params: NormalizeParams,
+                  ledger: StageLedger) -> pd.DataFrame:
+    """Drop rows outside the allowed languages and prompt lengths, each with its reason."""
+    length = table["prompt"].str.len()
+    reasons = pd.Series(None, index=table.index, dtype="object")
+    details = pd.Series(None, index=table.index, dtype="object")
+    if params.languages:
+        allowed = list(params.languages) + ([UNDETERMINED] if params.keep_undetermined else [])
+        wrong = ~table["language"].isin(allowed)
+        reasons[wrong] = "language"
+        details[wrong] = "detected " + table["language"][wrong] + " (p=" + \
+            table["language_prob"][wrong].round(2).astype(str) + ")"
+    short = reasons.isna() & (length < params.min_prompt_chars)
+    reasons[short], details[short] = "prompt_too_short", length[short].astype(str) + " chars"
+    long = reasons.isna() & (length > params.max_prompt_chars)
+    reasons[long], details[long] = "prompt_too_long", length[long].astype(str) + " chars"
+    dropped = reasons.notna()
+    ledger.drop(table[dropped], "filtered", reasons[dropped],
+                field=pd.Series(["language" if r == "language" else "prompt"
+                                 for r in reasons[dropped]]), detail=details[dropped])
+    return table[~dropped].reset_index(drop=True)

@@ -1,0 +1,167 @@
+"""Stage `release`: a versioned folder that `datasets.load_dataset` reads.
+
+`releases/<version>/` holds `data/<config>/<split>.parquet`, a dataset card (`README.md`,
+built with huggingface_hub's card API, its YAML header listing the configurations), a
+domain-distribution chart, `manifest.json` (sha256 and rows of every file, params, source
+pins, toolkit version) and a copy of the schemas and taxonomy.
+
+A version is immutable: rebuilding it with different content is an error, and rebuilding
+it with the same content writes the same bytes. Content means the released rows and the
+schemas; its fingerprint is `content_sha256` in the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from curation import __version__
+from curation.core.config import ParamsFile, ReleaseParams
+from curation.core.errors import CurationError
+from curation.core.paths import SPLITS
+from curation.core.tableio import StagedWrites, sha256_of
+from curation.publishing.card import CHART, ReleaseInputs, dataset_card, domain_chart
+from curation.publishing.changelog import changelog, diff, labels, previous
+from curation.stages.base import Context, StageResult
+
+STAGE = "release"
+
+
+def read_splits(folder: Path) -> dict[str, dict[str, pd.DataFrame]]:
+    configs = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    if not configs:
+        raise CurationError("no split configurations; run `curate split` first",
+                            file=str(folder))
+    return {config: {name: pd.read_parquet(folder / config / f"{name}.parquet")
+                     for name in SPLITS} for config in _default_first(configs)}
+
+
+def _default_first(configs: list[str]) -> list[str]:
+    return sorted(configs, key=lambda c: (c != "default", c))
+
+
+def run(context: Context) -> StageResult:
+    """Build `releases/<version>/` from the splits and the earlier stages' reports."""
+    paths = context.paths
+    inputs = ReleaseInputs(
+        splits=read_splits(paths.splits_dir), taxonomy=context.taxonomy,
+        schema_dir=paths.schemas_dir, sources=context.input_report("sources", "pull"),
+        dedup=context.input_report("dedup", "dedup"),
+        labels=context.input_report("labels", "label"),
+        split_report=context.input_report("splits", "split"), params=context.params_file.raw)
+    target = release(inputs, context.params.release, paths.releases_dir,
+                     context.params_file)
+    return StageResult(STAGE, None, {"release": str(target)}, [
+        f"release: {target}",
+        f'load it: datasets.load_dataset("{target}", "heldout-'
+        f'{inputs.taxonomy.domain_ids[0]}")'])
+
+
+def release(inputs: ReleaseInputs, params: ReleaseParams, releases: Path,
+            params_file: ParamsFile) -> Path:
+    """Build `releases/<version>/`, refusing to change an existing version's content, and
+    rewrite `releases/CHANGELOG.md`."""
+    target = releases / params.version
+    now = _default_labels(inputs)
+    before = previous(releases, params.version)
+    change = (before, diff(labels(releases / before), now)) if before else None
+    with tempfile.TemporaryDirectory(prefix=f".{params.version}.", dir=_made(releases)) as tmp:
+        staging = Path(tmp) / params.version
+        build(inputs, params, staging, change)
+        manifest = json.loads((staging / "manifest.json").read_text(encoding="utf-8"))
+        if target.exists():
+            if _existing_fingerprint(target) != manifest["content_sha256"]:
+                found = diff(labels(target), now)
+                raise params_file.error(
+                    "release.version",
+                    f"release {params.version} already exists with different content "
+                    f"({len(found['added'])} ids added, {len(found['removed'])} removed, "
+                    f"{len(found['relabelled'])} relabelled, or other values changed); "
+                    "set a new release.version")
+            shutil.rmtree(target)
+        staging.rename(target)
+    with StagedWrites() as out:
+        out.text(changelog(releases), releases / "CHANGELOG.md")
+    return target
+
+
+def _default_labels(inputs: ReleaseInputs) -> pd.Series:
+    rows = pd.concat(inputs.splits["default"].values())
+    return rows.set_index("id")["domain"].sort_index()
+
+
+def _made(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _existing_fingerprint(target: Path) -> str | None:
+    try:
+        return json.loads((target / "manifest.json").read_text(encoding="utf-8")).get(
+            "content_sha256")
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def build(inputs: ReleaseInputs, params: ReleaseParams, folder: Path,
+          change: tuple[str, dict[str, Any]] | None) -> None:
+    """Write every file of the release into `folder`; `change` is the previous version and
+    the diff against it, for the card."""
+    (folder / "data").mkdir(parents=True)
+    rows: dict[str, dict[str, int]] = {}
+    for config, splits in inputs.splits.items():
+        (folder / "data" / config).mkdir()
+        rows[config] = {}
+        for name, frame in splits.items():
+            frame.to_parquet(folder / "data" / config / f"{name}.parquet", index=False,
+                             compression="zstd")
+            rows[config][name] = len(frame)
+    shutil.copytree(inputs.schema_dir, folder / "schemas",
+                    ignore=shutil.ignore_patterns("__pycache__", ".*"))
+    (folder / CHART).write_bytes(domain_chart(inputs))
+    card = dataset_card(inputs, params, rows, change)
+    (folder / "README.md").write_text(str(card), encoding="utf-8")
+    manifest = {
+        "name": params.pretty_name,
+        "version": params.version,
+        "toolkit": {"name": "refusal-curation", "version": __version__},
+        "content_sha256": content_fingerprint(folder),
+        "rows": rows,
+        "files": {str(p.relative_to(folder)): {"sha256": sha256_of(p), "bytes": p.stat().st_size}
+                  for p in sorted(folder.rglob("*")) if p.is_file()},
+        "params": inputs.params,
+        "sources": inputs.sources,
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False)
+                                          + "\n", encoding="utf-8")
+
+
+def content_fingerprint(folder: Path) -> str:
+    """A hash of the released rows (not the parquet bytes, which carry writer versions) and
+    of the schemas: what users load and what it promises."""
+    digest = hashlib.sha256()
+    for path in sorted((folder / "data").rglob("*.parquet")):
+        digest.update(str(path.relative_to(folder)).encode())
+        for row in _rows(path):
+            digest.update(json.dumps(row, sort_keys=True, ensure_ascii=False,
+                                     default=str).encode())
+    for path in sorted((folder / "schemas").rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(folder)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _rows(path: Path) -> Iterator[dict[str, Any]]:
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=10_000):
+        yield from batch.to_pylist()
+
+
