@@ -20,10 +20,13 @@ import argilla as rg
 import httpx
 import pandas as pd
 
-from curation import argilla_local
-from curation.annotate import AnnotateParams, connect, fetch_answers, push
-from curation.params import load_params
-from curation.taxonomy import load_taxonomy
+from curation.annotation.client import connect
+from curation.annotation.pull import fetch_answers
+from curation.annotation.push import push
+from curation.annotation.settings import AnnotationConfig
+from curation.core.config import load_params
+from curation.core.taxonomy import load_taxonomy
+from curation.localserver import runner
 
 REPO = Path(__file__).resolve().parent.parent
 PENDING_QUEUE = {"query": {}, "filters": {"and": [
@@ -56,11 +59,10 @@ def main() -> None:
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     taxonomy = load_taxonomy(REPO / "schemas" / "taxonomy.yaml")
-    params = AnnotateParams.from_dicts(load_params(REPO / "params.yaml", "annotate"),
-                                       load_params(REPO / "params.yaml", "label"))
+    params = AnnotationConfig.of(load_params(REPO / "params.yaml").params)
     with tempfile.TemporaryDirectory() as home:
         started = time.perf_counter()
-        info = argilla_local.start(Path(home))
+        info = runner.start(Path(home))
         print(f"server up in {time.perf_counter() - started:.1f} s at {info.url} "
               f"(redis: {info.redis_kind})", flush=True)
         try:
@@ -102,7 +104,7 @@ def main() -> None:
             print(f"UI search (annotator's pending queue, limit 10) at {args.n:,} records: "
                   f"median {statistics.median(timings):.0f} ms, max {max(timings):.0f} ms")
         finally:
-            argilla_local.stop(Path(home))
+            runner.stop(Path(home))
 
 
 if __name__ == "__main__":

@@ -23,11 +23,14 @@ from pathlib import Path
 
 import pandas as pd
 import psutil
+import yaml
 
-from curation.dedup import DedupParams, dedup
-from curation.minhash import shingles, text_key
-from curation.params import load_params
-from curation.tableio import StagedWrites, read_parquet
+from curation.core.config import DedupParams, load_params
+from curation.core.paths import Paths
+from curation.core.tableio import StagedWrites, read_parquet
+from curation.neardup.minhash import MinHashParams, shingles, text_key
+from curation.stages import dedup
+from curation.stages.base import Context
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -64,8 +67,8 @@ def synthetic_corpus(n: int, planted_share: float, seed: int) -> tuple[pd.DataFr
 
 
 def exact_jaccard(a: str, b: str, params: DedupParams) -> float:
-    sa = set(shingles(text_key(a), params.minhash)[1])
-    sb = set(shingles(text_key(b), params.minhash)[1])
+    sa = set(shingles(text_key(a), MinHashParams.of(params))[1])
+    sb = set(shingles(text_key(b), MinHashParams.of(params))[1])
     return len(sa & sb) / len(sa | sb) if sa | sb else 1.0
 
 
@@ -74,11 +77,12 @@ def baseline_rate(prompts: list[str], params: DedupParams) -> float:
     from datasketch import MinHash, MinHashLSH
 
     start = time.perf_counter()
-    lsh = MinHashLSH(threshold=params.minhash.threshold, num_perm=params.minhash.num_perm)
+    minhash = MinHashParams.of(params)
+    lsh = MinHashLSH(threshold=minhash.threshold, num_perm=minhash.num_perm)
     sketches = []
     for i, prompt in enumerate(prompts):
-        m = MinHash(num_perm=params.minhash.num_perm, seed=params.minhash.seed)
-        for shingle in shingles(text_key(prompt), params.minhash)[1]:
+        m = MinHash(num_perm=minhash.num_perm, seed=minhash.seed)
+        for shingle in shingles(text_key(prompt), minhash)[1]:
             m.update(shingle.encode("utf-8"))
         lsh.insert(i, m)
         sketches.append(m)
@@ -112,15 +116,16 @@ class WorkerPeaks(threading.Thread):
                         self.peaks[child.pid] = max(self.peaks.get(child.pid, 0.0), mb)
 
 
-def run_stage(corpus: Path, root: Path, num_proc: int | None) -> dict:
+def run_stage(root: Path, num_proc: int | None) -> dict:
     """The dedup stage alone, in this process: time and peak RSS (own and workers')."""
-    raw = load_params(REPO / "params.yaml", "dedup")
-    params = DedupParams.from_dict({**raw, "source_priority": [],
-                                    **({"num_proc": num_proc} if num_proc else {})})
+    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    params["dedup"].update(source_priority=[], **({"num_proc": num_proc} if num_proc else {}))
+    (root / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    context = Context(Paths(root), load_params(root / "params.yaml"))
     sampler = WorkerPeaks()
     sampler.start()
     start = time.perf_counter()
-    report = dedup(corpus, params, root=root)
+    report = dedup.run(context).report
     elapsed = time.perf_counter() - start
     sampler.done.set()
     sampler.join()
@@ -138,27 +143,25 @@ def main() -> None:
                         help="prompts for the baseline loop (0: skip)")
     parser.add_argument("--num-proc", type=int, help="override params dedup.num_proc")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--stage-only", nargs=2, metavar=("CORPUS", "ROOT"),
+    parser.add_argument("--stage-only", metavar="ROOT",
                         help=argparse.SUPPRESS)  # internal: the measured child process
     args = parser.parse_args()
     if args.stage_only:
-        corpus, root = map(Path, args.stage_only)
-        print(json.dumps(run_stage(corpus, root, args.num_proc)))
+        print(json.dumps(run_stage(Path(args.stage_only), args.num_proc)))
         return
 
-    params = DedupParams.from_dict({**load_params(REPO / "params.yaml", "dedup"),
-                                    "source_priority": []})
+    params = load_params(REPO / "params.yaml").params.dedup
     table, planted = synthetic_corpus(args.n, args.planted, args.seed)
     print(f"corpus: {args.n:,} prompts, {len(planted):,} planted copies, "
-          f"threshold {params.minhash.threshold}, num_perm {params.minhash.num_perm}, "
+          f"threshold {params.threshold}, num_perm {params.num_perm}, "
           f"num_proc {args.num_proc or params.num_proc}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         with StagedWrites() as out:
-            out.parquet(table, root / "normalized.parquet")
+            out.parquet(table, Paths(root).normalized)
         # A fresh process, so peak RSS is the stage's own and not the corpus generator's.
-        child = [sys.executable, __file__, "--stage-only", str(root / "normalized.parquet"),
-                 str(root)] + (["--num-proc", str(args.num_proc)] if args.num_proc else [])
+        child = [sys.executable, __file__, "--stage-only", str(root)] + (
+            ["--num-proc", str(args.num_proc)] if args.num_proc else [])
         done = subprocess.run(child, capture_output=True, text=True, check=True)
         stage = json.loads(done.stdout.strip().splitlines()[-1])
         clusters = read_parquet(root / "data" / "dup_clusters.parquet")
@@ -174,14 +177,14 @@ def main() -> None:
     ids = table["id"].tolist()
     cluster_of = dict(zip(clusters["id"], clusters["cluster_id"], strict=True))
     truth = [(a, b) for a, b in planted
-             if exact_jaccard(prompts[a], prompts[b], params) >= params.minhash.threshold]
+             if exact_jaccard(prompts[a], prompts[b], params) >= params.threshold]
     found = sum(1 for a, b in truth
                 if ids[a] in cluster_of and cluster_of.get(ids[a]) == cluster_of.get(ids[b]))
     members = clusters[~clusters["is_representative"]]
     row_of = {identifier: i for i, identifier in enumerate(ids)}
     correct = sum(1 for m, r in zip(members["id"], members["representative"], strict=True)
                   if exact_jaccard(prompts[row_of[m]], prompts[row_of[r]], params)
-                  >= params.minhash.threshold)
+                  >= params.threshold)
     print(f"recall: {found / max(1, len(truth)):.4f} of {len(truth):,} planted pairs at or "
           f"above the threshold; precision: {correct / max(1, len(members)):.4f} of "
           f"{len(members):,} member-representative pairs")

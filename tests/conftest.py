@@ -7,6 +7,8 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from collections import Counter
+from itertools import permutations
 from pathlib import Path
 
 import pytest
@@ -62,7 +64,7 @@ def curate(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           env=env, timeout=600)
 
 
-PROJECT_FILES = ["dvc.yaml", "params.yaml", "schemas", "sources", "curation", "annotations"]
+PROJECT_FILES = ["dvc.yaml", ".dvcignore", "params.yaml", "schemas", "sources", "curation", "annotations"]
 
 
 def copy_project(target: Path) -> Path:
@@ -94,3 +96,20 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run([DVC, "init", "-q"], project)
     run([DVC, "repro"], project)
     return project
+
+
+def nominal_alpha(units: list[list[str]]) -> float:
+    """Krippendorff's alpha for nominal data from its coincidence matrix (by hand)."""
+    coincidences: Counter = Counter()
+    for values in units:
+        if len(values) < 2:
+            continue
+        for c, k in permutations(range(len(values)), 2):
+            coincidences[(values[c], values[k])] += 1 / (len(values) - 1)
+    totals: Counter = Counter()
+    for (c, _), weight in coincidences.items():
+        totals[c] += weight
+    n = sum(totals.values())
+    observed = sum(w for (c, k), w in coincidences.items() if c != k)
+    expected = sum(totals[c] * totals[k] for c in totals for k in totals if c != k)
+    return 1 - (n - 1) * observed / expected

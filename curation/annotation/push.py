@@ -22,7 +22,9 @@ from curation.sources.spec import Source
 def items_to_push(paths: Paths, everything: bool) -> pd.DataFrame:
     """The deduplicated items; unless `everything`, only those the label stage left
     unlabeled (what annotators are needed for)."""
-    for path, stage in ((paths.deduped, "dedup"), (paths.dropped("label"), "label")):
+    needed = {paths.deduped: "dedup"} if everything else {paths.deduped: "dedup",
+                                                          paths.dropped("label"): "label"}
+    for path, stage in needed.items():
         if not path.exists():
             raise CurationError(f"not found; run `curate {stage}` first", file=str(path))
     table = read_parquet(paths.deduped)

@@ -10,7 +10,7 @@ from typing import Any
 import argilla as rg
 
 from curation.annotation.agreement import DOMAIN_QUESTION
-from curation.core.config import AnnotateParams, LabelParams
+from curation.core.config import Params
 from curation.core.errors import CurationError
 from curation.core.taxonomy import Taxonomy
 
@@ -32,34 +32,20 @@ ORDINAL_QUESTIONS = {name for name, kind, _ in RUBRIC if kind == "rating"}
 
 @dataclass(frozen=True)
 class AnnotationConfig:
-    """The params annotation needs: its own section, and the label section's rules."""
+    """What annotation needs from params: its own section and the label section's rules."""
 
-    annotate: AnnotateParams
-    label: LabelParams
+    dataset: str
+    workspace: str
+    refusal_rubric: bool
+    batch_size: int
+    min_submitted: int
+    out_of_scope_label: str
 
-    @property
-    def dataset(self) -> str:
-        return self.annotate.dataset
-
-    @property
-    def workspace(self) -> str:
-        return self.annotate.workspace
-
-    @property
-    def refusal_rubric(self) -> bool:
-        return self.annotate.refusal_rubric
-
-    @property
-    def batch_size(self) -> int:
-        return self.annotate.batch_size
-
-    @property
-    def min_submitted(self) -> int:
-        return self.label.min_submitted
-
-    @property
-    def out_of_scope_label(self) -> str:
-        return self.label.out_of_scope_label
+    @classmethod
+    def of(cls, params: Params) -> AnnotationConfig:
+        return cls(params.annotate.dataset, params.annotate.workspace,
+                   params.annotate.refusal_rubric, params.annotate.batch_size,
+                   params.label.min_submitted, params.label.out_of_scope_label)
 
 
 def guidelines(taxonomy: Taxonomy, out_of_scope_label: str, refusal_rubric: bool) -> str:

@@ -31,7 +31,7 @@ def _setup(params_path: str, sources_dir: str | None, taxonomy: str, api_url: st
     from curation.annotation.settings import AnnotationConfig
 
     ctx = context(params_path, sources_dir, taxonomy)
-    config = AnnotationConfig(ctx.params.annotate, ctx.params.label)
+    config = AnnotationConfig.of(ctx.params)
     return ctx, config, client_for(api_url, api_key, ctx.paths.argilla_home)
 
 
@@ -45,10 +45,12 @@ def annotate_push(params_path: str, sources_dir: str | None, taxonomy: str,
                   api_url: str | None, api_key: str | None, everything: bool) -> None:
     """Create or update the Argilla dataset and its records (keyed by item id)."""
     from curation.annotation.push import items_to_push, push
+    from curation.sources.spec import load_sources
 
     table = items_to_push(Paths(), everything)
     ctx, config, client = _setup(params_path, sources_dir, taxonomy, api_url, api_key)
-    counts = push(client, table, ctx.sources, ctx.taxonomy, config)
+    sources = load_sources(ctx.sources_folder, ctx.taxonomy.domain_ids)
+    counts = push(client, table, sources, ctx.taxonomy, config)
     click.echo(f"pushed {counts['pushed']} records; the dataset '{config.dataset}' has "
                f"{counts['records_in_dataset']}")
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from packaging.version import InvalidVersion, Version
 from pydantic import (
@@ -28,9 +28,6 @@ from pydantic import (
 
 from curation.core.errors import CurationError
 from curation.core.yamlfile import YamlFile
-
-if TYPE_CHECKING:
-    from curation.neardup.minhash import MinHashParams
 
 
 class ConfigModel(BaseModel):
@@ -49,7 +46,10 @@ def validate(doc: YamlFile, model: type[ConfigModel], data: Any = None,
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise _located(doc, model, data, prefix, exc.errors()[0]) from None
+        errors = exc.errors()
+        # An unknown key first: a misspelled key also makes the intended one "missing".
+        first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+        raise _located(doc, model, data, prefix, first) from None
 
 
 def _located(doc: YamlFile, model: type[ConfigModel], data: Any, prefix: str,
@@ -65,6 +65,8 @@ def _located(doc: YamlFile, model: type[ConfigModel], data: Any, prefix: str,
         message = f"unknown key{hint}"
     elif kind == "missing":
         message = "required key is missing"
+    elif kind == "literal_error":
+        message = f"unknown value {error.get('input')!r} (expected {error['ctx']['expected']})"
     else:
         value = error.get("input")
         shown = f" (got {type(value).__name__} {value!r})" if not isinstance(
@@ -168,13 +170,6 @@ class DedupParams(ConfigModel):
     batch_size: PositiveInt
     max_bucket_size: PositiveInt
     source_priority: list[str] = []
-
-    @property
-    def minhash(self) -> MinHashParams:
-        from curation.neardup.minhash import MinHashParams
-
-        return MinHashParams(self.ngram, self.char_ngram, self.num_perm, self.threshold,
-                             self.seed, self.false_negative_weight)
 
 
 class LabelParams(ConfigModel):

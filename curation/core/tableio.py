@@ -59,9 +59,10 @@ class StagedWrites:
             frame, preserve_index=False)
         pq.write_table(table, self._temporary(target), compression="zstd")
 
-    def parquet_writer(self, target: str | Path, schema: pa.Schema) -> pq.ParquetWriter:
+    def parquet_writer(self, target: str | Path, schema: pa.Schema,
+                       compression: str = "zstd") -> pq.ParquetWriter:
         """A writer for a table written in batches; closed before the rename."""
-        writer = pq.ParquetWriter(self._temporary(target), schema, compression="zstd")
+        writer = pq.ParquetWriter(self._temporary(target), schema, compression=compression)
         self._writers.append(writer)
         return writer
 

@@ -11,21 +11,6 @@ import yaml
 from curation.core.errors import CurationError
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A SafeLoader whose mappings reject a key that appears twice."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key '{key}' is written twice (first on line {seen[key]})",
-                    key_node.start_mark)
-            seen[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep=deep)
-
-
 class YamlFile:
     """A parsed YAML document plus the line (1-based) where each dotted key path starts."""
 
@@ -34,7 +19,7 @@ class YamlFile:
         try:
             text = Path(path).read_text(encoding="utf-8")
             node = yaml.compose(text, Loader=yaml.SafeLoader)
-            self.data: Any = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (safe loader)
+            self.data: Any = yaml.safe_load(text)
         except (FileNotFoundError, IsADirectoryError):
             raise CurationError("file not found", file=self.path) from None
         except UnicodeDecodeError as exc:
@@ -49,9 +34,15 @@ class YamlFile:
             self._index(node, "")
 
     def _index(self, node: yaml.Node, prefix: str) -> None:
+        """Record each key's line; a key written twice in one mapping is an error (YAML
+        loaders silently keep the last one)."""
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 path = f"{prefix}.{key.value}" if prefix else str(key.value)
+                if path in self.lines:
+                    raise CurationError(f"key written twice (first on line {self.lines[path]})",
+                                        file=self.path, line=key.start_mark.line + 1,
+                                        field=path)
                 self.lines[path] = key.start_mark.line + 1
                 self._index(value, path)
         elif isinstance(node, yaml.SequenceNode):

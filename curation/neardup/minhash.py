@@ -14,6 +14,7 @@ casefolded text itself when it has no word characters, e.g. emoji only):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections import deque
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from multiprocessing import get_context
 from multiprocessing.pool import AsyncResult
+from typing import Any
 
 import numpy as np
 import xxhash
@@ -44,6 +46,12 @@ class MinHashParams:
     threshold: float
     seed: int
     false_negative_weight: float  # > 0.5 trades extra candidates (checked anyway) for recall
+
+    @classmethod
+    def of(cls, params: Any) -> MinHashParams:
+        """From params holding these fields by name (dedup's section of params.yaml)."""
+        return cls(params.ngram, params.char_ngram, params.num_perm, params.threshold,
+                   params.seed, params.false_negative_weight)
 
     @property
     def bands(self) -> tuple[int, int]:
@@ -182,12 +190,15 @@ class Sketches:
         position[self.sketched] = np.arange(len(self.sketched))
         picked = position[rows]
         has = picked >= 0
-        pieces = [self.shingles[self.offsets[r]:self.offsets[r + 1]] for r in rows.tolist()]
+        lengths = self.lengths[rows]
+        # Positions of the chosen rows' shingles: each row's start, then +1 along its run.
+        ends = np.cumsum(lengths)
+        gather = np.repeat(self.offsets[rows] - (ends - lengths), lengths) + np.arange(
+            ends[-1] if len(ends) else 0)
         return Sketches(
             exact=self.exact[rows], kinds=self.kinds[rows],
             signatures=self.signatures[picked[has]], sketched=np.flatnonzero(has),
-            shingles=(np.concatenate(pieces) if pieces else np.empty(0, dtype=np.uint32)),
-            lengths=self.lengths[rows])
+            shingles=self.shingles[gather], lengths=lengths)
 
 
 def sketch(texts: Sequence[str], params: MinHashParams) -> Sketches:
@@ -217,17 +228,27 @@ def sketch_all(batches: Iterable[Sequence[str]], params: MinHashParams, num_proc
     Batches are read only as workers free up, so the texts never all sit in memory.
     """
     parts: list[Sketches] = []
+    signatures: list[np.ndarray] = []
     for part in _map(batches, params, num_proc):
-        parts.append(part)
+        # The signatures (most of the memory) are copied into one array as they arrive.
+        signatures.append(part.signatures)
+        parts.append(dataclasses.replace(part, signatures=np.empty((0, params.num_perm),
+                                                                     dtype=np.uint32)))
         if progress is not None:
             progress.update(len(part.exact))  # type: ignore[attr-defined]
     if not parts:
-        parts = [sketch([], params)]
+        return sketch([], params)
     starts = np.cumsum([0, *(len(p.exact) for p in parts[:-1])])
+    stacked = np.empty((sum(map(len, signatures)), params.num_perm), dtype=np.uint32)
+    row = 0
+    while signatures:
+        block = signatures.pop(0)
+        stacked[row:row + len(block)] = block
+        row += len(block)
     return Sketches(
         exact=np.concatenate([p.exact for p in parts]),
         kinds=np.concatenate([p.kinds for p in parts]),
-        signatures=np.concatenate([p.signatures for p in parts]),
+        signatures=stacked,
         sketched=np.concatenate([p.sketched + s for p, s in zip(parts, starts, strict=True)]),
         shingles=np.concatenate([p.shingles for p in parts]),
         lengths=np.concatenate([p.lengths for p in parts]),

@@ -10,7 +10,25 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation.core.errors import CurationError
+from curation.core.tableio import StagedWrites
 from curation.neardup.minhash import Sketches
+
+SCHEMA = pa.schema([("id", pa.string()), ("exact", pa.uint64()), ("kind", pa.int8()),
+                    ("signature", pa.list_(pa.uint32())),
+                    ("shingles", pa.large_list(pa.uint32()))])
+_ROWS_PER_WRITE = 100_000
+
+
+def write_sketches(out: StagedWrites, path: Path, ids: list[str], sketches: Sketches,
+                   rows: np.ndarray) -> None:
+    """Stage the sketches of `rows` (with their `ids`), a block of rows at a time.
+
+    Uncompressed: hashes do not compress, and zstd would only cost time.
+    """
+    writer = out.parquet_writer(path, SCHEMA, compression="none")
+    for start in range(0, len(rows), _ROWS_PER_WRITE):
+        block = slice(start, start + _ROWS_PER_WRITE)
+        writer.write_table(to_table(ids[block], sketches.take(rows[block])))
 
 
 def to_table(ids: list[str], sketches: Sketches) -> pa.Table:
@@ -29,7 +47,7 @@ def to_table(ids: list[str], sketches: Sketches) -> pa.Table:
     return pa.table({"id": pa.array(ids, type=pa.string()),
                      "exact": pa.array(sketches.exact, type=pa.uint64()),
                      "kind": pa.array(sketches.kinds, type=pa.int8()),
-                     "signature": signatures, "shingles": shingles})
+                     "signature": signatures, "shingles": shingles}, schema=SCHEMA)
 
 
 def load_sketches(path: Path, ids: list[str]) -> Sketches:

@@ -11,6 +11,7 @@ from typing import Any
 import matplotlib
 import pandas as pd
 from huggingface_hub import DatasetCard, DatasetCardData
+from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from curation import __version__
 from curation.core.config import ReleaseParams
@@ -22,6 +23,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
 
 CHART = "domain_distribution.png"
+# The card body's layout. trim_blocks: a line holding only a block tag outputs nothing, so the
+# template reads like the Markdown it renders; StrictUndefined: a missing value is an error,
+# not an empty string in a published card.
+_TEMPLATES = Environment(loader=PackageLoader("curation.publishing", "templates"),
+                         keep_trailing_newline=True, trim_blocks=True, autoescape=False,
+                         undefined=StrictUndefined)
 
 
 @dataclass
@@ -93,130 +100,50 @@ def dataset_card(inputs: ReleaseInputs, params: ReleaseParams, rows: dict[str, d
     return DatasetCard(f"---\n{data.to_yaml()}\n---\n{body}")
 
 
-def _table(header: list[str], lines: list[list[Any]]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in line)
-            + " |" for line in lines]
-    return "\n".join(out)
-
-
 def card_body(inputs: ReleaseInputs, params: ReleaseParams, rows: dict[str, dict[str, int]],
               default: pd.DataFrame, used_sources: list[str],
               change: tuple[str, dict[str, Any]] | None) -> str:
+    """The card's Markdown body: the values are gathered here, and laid out by the template
+    `templates/card.md.j2`, where the text can be read and edited as it will appear."""
     domains = list(inputs.taxonomy.domain_ids)
-    total = len(default)
-    dedup, labels, splits = inputs.dedup, inputs.labels, inputs.split_report
-    sections = [
-        f"# {params.pretty_name}",
-        "> **Content warning.** This dataset contains prompts about suicide and self-harm, "
-        "substance use, violence, weapons and sexual crimes, and model responses to them. "
-        "Read and use it with care.",
-        "## Summary",
-        f"{params.description}\n\nVersion {params.version}: {total} prompts from "
-        f"{len(used_sources)} sources, each labelled with one of {len(domains)} risk domains, "
-        f"{int(default['response'].notna().sum())} of them with a model response. Built by "
-        f"refusal-curation {__version__}.",
-        "## Configurations",
-        "`default` is an in-domain split, stratified by domain and source. Each "
-        "`heldout-<domain>` configuration tests on one domain only, after training and "
-        "validating on the others: it measures how well refusal behaviour generalises to a "
-        "risk domain a model was not tuned on.",
-        _table(["configuration", *SPLITS],
-               [[config, *(counts[name] for name in SPLITS)] for config, counts in rows.items()]),
-        "### Items per configuration, split and domain",
-        _table(["configuration", "split", *domains],
-               [[config, name, *(splits["configs"][config]["by_domain"][name].get(d, 0)
-                                 for d in domains)]
-                for config in rows for name in SPLITS]),
-        f"![Items per risk domain]({CHART})",
-        "## How to load",
-        how_to_load(params, domains[0]),
-        "## Changes",
-        (diff_markdown(change[0], params.version, change[1]) if change
-         else "First release."),
-        "## Risk domains",
-        _table(["id", "title", "definition", "intervention frameworks", "referral resources"],
-               [[d["id"], d["title"], d["definition"],
-                 "; ".join(f["name"] for f in d.get("intervention_frameworks", [])),
-                 "; ".join(f"{r['name']} ({r['contact']}, {r['region']})"
-                           for r in d.get("referral_resources", []))]
-                for d in inputs.taxonomy.domains]),
-        "## Sources",
-        _table(["source", "description", "license", "items", "pin"],
-               [[s, inputs.sources[s]["description"], inputs.sources[s]["license"],
-                 int((default["source"] == s).sum()), _pin_text(inputs.sources[s])]
-                for s in used_sources]),
-        "## How it was built",
-        f"- **Deduplication** (on the {dedup['params']['on']}): {dedup['rows_in']} items in, "
-        f"{dedup['exact_duplicates']} exact and {dedup['near_duplicates']} near duplicates "
-        f"removed (MinHash LSH, word {dedup['params']['ngram']}-grams, Jaccard >= "
-        f"{dedup['params']['threshold']}, every candidate checked exactly), in "
-        f"{dedup['clusters']} clusters; one representative kept per cluster.",
-        f"- **Labels**: {labels['by_label_source'].get('annotation', 0)} items labelled by "
-        f"annotators (majority of at least {inputs.params['label']['min_submitted']} "
-        f"answers), {labels['by_label_source'].get('source_map', 0)} by their source's "
-        f"category map; {labels['items'] - labels['labeled']} deduplicated items had no "
-        "domain and are not released. Mean annotator agreement: "
-        f"{labels['mean_agreement'] if labels['mean_agreement'] is not None else 'n/a'}; "
-        f"disagreements between annotators and category maps: {len(labels['disagreements'])}.",
-        f"- **Leakage**: prompts with Jaccard similarity >= {splits['leakage_threshold']} stay "
-        "in one split; the highest similarity found between two items in different splits of "
-        f"`default` is {splits['configs']['default']['max_cross_split_similarity']}.",
-        "## Data fields",
-        _table(["field", "meaning"], [[name, meaning] for name, meaning in FIELDS]),
-        "## Limitations",
-        "- Most labels come from the sources' own categories mapped to the five domains, not "
-        "from annotators; the mapping is in each source file and its errors carry over.\n"
-        "- Domains are unevenly represented; small held-out test sets give wide "
-        "confidence intervals.\n"
-        "- Prompts are mostly English; items too short for reliable language detection "
-        "are marked `und`.\n"
-        "- Responses come from whichever models the sources used; they are examples, not "
-        "references of good refusals.",
-        "## Citation",
-        "Cite the sources this release is built from:\n\n" + "\n\n".join(
-            f"```bibtex\n{inputs.sources[s]['citation']}\n```" for s in used_sources),
-    ]
-    return "\n\n".join(sections) + "\n"
-
-
-def how_to_load(params: ReleaseParams, domain: str) -> str:
-    """Loading by local path, and by Hub repository at this version's tag."""
-    lines = ["```python", "from datasets import load_dataset", "",
-             "# from a local copy of the release folder",
-             f'default = load_dataset("releases/{params.version}")',
-             f'heldout = load_dataset("releases/{params.version}", "heldout-{domain}")']
-    if params.hub_repo:
-        lines += ["", "# from the Hugging Face Hub, pinned to this version",
-                  f'heldout = load_dataset("{params.hub_repo}", "heldout-{domain}", '
-                  f'revision="{TAG_PREFIX}{params.version}")']
-    return "\n".join([*lines, "```"])
+    labels, splits = inputs.labels, inputs.split_report
+    return _TEMPLATES.get_template("card.md.j2").render(
+        params=params, toolkit_version=__version__, total=len(default), domains=domains,
+        responses=int(default["response"].notna().sum()), splits=list(SPLITS), chart=CHART,
+        config_rows=[[config, *(counts[name] for name in SPLITS)]
+                     for config, counts in rows.items()],
+        domain_rows=[[config, name, *(splits["configs"][config]["by_domain"][name].get(d, 0)
+                                      for d in domains)]
+                     for config in rows for name in SPLITS],
+        tag=f"{TAG_PREFIX}{params.version}",
+        changes=diff_markdown(change[0], params.version, change[1]) if change else None,
+        taxonomy_rows=[[d["id"], d["title"], d["definition"],
+                        "; ".join(f["name"] for f in d.get("intervention_frameworks", [])),
+                        "; ".join(f"{r['name']} ({r['contact']}, {r['region']})"
+                                  for r in d.get("referral_resources", []))]
+                       for d in inputs.taxonomy.domains],
+        source_rows=[[s, inputs.sources[s]["description"], inputs.sources[s]["license"],
+                      int((default["source"] == s).sum()), _pin_text(inputs.sources[s])]
+                     for s in used_sources],
+        dedup=inputs.dedup,
+        annotated=labels["by_label_source"].get("annotation", 0),
+        source_mapped=labels["by_label_source"].get("source_map", 0),
+        min_submitted=inputs.params["label"]["min_submitted"],
+        unlabelled=labels["items"] - labels["labeled"],
+        agreement="n/a" if labels["mean_agreement"] is None else labels["mean_agreement"],
+        disagreements=len(labels["disagreements"]),
+        leakage_threshold=splits["leakage_threshold"],
+        max_similarity=splits["configs"]["default"]["max_cross_split_similarity"],
+        citations=[inputs.sources[s]["citation"] for s in used_sources],
+    )
 
 
 def _pin_text(pin: dict[str, Any]) -> str:
+    """How a source is pinned, for the Sources table: package and hash, Hub revision, or
+    the number of local files."""
     if "artifact" in pin:
         artifact = pin["artifact"]
         return f"{artifact['package']}=={artifact['version']} (sha256 {artifact['sha256'][:12]}…)"
     if "hub" in pin:
         return f"{pin['hub']['path']}@{pin['hub'].get('revision', 'unpinned')}"
     return f"{len(pin['files'])} local file(s)"
-
-
-FIELDS = [
-    ("id", "stable id: a hash of the source and the cleaned prompt and response"),
-    ("prompt", "the prompt, cleaned (NFC, control characters removed, spaces folded)"),
-    ("response", "a model's response from the source, if it has one"),
-    ("source", "the source it was pulled from (see Sources)"),
-    ("source_record_id", "where in the source: its record id, or file and row"),
-    ("source_category", "the source's own category"),
-    ("source_license", "the source's license"),
-    ("language", "language of prompt and response by langdetect; `und` if too short"),
-    ("language_prob", "langdetect's probability for that language"),
-    ("dup_cluster_id", "id of the duplicate cluster this item represents (its own id)"),
-    ("dup_cluster_size", "how many near or exact duplicates the cluster had"),
-    ("domain", "the risk domain"),
-    ("label_source", "`annotation` (annotators' majority) or `source_map` (category map)"),
-    ("n_annotations", "submitted annotator answers for the domain"),
-    ("agreement", "share of those answers that chose the majority label"),
-    ("split", "the split this item is in, in this configuration"),
-]

@@ -19,15 +19,14 @@ from curation.core.errors import CurationError
 from curation.core.paths import Paths
 from curation.core.tableio import read_json, read_parquet
 from curation.core.taxonomy import Taxonomy, load_taxonomy
-from curation.sources.spec import Source, load_sources
 
 
 @dataclass
 class Context:
     """What a stage runs with: the project's paths and its validated configuration.
 
-    Sources and the taxonomy are loaded (and validated) on first use, so a stage that does
-    not use them is not stopped by them.
+    The taxonomy is loaded (and validated) on first use, so a stage that does not use it
+    is not stopped by it; stages that read sources load them from `sources_folder`.
     """
 
     paths: Paths
@@ -43,10 +42,9 @@ class Context:
     def taxonomy(self) -> Taxonomy:
         return load_taxonomy(self.taxonomy_path or self.paths.taxonomy)
 
-    @cached_property
-    def sources(self) -> list[Source]:
-        folder = self.sources_dir or self.paths.root / self.params.pull.sources_dir
-        return load_sources(folder, self.taxonomy.domain_ids)
+    @property
+    def sources_folder(self) -> Path:
+        return self.sources_dir or self.paths.root / self.params.pull.sources_dir
 
     def input_table(self, path: Path, previous_stage: str) -> pd.DataFrame:
         """A table an earlier stage wrote; a missing one says which stage to run."""

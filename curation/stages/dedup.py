@@ -28,8 +28,8 @@ from curation.core.ledger import StageLedger
 from curation.core.schemas import load_schema, validate_rows
 from curation.core.tableio import StagedWrites
 from curation.neardup.clusters import cluster
-from curation.neardup.minhash import Sketches, sketch_all
-from curation.neardup.store import to_table
+from curation.neardup.minhash import MinHashParams, Sketches, sketch_all
+from curation.neardup.store import write_sketches
 from curation.stages.base import Context, StageResult
 
 STAGE = "dedup"
@@ -56,7 +56,7 @@ def sketch_table(path: Path, params: DedupParams, include_response: bool,
     total = pq.ParquetFile(path).metadata.num_rows
     with tqdm(total=total, desc=desc, unit=" rows", disable=None) as bar:
         return sketch_all(text_batches(path, include_response, params.batch_size),
-                          params.minhash, params.num_proc, bar)
+                          MinHashParams.of(params), params.num_proc, bar)
 
 
 def member_rows(path: Path, rows: np.ndarray) -> pd.DataFrame:
@@ -104,7 +104,7 @@ def run(context: Context) -> StageResult:
         raise CurationError("not found; run `curate normalize` first", file=str(input_path))
     n = pq.ParquetFile(input_path).metadata.num_rows
     sketches = sketch_table(input_path, params, params.include_response, "dedup sketch")
-    found = cluster(sketches, params.minhash, params.max_bucket_size)
+    found = cluster(sketches, MinHashParams.of(params), params.max_bucket_size)
     sizes = np.bincount(found.labels, minlength=n)[found.labels]
     in_cluster = np.flatnonzero(sizes > 1)
     members = member_rows(input_path, in_cluster).assign(label=found.labels[in_cluster])
@@ -132,7 +132,7 @@ def run(context: Context) -> StageResult:
         summary = ledger.summary(rows_in, kept)
         report = dedup_report(n, clusters, found.stats, params)
         out.parquet(clusters[CLUSTER_COLUMNS].reset_index(drop=True), paths.dup_clusters)
-        out.parquet(to_table(kept_ids, prompts.take(kept_rows)), paths.signatures)
+        write_sketches(out, paths.signatures, kept_ids, prompts, kept_rows)
         ledger.write(out, paths, summary)
         out.json(report, paths.report("dedup"))
     return StageResult(STAGE, summary, report, [
@@ -209,8 +209,7 @@ def dedup_report(rows_in: int, clusters: pd.DataFrame, stats: dict[str, Any],
                                  dropped["source"].value_counts().sort_index().items()},
         **stats,
         "params": {"on": "prompt+response" if params.include_response else "prompt",
-                   "ngram": params.minhash.ngram, "char_ngram": params.minhash.char_ngram,
-                   "num_perm": params.minhash.num_perm, "threshold": params.minhash.threshold,
-                   "seed": params.minhash.seed,
-                   "false_negative_weight": params.minhash.false_negative_weight},
+                   "ngram": params.ngram, "char_ngram": params.char_ngram,
+                   "num_perm": params.num_perm, "threshold": params.threshold,
+                   "seed": params.seed, "false_negative_weight": params.false_negative_weight},
     }

@@ -24,7 +24,7 @@ from curation.core.errors import CurationError
 from curation.core.ledger import StageLedger
 from curation.core.schemas import load_schema, validate_rows
 from curation.core.tableio import StagedWrites, read_parquet
-from curation.sources.spec import Source
+from curation.sources.spec import Source, load_sources
 from curation.stages.base import Context, StageResult
 
 STAGE = "label"
@@ -56,7 +56,8 @@ def run(context: Context) -> StageResult:
     domains = context.taxonomy.domain_ids
     annotations = read_annotations(paths.annotations_dir, {*domains, params.out_of_scope_label})
     table = context.input_table(paths.deduped, "dedup")
-    labeled, mapped, annotation, votes = assign_labels(table, context.sources, annotations,
+    sources = load_sources(context.sources_folder, domains)
+    labeled, mapped, annotation, votes = assign_labels(table, sources, annotations,
                                                        params)
     ledger = StageLedger(STAGE)
     out_of_scope = labeled["domain"] == params.out_of_scope_label

@@ -23,7 +23,7 @@ from curation.core.tableio import StagedWrites
 from curation.core.text import content_id
 from curation.sources.inputs import InputFile, input_files
 from curation.sources.readers import Problem, Record
-from curation.sources.spec import FieldMap, Source
+from curation.sources.spec import FieldMap, Source, load_sources
 from curation.stages.base import Context, StageResult
 
 STAGE = "pull"
@@ -43,7 +43,8 @@ def run(context: Context) -> StageResult:
     """Pull every source, then write all outputs at once."""
     paths = context.paths
     ledger = StageLedger(STAGE)
-    pulled = [pull_source(source, paths.cache, ledger) for source in context.sources]
+    sources = load_sources(context.sources_folder, context.taxonomy.domain_ids)
+    pulled = [pull_source(source, paths.cache, ledger) for source in sources]
     rows_in = Counter({p.source.name: p.rows_in for p in pulled})
     kept = Counter({p.source.name: len(p.rows) for p in pulled})
     summary = ledger.summary(rows_in, kept)

@@ -25,8 +25,9 @@ from curation.core.ledger import StageLedger
 from curation.core.paths import SPLITS
 from curation.core.schemas import load_schema, validate_rows
 from curation.core.tableio import StagedWrites
+from curation.core.taxonomy import Taxonomy
 from curation.neardup.clusters import cluster, similar_pairs
-from curation.neardup.minhash import Sketches
+from curation.neardup.minhash import MinHashParams, Sketches
 from curation.neardup.store import load_sketches
 from curation.stages.base import Context, StageResult
 
@@ -49,15 +50,15 @@ def apportion(total: int, weights: dict[str, int]) -> dict[str, int]:
     return shares
 
 
-def check_inputs(table: pd.DataFrame, domains: tuple[str, ...], params_file: ParamsFile) -> None:
+def check_inputs(table: pd.DataFrame, taxonomy: Taxonomy, params_file: ParamsFile) -> None:
     """The errors that must stop the stage before anything is written."""
     params = params_file.params.split
     counts = Counter(table["domain"])
-    for domain in domains:
+    for domain in taxonomy.domain_ids:
         if counts[domain] == 0:
             raise CurationError(f"domain '{domain}' has no labeled items, so its held-out "
                                 "configuration would have no test set",
-                                file="schemas/taxonomy.yaml", field="domains")
+                                file=taxonomy.path, field="domains")
         wanted = quota(params.validation, counts[domain]) + quota(params.test, counts[domain])
         if wanted >= counts[domain]:
             raise params_file.error("split.test", f"validation + test take {wanted} items but "
@@ -107,9 +108,10 @@ def run(context: Context) -> StageResult:
     domains = context.taxonomy.domain_ids
     table = context.input_table(paths.labeled, "label")
     table = table.sort_values("id", kind="stable").reset_index(drop=True)
-    check_inputs(table, domains, context.params_file)
+    check_inputs(table, context.taxonomy, context.params_file)
     sketches = load_sketches(paths.signatures, table["id"].tolist())
-    leakage = dataclasses.replace(dedup_params.minhash, threshold=params.leakage_threshold)
+    leakage = dataclasses.replace(MinHashParams.of(dedup_params),
+                                  threshold=params.leakage_threshold)
     groups = cluster(sketches, leakage, dedup_params.max_bucket_size).labels
     default = assign_default(table, groups, params)
 
@@ -151,7 +153,7 @@ def split_report(configs: dict[str, pd.DataFrame], excluded: dict[str, int],
                  table: pd.DataFrame, groups: np.ndarray, sketches: Sketches,
                  params: SplitParams, dedup_params: DedupParams) -> dict[str, Any]:
     """Sizes per configuration x split x domain, and the highest cross-split similarity."""
-    found, scores = similar_pairs(sketches, dedup_params.minhash,
+    found, scores = similar_pairs(sketches, MinHashParams.of(dedup_params),
                                   params.similarity_report_threshold,
                                   dedup_params.max_bucket_size)
     pairs = [(int(i), int(j)) for i, j in found.tolist()]

@@ -3,7 +3,7 @@ import unicodedata
 from hypothesis import given
 from hypothesis import strategies as st
 
-from curation.text import clean_text, content_id
+from curation.core.text import clean_text, content_id
 
 
 def test_clean_text_folds_layout_and_strips_invisible_characters() -> None:

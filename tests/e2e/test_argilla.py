@@ -15,10 +15,9 @@ import argilla as rg
 import httpx
 import pandas as pd
 import pytest
-from conftest import REPO, curate, set_params
-from test_agreement import nominal_alpha
+from conftest import REPO, curate, nominal_alpha, set_params
 
-from curation import argilla_local
+from curation.localserver import runner
 
 PASSWORD = "annotator-pass-1"
 DATASET = "refusal-domains"
@@ -27,14 +26,14 @@ DATASET = "refusal-domains"
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("argilla")
-    info = argilla_local.start(home)
+    info = runner.start(home)
     yield info
-    argilla_local.stop(home)
-    assert argilla_local.status(home) is None
+    runner.stop(home)
+    assert runner.status(home) is None
 
 
 @pytest.fixture(scope="session")
-def annotators(server: argilla_local.ServerInfo) -> dict[str, httpx.Client]:
+def annotators(server: runner.ServerInfo) -> dict[str, httpx.Client]:
     """Two annotator users, members of the workspace, each with an API client."""
     owner = rg.Argilla(api_url=server.url, api_key=server.api_key)
     workspace = owner.workspaces("curation") or rg.Workspace(name="curation",
@@ -49,7 +48,7 @@ def annotators(server: argilla_local.ServerInfo) -> dict[str, httpx.Client]:
 
 
 @pytest.fixture(scope="session")
-def annotation_project(built: Path, server: argilla_local.ServerInfo,
+def annotation_project(built: Path, server: runner.ServerInfo,
                        tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project with 231 demo items: up to 40 from each source."""
     project = tmp_path_factory.mktemp("annotate")
@@ -62,11 +61,11 @@ def annotation_project(built: Path, server: argilla_local.ServerInfo,
     return project
 
 
-def argilla_env(server: argilla_local.ServerInfo) -> dict[str, str]:
+def argilla_env(server: runner.ServerInfo) -> dict[str, str]:
     return {"ARGILLA_API_URL": server.url, "ARGILLA_API_KEY": server.api_key}
 
 
-def run(project: Path, server: argilla_local.ServerInfo, *args: str):
+def run(project: Path, server: runner.ServerInfo, *args: str):
     old = {k: os.environ.get(k) for k in ("ARGILLA_API_URL", "ARGILLA_API_KEY")}
     os.environ.update(argilla_env(server))
     try:
@@ -79,7 +78,7 @@ def run(project: Path, server: argilla_local.ServerInfo, *args: str):
                 os.environ[key] = value
 
 
-def server_records(server: argilla_local.ServerInfo, include_responses: bool = False,
+def server_records(server: runner.ServerInfo, include_responses: bool = False,
                    include_suggestions: bool = False) -> list[dict]:
     owner = rg.Argilla(api_url=server.url, api_key=server.api_key)
     dataset = owner.datasets(name=DATASET, workspace="curation")
@@ -91,7 +90,7 @@ def server_records(server: argilla_local.ServerInfo, include_responses: bool = F
 
 
 def test_push_three_times_keeps_one_record_per_item(annotation_project: Path,
-                                                    server: argilla_local.ServerInfo) -> None:
+                                                    server: runner.ServerInfo) -> None:
     ids = set(pd.read_parquet(annotation_project / "data" / "deduped.parquet")["id"])
     assert len(ids) >= 200
     for _ in range(3):
@@ -105,7 +104,7 @@ def test_push_three_times_keeps_one_record_per_item(annotation_project: Path,
 
 
 def test_settings_come_from_the_taxonomy(annotation_project: Path,
-                                         server: argilla_local.ServerInfo) -> None:
+                                         server: runner.ServerInfo) -> None:
     owner = rg.Argilla(api_url=server.url, api_key=server.api_key)
     dataset = owner.datasets(name=DATASET, workspace="curation")
     questions = {q.name: q for q in dataset.settings.questions}
@@ -131,7 +130,7 @@ def test_settings_come_from_the_taxonomy(annotation_project: Path,
     assert records[row["id"]]["metadata"]["source_category"] == row["source_category"]
 
 
-def answer_records(server: argilla_local.ServerInfo,
+def answer_records(server: runner.ServerInfo,
                    annotators: dict[str, httpx.Client]) -> dict[str, dict[str, str]]:
     """Submit answers as ann1 and ann2: 12 agreements, 4 disagreements, one record with a
     single answer, and two discards (one with no values, the case that crashes the SDK)."""
@@ -160,7 +159,7 @@ def answer_records(server: argilla_local.ServerInfo,
 
 
 def test_pull_aggregates_answers_from_two_annotators(annotation_project: Path,
-                                                     server: argilla_local.ServerInfo,
+                                                     server: runner.ServerInfo,
                                                      annotators: dict[str, httpx.Client]
                                                      ) -> None:
     given = answer_records(server, annotators)
@@ -196,7 +195,7 @@ def test_pull_aggregates_answers_from_two_annotators(annotation_project: Path,
 
 
 def test_bad_connections_and_settings(annotation_project: Path,
-                                      server: argilla_local.ServerInfo) -> None:
+                                      server: runner.ServerInfo) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
@@ -228,7 +227,7 @@ def test_bad_connections_and_settings(annotation_project: Path,
 @pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
                     reason="needs Debian's chromium and chromium-driver (.ci/run installs them)")
 def test_a_label_submitted_in_the_web_ui_is_pulled(annotation_project: Path,
-                                                   server: argilla_local.ServerInfo,
+                                                   server: runner.ServerInfo,
                                                    annotators: dict[str, httpx.Client]) -> None:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -276,7 +275,7 @@ def test_a_label_submitted_in_the_web_ui_is_pulled(annotation_project: Path,
         pd.read_parquet(annotation_project / "data" / "deduped.parquet")["id"])
 
 
-def _ui_answers(server: argilla_local.ServerInfo) -> list[dict]:
+def _ui_answers(server: runner.ServerInfo) -> list[dict]:
     """Responses with the label only the web UI test gives."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -286,7 +285,7 @@ def _ui_answers(server: argilla_local.ServerInfo) -> list[dict]:
 
 
 def test_search_filters_run_on_the_plugin(annotation_project: Path,
-                                          server: argilla_local.ServerInfo) -> None:
+                                          server: runner.ServerInfo) -> None:
     assert run(annotation_project, server, "annotate", "push", "--all").returncode == 0
     owner = rg.Argilla(api_url=server.url, api_key=server.api_key)
     dataset = owner.datasets(name=DATASET, workspace="curation")

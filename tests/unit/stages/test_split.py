@@ -3,6 +3,7 @@ splits, reserved ids in train, and the errors that stop the stage before writing
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -11,8 +12,9 @@ import pandas as pd
 import pytest
 from conftest import REPO, curate, set_params
 
-from curation.dedup import DedupParams, find_clusters
-from curation.params import load_params
+from curation.core.config import load_params
+from curation.neardup.clusters import cluster
+from curation.neardup.minhash import MinHashParams, sketch
 
 SPLITS = ("train", "validation", "test")
 
@@ -39,10 +41,9 @@ def test_held_out_configs_hold_one_domain_in_test_and_none_in_train(built: Path)
 
 def test_no_near_duplicate_group_straddles_splits(built: Path) -> None:
     labeled = pd.read_parquet(built / "data" / "labeled.parquet").sort_values("id")
-    params = load_params(REPO / "params.yaml", "split")
-    dedup = DedupParams.from_dict({**load_params(REPO / "params.yaml", "dedup"),
-                                   "threshold": params["leakage_threshold"], "num_proc": 1})
-    groups = find_clusters([labeled["prompt"].tolist()], len(labeled), dedup).labels
+    params = load_params(REPO / "params.yaml").params
+    leakage = dataclasses.replace(MinHashParams.of(params.dedup), threshold=params.split.leakage_threshold)
+    groups = cluster(sketch(labeled["prompt"].tolist(), leakage), leakage, len(labeled)).labels
     group_of = dict(zip(labeled["id"], groups, strict=True))
     assert len(set(groups)) < len(groups)  # the demo data has groups to keep together
     for name, frame in configs(built).items():
@@ -50,7 +51,7 @@ def test_no_near_duplicate_group_straddles_splits(built: Path) -> None:
         assert (per_group == 1).all(), name
     report = json.loads((built / "reports" / "splits.json").read_text())
     for figures in report["configs"].values():
-        assert figures["max_cross_split_similarity"] < params["leakage_threshold"]
+        assert figures["max_cross_split_similarity"] < params.split.leakage_threshold
 
 
 def test_default_split_sizes_follow_the_params_per_domain(built: Path) -> None:
@@ -68,7 +69,8 @@ def test_default_split_sizes_follow_the_params_per_domain(built: Path) -> None:
 def labeled_project(built: Path, tmp_path: Path) -> Path:
     project = tmp_path / "p"
     (project / "data").mkdir(parents=True)
-    shutil.copy(built / "data" / "labeled.parquet", project / "data" / "labeled.parquet")
+    for name in ("labeled.parquet", "signatures.parquet"):
+        shutil.copy(built / "data" / name, project / "data" / name)
     shutil.copytree(REPO / "schemas", project / "schemas")
     shutil.copy(REPO / "params.yaml", project / "params.yaml")
     return project

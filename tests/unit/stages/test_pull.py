@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from conftest import curate, write, write_source
 
-from curation.text import content_id
+from curation.core.text import content_id
 
 
 def pulled(project: Path, name: str) -> pd.DataFrame:

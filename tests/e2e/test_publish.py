@@ -15,7 +15,7 @@ from conftest import REPO, copy_project, curate, set_params
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from huggingface_hub.hf_api import CommitInfo, GitRefInfo, GitRefs
 
-from curation.publish import plan_publish, publish
+from curation.publishing.hub import plan_publish, publish
 
 VERSION = yaml.safe_load((REPO / "params.yaml").read_text())["release"]["version"]
 SECRET = "hf_THIS_IS_A_SECRET_TEST_TOKEN_1234567890"

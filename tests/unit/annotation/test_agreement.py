@@ -3,30 +3,11 @@ computation of Krippendorff's alpha."""
 
 from __future__ import annotations
 
-from collections import Counter
-from itertools import permutations
-
 import pandas as pd
 import pytest
+from conftest import nominal_alpha
 
-from curation.agreement import aggregate, agreement
-
-
-def nominal_alpha(units: list[list[str]]) -> float:
-    """Krippendorff's alpha for nominal data from its coincidence matrix (by hand)."""
-    coincidences: Counter = Counter()
-    for values in units:
-        if len(values) < 2:
-            continue
-        for c, k in permutations(range(len(values)), 2):
-            coincidences[(values[c], values[k])] += 1 / (len(values) - 1)
-    totals: Counter = Counter()
-    for (c, _), weight in coincidences.items():
-        totals[c] += weight
-    n = sum(totals.values())
-    observed = sum(w for (c, k), w in coincidences.items() if c != k)
-    expected = sum(totals[c] * totals[k] for c in totals for k in totals if c != k)
-    return 1 - (n - 1) * observed / expected
+from curation.annotation.agreement import aggregate, agreement
 
 
 def answers(rows: list[tuple[str, str, str, str]]) -> pd.DataFrame:

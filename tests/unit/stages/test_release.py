@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -103,8 +104,9 @@ def test_different_content_under_an_existing_version_is_refused(release_project:
     rows.to_parquet(str(test_file))
     result = curate(release_project, "release")
     assert result.returncode == 1
-    assert result.stderr.startswith(f"error: params.yaml: field 'release.version': release "
-                                    f"{VERSION} already exists with different content (")
+    assert re.match(rf"error: params.yaml, line \d+: field 'release.version': release "
+                    rf"{re.escape(VERSION)} already exists with different content \(",
+                    result.stderr)
     assert "removed" in result.stderr and "set a new release.version" in result.stderr
     assert snapshot(folder) == before
     set_params(release_project, "release", version="0.2.0")
@@ -120,6 +122,7 @@ def test_an_invalid_version_is_refused_before_anything_is_written(
     set_params(release_project, "release", version="v1")
     result = curate(release_project, "release")
     assert result.returncode == 1
-    assert result.stderr.strip() == ("error: params.yaml: field 'release.version': version "
-                                     "'v1' is not semver (like 1.2.0)")
+    assert re.fullmatch(r"error: params.yaml, line \d+: field 'release.version': must be "
+                        r"semver, like 1.2.0 or 1.2.0-rc.1 \(got str 'v1'\)",
+                        result.stderr.strip())
     assert versions(release_project) == [VERSION]

@@ -1,0 +1,105 @@
+"""Configuration mistakes in params.yaml and in a source file: one line naming the file,
+the line and the field, exit 1, no traceback, nothing written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from conftest import REPO, curate, write, write_source
+
+PARAMS = (REPO / "params.yaml").read_text(encoding="utf-8")
+
+
+def edited(old: str, new: str) -> str:
+    """params.yaml with one exact piece of text replaced (comments and lines kept)."""
+    assert PARAMS.count(old) == 1, old
+    return PARAMS.replace(old, new)
+
+
+def line_of(text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+def fails_with(project: Path, pattern: str) -> None:
+    result = curate(project, "pull")
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert re.fullmatch("error: " + pattern, lines[0]), lines[0]
+    assert not (project / "data").exists() and not (project / "reports").exists()
+
+
+PARAMS_CASES = {
+    "unknown key": (edited("  ngram: 3 ", "  colour: blue\n  ngram: 3 "), "colour",
+                    "dedup.colour", r"unknown key \(expected one of: include_response, .*\)"),
+    "misspelled key": (edited("  languages: [en]", "  languagez: [en]"), "languagez",
+                       "normalize.languagez", r"unknown key; did you mean 'languages'\?"),
+    "misspelled section": (edited("release:\n", "releas:\n"), "releas:", "releas",
+                           r"unknown key; did you mean 'release'\?"),
+    "wrong type": (edited("  num_perm: 128", '  num_perm: "128"'), "num_perm", "dedup.num_perm",
+                   r"Input should be a valid integer \(got str '128'\)"),
+    "string for a list": (edited("  languages: [en]", "  languages: en"), "languages: en",
+                          "normalize.languages", r"Input should be a valid list \(got str 'en'\)"),
+    "string for a flag": (edited("  include_response: false", "  include_response: 'no'"),
+                          "include_response", "dedup.include_response",
+                          r"Input should be a valid boolean \(got str 'no'\)"),
+    "duplicate key": (edited("  threshold: 0.8 ", "  threshold: 0.7\n  threshold: 0.8 "),
+                      "threshold: 0.8", "dedup.threshold",
+                      r"key written twice \(first on line 20\)"),
+    "out of range": (edited("  threshold: 0.8 ", "  threshold: 1.5 "), "threshold: 1.5",
+                     "dedup.threshold", r"Input should be less than or equal to 1 \(got float 1.5\)"),
+    "bad split size": (edited("  test: 0.1 ", "  test: 1.5 "), "test: 1.5", "split.test",
+                       r"must be a fraction in \(0, 1\) or a count >= 1, not 1.5 \(got float 1.5\)"),
+    "missing key": (edited("  seed: 42\n", ""), "split:", "split.seed",
+                    r"required key is missing"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PARAMS_CASES))
+def test_params_mistakes_are_one_located_line(project: Path, case: str) -> None:
+    text, needle, field, message = PARAMS_CASES[case]
+    write(project / "params.yaml", text)
+    where = f"params.yaml, line {line_of(text, needle)}: "
+    fails_with(project, re.escape(where + f"field '{field}': ") + message)
+
+
+def test_params_named_by_option_are_the_file_errors_name(project: Path) -> None:
+    text = edited("  languages: [en]", "  languages: en")
+    write(project / "other" / "experiment.yaml", text)
+    result = curate(project, "normalize", "--params", "other/experiment.yaml")
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: other/experiment.yaml, line "
+                                    f"{line_of(text, 'languages: en')}: field "
+                                    "'normalize.languages': ")
+
+
+SOURCE = "kind: file\nfiles: [in/x.txt]\n"
+SOURCE_CASES = {
+    "unknown key": (SOURCE + "category_mapp:\n  sh: suicide_self_harm\n", "category_mapp",
+                    "category_mapp", r"unknown key; did you mean 'category_map'\?"),
+    "misspelled key": (SOURCE + "field:\n  prompt: text\n", "field:", "field",
+                       r"unknown key; did you mean 'fields'\?"),
+    "nested unknown key": (SOURCE + "fields:\n  promt: text\n", "promt", "fields.promt",
+                           r"unknown key; did you mean 'prompt'\?"),
+    "wrong type": (SOURCE + "fields:\n  prompt: 5\n", "prompt: 5", "fields.prompt",
+                   r"Input should be a valid string \(got int 5\)"),
+    "string for a list": ("kind: file\nfiles: in/x.txt\n", "files:", "files",
+                          r"Input should be a valid list \(got str 'in/x.txt'\)"),
+    "duplicate key": (SOURCE + "license: MIT\n", "license: MIT", "license",
+                      r"key written twice \(first on line 2\)"),
+    "out of range": (SOURCE + "artifact: {package: p, version: '1', sha256: abc}\n",
+                     "artifact:", "artifact.sha256", r"String should match pattern .*"),
+    "unknown value": ("kind: ftp\nfiles: [in/x.txt]\n", "kind:", "kind",
+                      r"unknown value 'ftp' \(expected 'file', 'pypi' or 'hub'\)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SOURCE_CASES))
+def test_source_mistakes_are_one_located_line(project: Path, case: str) -> None:
+    body, needle, field, message = SOURCE_CASES[case]
+    write(project / "in" / "x.txt", "a prompt that is long enough\n")
+    path = write_source(project, "s", body)
+    where = f"sources/s.yaml, line {line_of(path.read_text(), needle)}: "
+    fails_with(project, re.escape(where + f"field '{field}': ") + message)

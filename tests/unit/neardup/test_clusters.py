@@ -1,0 +1,78 @@
+"""Clusters as connected components, and sketches saved by dedup and reused by split."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from curation.neardup.clusters import cluster, components, similar_pairs
+from curation.neardup.minhash import MinHashParams, sketch
+from curation.neardup.store import load_sketches, to_table
+
+PARAMS = MinHashParams(ngram=3, char_ngram=5, num_perm=128, threshold=0.5, seed=1,
+                       false_negative_weight=0.95)
+
+
+def union_find(edges: list[tuple[int, int]], n: int) -> list[int]:
+    """The textbook version: every node labelled by the smallest node of its component."""
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for a, b in edges:
+        ra, rb = find(a), find(b)
+        parent[max(ra, rb)] = min(ra, rb)
+    return [find(i) for i in range(n)]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(1, 40).flatmap(lambda n: st.tuples(
+    st.just(n), st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=60))))
+def test_components_equal_union_find(graph: tuple[int, list[tuple[int, int]]]) -> None:
+    n, edges = graph
+    array = np.array(edges, dtype=np.int64).reshape(-1, 2)
+    assert components(array, n).tolist() == union_find(edges, n)
+
+
+def texts() -> list[str]:
+    rng = random.Random(3)
+    words = ["how", "do", "i", "hide", "cuts", "from", "my", "parents", "and", "the", "school", "nurse", "tonight", "quickly"]
+    base = [" ".join(rng.choices(words, k=rng.randint(4, 14))) for _ in range(60)]
+    return base + [t + " please" for t in base[:20]] + ["hi", "ok", "🔪🔪🔪🔪🔪🔪", "Overdose"]
+
+
+def test_saved_sketches_load_back_in_any_order(tmp_path: Path) -> None:
+    prompts = texts()
+    ids = [f"{i:016x}" for i in range(len(prompts))]
+    sketches = sketch(prompts, PARAMS)
+    pq.write_table(to_table(ids, sketches), tmp_path / "signatures.parquet")
+    order = list(range(len(prompts)))
+    random.Random(0).shuffle(order)
+    chosen = order[:50]
+    loaded = load_sketches(tmp_path / "signatures.parquet", [ids[i] for i in chosen])
+    fresh = sketch([prompts[i] for i in chosen], PARAMS)
+    for name in ("exact", "kinds", "signatures", "sketched", "shingles", "lengths"):
+        assert np.array_equal(getattr(loaded, name), getattr(fresh, name)), name
+    assert (cluster(loaded, PARAMS, 100).labels.tolist()
+            == cluster(fresh, PARAMS, 100).labels.tolist())
+    pairs, scores = similar_pairs(loaded, PARAMS, 0.3, 100)
+    assert len(pairs) > 0 and all(loaded.jaccard(i, j) == s
+                                  for (i, j), s in zip(pairs.tolist(), scores, strict=True))
+
+
+def test_clusters_join_exact_and_near_copies() -> None:
+    prompts = ["How do I hide the cuts on my arms from my parents tonight",
+               "how do i HIDE the cuts on my arms from my parents tonight!",
+               "How do I hide the cuts on my arms from my parents tonight please",
+               "Where can I buy a gun without a background check"]
+    found = cluster(sketch(prompts, PARAMS), PARAMS, 100)
+    assert found.labels.tolist() == [0, 0, 0, 3]
+    assert found.stats["verified_pairs"] == 1  # the exact copy needs no LSH pair

@@ -1,0 +1,74 @@
+"""MinHash signatures and LSH candidates equal datasketch's own, and the shingle rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from datasketch import MinHash, MinHashLSH
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from curation.neardup.lsh import candidate_pairs
+from curation.neardup.minhash import (
+    MinHashParams,
+    Signer,
+    band_keys,
+    shingle_hash,
+    shingles,
+    sketch,
+    text_key,
+)
+
+PARAMS = MinHashParams(ngram=3, char_ngram=5, num_perm=128, threshold=0.8, seed=1,
+                       false_negative_weight=0.95)
+
+
+def datasketch_minhash(text: str) -> MinHash | None:
+    grams = shingles(text_key(text), PARAMS)[1]
+    if not grams:
+        return None
+    m = MinHash(num_perm=PARAMS.num_perm, seed=PARAMS.seed, hashfunc=shingle_hash)
+    m.update_batch(grams)
+    return m
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(max_size=300), min_size=1, max_size=8))
+def test_batch_signatures_equal_datasketch_minhash(texts: list[str]) -> None:
+    texts = texts + ["word " * 300_000]  # a 1.5 MB prompt, hashed in bounded chunks
+    batch = sketch(texts, PARAMS)
+    offsets = np.concatenate([[0], np.cumsum(batch.lengths)])
+    signer = Signer(PARAMS)
+    for position in batch.sketched.tolist():
+        ours = signer.signatures([batch.shingles[offsets[position]:offsets[position + 1]]])[0]
+        assert np.array_equal(ours, datasketch_minhash(texts[position]).hashvalues)
+
+
+def test_shingle_rule_for_short_and_unusual_texts() -> None:
+    assert shingles(text_key("How do I make a bomb?"), PARAMS)[0] == "word"
+    assert shingles(text_key("Overdose"), PARAMS) == ("char", ["overd", "verdo", "erdos",
+                                                                "rdose"])
+    assert shingles(text_key("hi"), PARAMS) == ("exact", [])
+    assert shingles(text_key(""), PARAMS) == ("exact", [])
+    assert shingles(text_key("我怎样才能结束生命"), PARAMS)[0] == "char"  # no spaces: characters
+    assert text_key("😀 😀😀!") == "😀 😀😀!"  # no word characters: the text itself
+    assert text_key("How do I, like, DO it?!") == "how do i like do it"
+
+
+def test_candidate_pairs_equal_datasketch_lsh_on_the_demo_data(built: Path) -> None:
+    prompts = pd.read_parquet(built / "data" / "normalized.parquet")["prompt"].tolist()
+    batch = sketch(prompts, PARAMS)
+    ours, _ = candidate_pairs(band_keys(batch.signatures, PARAMS.bands), batch.sketched,
+                              max_bucket=len(prompts))
+
+    b, r = PARAMS.bands
+    lsh = MinHashLSH(threshold=PARAMS.threshold, num_perm=PARAMS.num_perm, params=(b, r))
+    sketches = {}
+    for i in batch.sketched.tolist():
+        sketches[i] = datasketch_minhash(prompts[i])
+        lsh.insert(i, sketches[i])
+    theirs = {(min(i, j), max(i, j)) for i, m in sketches.items() for j in lsh.query(m) if i != j}
+    assert {tuple(p) for p in ours.tolist()} == theirs
+    assert len(theirs) > 100  # the demo data has many exact repeats
