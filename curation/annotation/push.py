@@ -13,8 +13,10 @@ from tqdm import tqdm
 from curation.annotation.agreement import DOMAIN_QUESTION
 from curation.annotation.settings import AnnotationConfig, ensure_dataset
 from curation.core.errors import CurationError
+from curation.core.ledger import DROPPED_COLUMNS
 from curation.core.paths import Paths
-from curation.core.tableio import read_parquet
+from curation.core.schemas import load_schema
+from curation.core.tableio import read_input
 from curation.core.taxonomy import Taxonomy
 from curation.sources.spec import Source
 
@@ -22,15 +24,10 @@ from curation.sources.spec import Source
 def items_to_push(paths: Paths, everything: bool) -> pd.DataFrame:
     """The deduplicated items; unless `everything`, only those the label stage left
     unlabeled (what annotators are needed for)."""
-    needed = {paths.deduped: "dedup"} if everything else {paths.deduped: "dedup",
-                                                          paths.dropped("label"): "label"}
-    for path, stage in needed.items():
-        if not path.exists():
-            raise CurationError(f"not found; run `curate {stage}` first", file=str(path))
-    table = read_parquet(paths.deduped)
+    table = read_input(paths.deduped, "dedup", load_schema("deduped").columns)
     if everything:
         return table
-    unlabeled = read_parquet(paths.dropped("label"))
+    unlabeled = read_input(paths.dropped("label"), "label", DROPPED_COLUMNS)
     todo = unlabeled.loc[unlabeled["reason"] == "unlabeled", "id"]
     return table[table["id"].isin(todo)].reset_index(drop=True)
 

@@ -27,7 +27,10 @@ def release_group(ctx: click.Context, params_path: str, sources_dir: str | None,
 @click.option("--repo", "repo_id", required=True, help="Hub dataset repository, org/name.")
 @click.option("--private", is_flag=True, help="Create the repository as private.")
 @click.option("--yes", is_flag=True, help="Really upload (default: print the plan only).")
-def release_publish(version: str, repo_id: str, private: bool, yes: bool) -> None:
+@click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Seconds a Hub request may take before it is given up.")
+def release_publish(version: str, repo_id: str, private: bool, yes: bool,
+                    timeout: float) -> None:
     """Publish releases/<version> to a Hub dataset repo, tagged v<version>.
 
     A dry run by default: it prints the plan and needs no token. With --yes it uploads in
@@ -45,7 +48,7 @@ def release_publish(version: str, repo_id: str, private: bool, yes: bool) -> Non
     if not yes:
         click.echo("dry run: nothing sent (add --yes to publish)")
         return
-    click.echo(publish(authenticated_api(), plan, folder))
+    click.echo(publish(authenticated_api(timeout), plan, folder))
 
 
 @release_group.command("diff")

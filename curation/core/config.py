@@ -72,6 +72,8 @@ def _located(doc: YamlFile, model: type[ConfigModel], data: Any, prefix: str,
         shown = f" (got {type(value).__name__} {value!r})" if not isinstance(
             value, dict | list) or kind.endswith("_type") else ""
         message = f"{error['msg'].removeprefix('Value error, ')}{shown}"
+        if kind == "string_type" and isinstance(value, int | float):
+            message += "; quote it, or YAML reads it as a number"
     return doc.error(field or prefix, message)
 
 
@@ -131,6 +133,7 @@ _LANGUAGE = re.compile(r"^[a-z]{2,3}(-[a-z]{2,4})?$")
 
 class PullParams(ConfigModel):
     sources_dir: str = "sources"
+    data_roots: list[str] = []  # folders outside the project that sources may read
 
 
 class NormalizeParams(ConfigModel):

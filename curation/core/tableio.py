@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -14,9 +16,43 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from curation.core.errors import CurationError
+
 
 def read_parquet(path: str | Path) -> pd.DataFrame:
     return pq.read_table(path).to_pandas()
+
+
+def open_input(path: Path, stage: str, columns: Iterable[str]) -> pq.ParquetFile:
+    """A table an earlier stage wrote, checked before use: it exists, is parquet and has
+    the columns that stage writes. Every problem is one line that says what to rerun."""
+    if not path.exists():
+        raise CurationError(f"not found; run `curate {stage}` first", file=str(path))
+    try:
+        table = pq.ParquetFile(path)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise CurationError(f"not a readable parquet file ({_first_line(exc)}); run "
+                            f"`curate {stage}` again", file=str(path)) from None
+    missing = [c for c in columns if c not in table.schema_arrow.names]
+    if missing:
+        raise CurationError(f"has no column '{missing[0]}', which `curate {stage}` writes; "
+                            f"run `curate {stage}` again", file=str(path), field=missing[0])
+    return table
+
+
+def read_input(path: Path, stage: str, columns: Iterable[str]) -> pd.DataFrame:
+    """`open_input`, then the whole table (a corrupt page is the same one-line error)."""
+    table = open_input(path, stage, columns)
+    try:
+        return table.read().to_pandas()
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise CurationError(f"not a readable parquet file ({_first_line(exc)}); run "
+                            f"`curate {stage}` again", file=str(path)) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def read_json(path: Path) -> Any:
@@ -49,6 +85,8 @@ class StagedWrites:
     def _temporary(self, target: str | Path) -> Path:
         target = Path(target)
         target.parent.mkdir(parents=True, exist_ok=True)
+        for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+            stale.unlink(missing_ok=True)  # left by a run that was killed mid-write
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         os.close(fd)
         self._pending.append((Path(tmp), target))

@@ -16,13 +16,15 @@ ID_LENGTH = 16
 
 
 def clean_text(text: str) -> str:
-    """NFC, control and zero-width characters out, spaces folded, at most one blank line.
+    """NFC, zero-width characters out, control characters to spaces, spaces folded, at most
+    one blank line.
 
     Line breaks survive (responses have paragraphs); every other whitespace run becomes
-    one space, so texts that differ only in layout clean to the same string.
+    one space, so texts that differ only in layout clean to the same string. A control
+    character separates what it stood between ("help\\0me" is "help me", not "helpme").
     """
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
-    text = _CONTROL.sub("", text.translate(_INVISIBLE))
+    text = _CONTROL.sub(" ", text.translate(_INVISIBLE))
     text = _SPACE_AROUND_NEWLINE.sub("\n", _SPACES.sub(" ", text))
     return _BLANK_LINES.sub("\n\n", text).strip()
 

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from curation.core.errors import CurationError
-from curation.core.tableio import StagedWrites
+from curation.core.tableio import StagedWrites, open_input
 from curation.neardup.minhash import Sketches
 
 SCHEMA = pa.schema([("id", pa.string()), ("exact", pa.uint64()), ("kind", pa.int8()),
@@ -52,9 +51,7 @@ def to_table(ids: list[str], sketches: Sketches) -> pa.Table:
 
 def load_sketches(path: Path, ids: list[str]) -> Sketches:
     """The saved sketches of `ids`, in that order."""
-    if not path.exists():
-        raise CurationError("not found; run `curate dedup` first", file=str(path))
-    table = pq.read_table(path)
+    table = open_input(path, "dedup", SCHEMA.names).read()
     position = {item: i for i, item in enumerate(table["id"].to_pylist())}
     missing = [i for i in ids if i not in position]
     if missing:

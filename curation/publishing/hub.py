@@ -12,9 +12,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import httpx
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
+from huggingface_hub import (
+    CommitOperationAdd,
+    CommitOperationDelete,
+    HfApi,
+    get_session,
+    get_token,
+)
 from huggingface_hub.errors import HfHubHTTPError
 
 from curation.core.errors import CurationError
@@ -103,21 +109,36 @@ def publish(api: HfApi, plan: PublishPlan, release_dir: Path) -> str:
                                    commit_message=plan.commit_message, repo_type="dataset")
         api.create_tag(plan.repo_id, tag=plan.tag, tag_message=plan.commit_message,
                        revision=commit.oid, repo_type="dataset")
+    except CurationError:
+        raise
     except HfHubHTTPError as exc:
-        status = exc.response.status_code if exc.response is not None else "?"
+        response = getattr(exc, "response", None)
+        status = getattr(response, "status_code", None) or "?"
+        hint = " (check the token's write access)" if status in (401, 403) else ""
         raise CurationError(f"the Hub refused the request (HTTP {status}) for "
-                            f"{plan.repo_id}", field="--repo") from None
-    except (OSError, httpx.HTTPError) as exc:  # offline mode, DNS, refused connections
+                            f"{plan.repo_id}{hint}", field="--repo") from None
+    except Exception as exc:  # offline mode, DNS, refused connections, timeouts, TLS...
+        # huggingface_hub raises its own, httpx's and OSError's kinds depending on version
+        # and call; whatever it is, a curator gets one line.
         raise CurationError(f"cannot reach the Hub ({exc.__class__.__name__})",
                             field="HF_HUB_OFFLINE" if "offline" in str(exc).lower()
-                            else "--repo") from None
+                            else "HF_ENDPOINT") from None
     return f"published {plan.repo_id}@{plan.tag} (commit {commit.oid[:12]})"
 
 
-def authenticated_api() -> HfApi:
-    """A Hub client with the token of `HF_TOKEN` or `hf auth login` (never printed)."""
+def authenticated_api(timeout: float) -> HfApi:
+    """A Hub client with the token of `HF_TOKEN` or `hf auth login` (never printed), whose
+    requests give up after `timeout` seconds (huggingface_hub waits forever by default)."""
     token = get_token()
     if not token:
         raise CurationError("no Hugging Face token: set HF_TOKEN or run `hf auth login`",
                             field="HF_TOKEN")
+    limit = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
+
+    def with_timeout(request: Any) -> None:
+        # huggingface_hub passes timeout=None on its calls, which overrides a client default;
+        # a request hook sets the limit on every request instead.
+        request.extensions["timeout"] = limit
+
+    get_session().event_hooks["request"].append(with_timeout)
     return HfApi(token=token)

@@ -6,12 +6,11 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from curation.core.errors import CurationError
 from curation.sources.readers import Record
-from curation.sources.spec import HubRef
+from curation.sources.spec import HubRef, Source
 
 
-def hub_dataset(hub: HubRef, config_path: str) -> Any:
+def hub_dataset(hub: HubRef, source: Source) -> Any:
     """The dataset split; any loading failure is one line naming the source file."""
     import datasets
 
@@ -19,8 +18,7 @@ def hub_dataset(hub: HubRef, config_path: str) -> Any:
         return datasets.load_dataset(hub.path, hub.name, split=hub.split, revision=hub.revision)
     except Exception as exc:  # datasets raises many types; the message is what matters
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CurationError(f"cannot load dataset '{hub.path}': {message}",
-                            file=config_path, field="hub") from None
+        raise source.error("hub", f"cannot load dataset '{hub.path}': {message}") from None
 
 
 def hub_records(dataset: Any) -> Iterator[Record]:

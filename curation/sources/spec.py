@@ -13,6 +13,7 @@ from pydantic import Field, PrivateAttr, field_validator
 from curation.core.config import ConfigModel, validate
 from curation.core.errors import CurationError
 from curation.core.yamlfile import YamlFile
+from curation.sources import fields
 
 Kind = Literal["file", "pypi", "hub"]
 Format = Literal["jsonl", "json", "csv", "parquet", "txt", "yaml", "psychosafe"]
@@ -25,12 +26,40 @@ Text = Annotated[str, Field(min_length=1)]
 
 
 class FieldMap(ConfigModel):
-    """Which input field holds each contract column (None: the input has no such field)."""
+    """Which input field holds each contract column (None: the input has no such field).
+
+    Each is a field path (see `curation.sources.fields`): a key, a dotted path with list
+    indexes, or `/key` for a value of the file's header."""
 
     prompt: Text = "prompt"
     response: Text | None = None
     category: Text | None = None
     record_id: Text | None = None
+
+    @field_validator("prompt", "response", "category", "record_id")
+    @classmethod
+    def _path(cls, path: str | None) -> str | None:
+        if path is not None and not fields.is_valid(path):
+            raise ValueError(f"'{path}' is not a field path (like key, a.b, turns[0].text "
+                             "or /header_key)")
+        return path
+
+    def mapped(self) -> dict[str, str]:
+        """Column -> path, for the columns this source maps."""
+        return {column: path for column, path in self.model_dump().items() if path is not None}
+
+
+class FileEntry(ConfigModel):
+    """A file (or glob) of a source, with values that hold for every record in it."""
+
+    path: Text
+    category: Text | None = None  # e.g. a file per harm category
+
+
+class Constants(ConfigModel):
+    """Values that hold for every record of a source, unless a record or file says otherwise."""
+
+    category: Text | None = None
 
 
 class ArtifactPin(ConfigModel):
@@ -57,7 +86,8 @@ class Source(ConfigModel):
     citation: Text
     description: str = ""
     homepage: str = ""
-    files: list[Text] = []
+    files: list[Text | FileEntry] = []
+    constants: Constants = Constants()
     format: Format | None = None
     fields: FieldMap = FieldMap()
     category_from: Literal["file"] | None = None  # "file": the file's name is the category
@@ -67,6 +97,7 @@ class Source(ConfigModel):
     artifact: ArtifactPin | None = None
     hub: HubRef | None = None
     _config_path: str = PrivateAttr(default="")
+    _doc: YamlFile | None = PrivateAttr(default=None)
 
     @field_validator("license", "citation", "description", mode="after")
     @classmethod
@@ -78,6 +109,16 @@ class Source(ConfigModel):
     @property
     def config_path(self) -> str:
         return self._config_path
+
+    @property
+    def file_entries(self) -> list[FileEntry]:
+        return [FileEntry(path=f) if isinstance(f, str) else f for f in self.files]
+
+    def error(self, field: str, message: str) -> CurationError:
+        """An error located at `field` of this source's file."""
+        if self._doc is None:
+            return CurationError(message, file=self.config_path, field=field)
+        return self._doc.error(field, message)
 
     @property
     def category_from_file(self) -> bool:
@@ -121,6 +162,7 @@ def load_source(path: str | Path, domain_ids: tuple[str, ...]) -> Source:
         data["fields"] = {**PSYCHOSAFE_FIELDS, **(data.get("fields") or {})}
     source: Source = validate(doc, Source, data)
     source._config_path = str(path)
+    source._doc = doc
     for category, domain in source.category_map.items():
         if domain not in domain_ids:
             raise doc.error(f"category_map.{category}",

@@ -17,7 +17,8 @@ import pandas as pd
 from curation.core.config import Params, ParamsFile
 from curation.core.errors import CurationError
 from curation.core.paths import Paths
-from curation.core.tableio import read_json, read_parquet
+from curation.core.schemas import load_schema
+from curation.core.tableio import read_input, read_json
 from curation.core.taxonomy import Taxonomy, load_taxonomy
 
 
@@ -46,12 +47,10 @@ class Context:
     def sources_folder(self) -> Path:
         return self.sources_dir or self.paths.root / self.params.pull.sources_dir
 
-    def input_table(self, path: Path, previous_stage: str) -> pd.DataFrame:
-        """A table an earlier stage wrote; a missing one says which stage to run."""
-        if not path.exists():
-            raise CurationError(f"not found; run `curate {previous_stage}` first",
-                                file=str(path))
-        return read_parquet(path)
+    def input_table(self, path: Path, previous_stage: str, schema: str) -> pd.DataFrame:
+        """A table an earlier stage wrote, checked against that stage's schema (`schemas/
+        <schema>.yaml`): missing, corrupt or off-contract input is one line."""
+        return read_input(path, previous_stage, load_schema(schema).columns)
 
     def input_report(self, name: str, previous_stage: str) -> dict[str, Any]:
         path = self.paths.report(name)

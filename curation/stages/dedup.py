@@ -26,7 +26,7 @@ from curation.core.config import DedupParams
 from curation.core.errors import CurationError
 from curation.core.ledger import StageLedger
 from curation.core.schemas import load_schema, validate_rows
-from curation.core.tableio import StagedWrites
+from curation.core.tableio import StagedWrites, open_input
 from curation.neardup.clusters import cluster
 from curation.neardup.minhash import MinHashParams, Sketches, sketch_all
 from curation.neardup.store import write_sketches
@@ -100,9 +100,7 @@ def run(context: Context) -> StageResult:
     """
     params, paths = context.params.dedup, context.paths
     input_path = paths.normalized
-    if not input_path.exists():
-        raise CurationError("not found; run `curate normalize` first", file=str(input_path))
-    n = pq.ParquetFile(input_path).metadata.num_rows
+    n = open_input(input_path, "normalize", load_schema("normalized").columns).metadata.num_rows
     sketches = sketch_table(input_path, params, params.include_response, "dedup sketch")
     found = cluster(sketches, MinHashParams.of(params), params.max_bucket_size)
     sizes = np.bincount(found.labels, minlength=n)[found.labels]

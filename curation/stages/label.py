@@ -23,7 +23,7 @@ from curation.core.config import LabelParams
 from curation.core.errors import CurationError
 from curation.core.ledger import StageLedger
 from curation.core.schemas import load_schema, validate_rows
-from curation.core.tableio import StagedWrites, read_parquet
+from curation.core.tableio import StagedWrites, read_input
 from curation.sources.spec import Source, load_sources
 from curation.stages.base import Context, StageResult
 
@@ -34,10 +34,7 @@ def read_annotations(folder: Path, allowed: set[str]) -> pd.DataFrame:
     """Every annotation snapshot in `folder`, checked: labels must be in the taxonomy."""
     frames = []
     for path in sorted(folder.glob("*.parquet")):
-        frame = read_parquet(path)
-        missing = [c for c in ANNOTATION_COLUMNS if c not in frame.columns]
-        if missing:
-            raise CurationError("missing column", file=str(path), field=missing[0])
+        frame = read_input(path, "annotate pull", ANNOTATION_COLUMNS)
         answers = submitted(frame, "domain")
         unknown = answers[~answers["value"].isin(allowed)]
         if not unknown.empty:
@@ -55,7 +52,7 @@ def run(context: Context) -> StageResult:
     params, paths = context.params.label, context.paths
     domains = context.taxonomy.domain_ids
     annotations = read_annotations(paths.annotations_dir, {*domains, params.out_of_scope_label})
-    table = context.input_table(paths.deduped, "dedup")
+    table = context.input_table(paths.deduped, "dedup", "deduped")
     sources = load_sources(context.sources_folder, domains)
     labeled, mapped, annotation, votes = assign_labels(table, sources, annotations,
                                                        params)

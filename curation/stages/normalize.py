@@ -1,7 +1,8 @@
-"""Stage `normalize`: clean texts, detect the prompt's language, apply the length and
-language filters, and validate against the normalized schema.
+"""Stage `normalize`: clean texts, filter by length, detect the language, filter by
+language, and validate against the normalized schema.
 
-Steps, each with its own count in the ledger: clean -> detect language -> filter -> validate.
+Steps, each with its own count in the ledger: clean -> length filter -> detect language ->
+language filter -> validate.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from curation.core.config import NormalizeParams
 from curation.core.errors import CurationError
 from curation.core.ledger import StageLedger
 from curation.core.schemas import load_schema, validate_rows
-from curation.core.tableio import StagedWrites, read_parquet
+from curation.core.tableio import StagedWrites, read_input
 from curation.core.text import clean_text
 from curation.stages.base import Context, StageResult
 
@@ -30,7 +31,8 @@ def read_raw(raw_dir: Path) -> pd.DataFrame:
     paths = sorted(raw_dir.glob("*.parquet"))
     if not paths:
         raise CurationError("no pulled sources; run `curate pull` first", file=str(raw_dir))
-    return pd.concat([read_parquet(p) for p in paths], ignore_index=True)
+    columns = load_schema("raw").columns
+    return pd.concat([read_input(p, "pull", columns) for p in paths], ignore_index=True)
 
 
 def run(context: Context) -> StageResult:
@@ -38,9 +40,8 @@ def run(context: Context) -> StageResult:
     params, paths = context.params.normalize, context.paths
     raw = read_raw(paths.raw_dir)
     ledger = StageLedger(STAGE)
-    table = clean(raw)
-    table = detect_languages(table, params)
-    table = apply_filters(table, params, ledger)
+    table = filter_lengths(clean(raw), params, ledger)
+    table = filter_languages(detect_languages(table, params), params, ledger)
     valid, failures = validate_rows(table, load_schema("normalized"))
     if not failures.empty:
         ledger.drop(table.iloc[failures["index"]], "quarantined", failures["check"],
@@ -114,24 +115,28 @@ def _detect_batch(task: tuple[list[str], int, int]) -> list[tuple[str, float]]:
     return found
 
 
-def apply_filters(table: pd.DataFrame, params: NormalizeParams,
-                  ledger: StageLedger) -> pd.DataFrame:
-    """Drop rows outside the allowed languages and prompt lengths, each with its reason."""
+def filter_lengths(table: pd.DataFrame, params: NormalizeParams,
+                   ledger: StageLedger) -> pd.DataFrame:
+    """Drop prompts outside the allowed lengths, before the costly language detection (a
+    20 MB prompt is too long, whatever its language)."""
     length = table["prompt"].str.len()
-    reasons = pd.Series(None, index=table.index, dtype="object")
-    details = pd.Series(None, index=table.index, dtype="object")
-    if params.languages:
-        allowed = list(params.languages) + ([UNDETERMINED] if params.keep_undetermined else [])
-        wrong = ~table["language"].isin(allowed)
-        reasons[wrong] = "language"
-        details[wrong] = "detected " + table["language"][wrong] + " (p=" + \
-            table["language_prob"][wrong].round(2).astype(str) + ")"
-    short = reasons.isna() & (length < params.min_prompt_chars)
-    reasons[short], details[short] = "prompt_too_short", length[short].astype(str) + " chars"
-    long = reasons.isna() & (length > params.max_prompt_chars)
-    reasons[long], details[long] = "prompt_too_long", length[long].astype(str) + " chars"
-    dropped = reasons.notna()
-    ledger.drop(table[dropped], "filtered", reasons[dropped],
-                field=pd.Series(["language" if r == "language" else "prompt"
-                                 for r in reasons[dropped]]), detail=details[dropped])
-    return table[~dropped].reset_index(drop=True)
+    short = length < params.min_prompt_chars
+    long = length > params.max_prompt_chars
+    for reason, rows in (("prompt_too_short", short), ("prompt_too_long", long)):
+        ledger.drop(table[rows], "filtered", reason, field="prompt",
+                    detail=length[rows].astype(str).reset_index(drop=True) + " chars")
+    return table[~(short | long)].reset_index(drop=True)
+
+
+def filter_languages(table: pd.DataFrame, params: NormalizeParams,
+                     ledger: StageLedger) -> pd.DataFrame:
+    """Drop items detected in a language outside `languages` (all kept when it is empty)."""
+    if not params.languages:
+        return table
+    allowed = list(params.languages) + ([UNDETERMINED] if params.keep_undetermined else [])
+    wrong = ~table["language"].isin(allowed)
+    ledger.drop(table[wrong], "filtered", "language", field="language",
+                detail=("detected " + table["language"][wrong] + " (p="
+                        + table["language_prob"][wrong].round(2).astype(str) + ")"
+                        ).reset_index(drop=True))
+    return table[~wrong].reset_index(drop=True)

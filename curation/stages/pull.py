@@ -16,11 +16,11 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from curation.core.errors import CurationError
 from curation.core.ledger import StageLedger
 from curation.core.schemas import load_schema, validate_rows
 from curation.core.tableio import StagedWrites
 from curation.core.text import content_id
+from curation.sources.fields import MISSING, lookup
 from curation.sources.inputs import InputFile, input_files
 from curation.sources.readers import Problem, Record
 from curation.sources.spec import FieldMap, Source, load_sources
@@ -44,7 +44,8 @@ def run(context: Context) -> StageResult:
     paths = context.paths
     ledger = StageLedger(STAGE)
     sources = load_sources(context.sources_folder, context.taxonomy.domain_ids)
-    pulled = [pull_source(source, paths.cache, ledger) for source in sources]
+    roots = [paths.root, *(paths.root / root for root in context.params.pull.data_roots)]
+    pulled = [pull_source(source, paths.cache, roots, ledger) for source in sources]
     rows_in = Counter({p.source.name: p.rows_in for p in pulled})
     kept = Counter({p.source.name: len(p.rows) for p in pulled})
     summary = ledger.summary(rows_in, kept)
@@ -63,28 +64,36 @@ def run(context: Context) -> StageResult:
     return StageResult(STAGE, summary, pins, lines)
 
 
-def pull_source(source: Source, cache: Path, ledger: StageLedger) -> PulledSource:
+def pull_source(source: Source, cache: Path, roots: list[Path],
+                ledger: StageLedger) -> PulledSource:
     """All records of one source as raw rows; bad records go to `ledger`."""
     rows: list[dict[str, Any]] = []
     problems: list[dict[str, Any]] = []
     rows_in = 0
-    files = list(input_files(source, cache))
+    missing: dict[str, dict[str, int]] = {}
+    files = list(input_files(source, cache, roots))
     for file in files:
         is_txt = source.kind != "hub" and source.format_of(file.name) == "txt"
         fields = FieldMap() if is_txt else source.fields
-        seen: Counter[str] = Counter()
-        records_in_file = 0
+        found: Counter[str] = Counter()  # column -> parsed records where its path leads
+        parsed = 0
         for record in tqdm(file.records(), desc=f"pull {source.name}", unit=" rows",
                            disable=None, leave=False):
-            records_in_file += 1
-            row, problem = _contract_row(source, file, fields, record, seen)
+            rows_in += 1
+            parsed += record.problem is None
+            row, problem = _contract_row(source, file, fields, record, found)
             if problem is None:
                 rows.append(row)
             else:
                 problems.append({**row, "field": problem.field, "check": problem.check,
                                  "detail": problem.detail, "record": record.raw})
-        _check_fields_present(source, file, fields, seen, records_in_file)
-        rows_in += records_in_file
+        if parsed and not found["prompt"]:
+            raise source.error("fields.prompt", f"the prompt field '{fields.prompt}' is in no "
+                               f"record of {file.name}")
+        gaps = {column: parsed - found[column] for column in fields.mapped()
+                if parsed - found[column]}
+        if gaps:
+            missing[file.name] = gaps
 
     table = pd.DataFrame(rows, columns=RAW_COLUMNS).astype("str")
     if problems:
@@ -101,36 +110,59 @@ def pull_source(source: Source, cache: Path, ledger: StageLedger) -> PulledSourc
         dups = valid[repeated]
         ledger.drop(dups, "duplicate", "same_content_in_source", duplicate_of=dups["id"],
                     detail="same cleaned text as " + dups["id"].map(first))
-    return PulledSource(source, valid[~repeated].reset_index(drop=True), rows_in,
-                        _pin(source, files))
+    valid = valid[~repeated].reset_index(drop=True)
+    reused = valid["source_record_id"].duplicated(keep="first")
+    if reused.any():
+        first = valid[~reused].set_index("source_record_id")["id"]
+        dups = valid[reused]
+        owner = dups["source_record_id"].map(first)
+        ledger.drop(dups, "quarantined", "duplicate_record_id",
+                    field=source.fields.record_id or "record_id", duplicate_of=owner,
+                    detail="record id " + dups["source_record_id"] + " is also item " + owner)
+    pin = _pin(source, files)
+    if missing:
+        pin["missing_fields"] = missing
+    return PulledSource(source, valid[~reused].reset_index(drop=True), rows_in, pin)
 
 
 def _contract_row(source: Source, file: InputFile, fields: FieldMap, record: Record,
-                  seen: Counter[str]) -> tuple[dict[str, Any], Problem | None]:
+                  found: Counter[str]) -> tuple[dict[str, Any], Problem | None]:
     """One record as a raw row, or the problem that keeps it out."""
     row: dict[str, Any] = {"id": None, "source": source.name,
                            "source_record_id": f"{file.name}:{record.row}"}
     if record.problem is not None:
         return row, record.problem
-    values = record.values or {}
-    seen.update(k for k in (fields.prompt, fields.response, fields.category, fields.record_id)
-                if k is not None and k in values)
-    if fields.record_id is not None and values.get(fields.record_id) is not None:
-        row["source_record_id"] = str(values[fields.record_id])
-    if fields.prompt not in values:
+    looked_up = {column: lookup(record.values or {}, record.header, path)
+                 for column, path in fields.mapped().items()}
+    found.update(column for column, value in looked_up.items() if value is not MISSING)
+    values = {column: None if value is MISSING else value for column, value in looked_up.items()}
+    record_id = values.get("record_id")
+    if record_id is not None:
+        if isinstance(record_id, bool) or not isinstance(record_id, str | int):
+            return row, Problem(fields.record_id or "record_id", "bad_record_id",
+                                f"record id is {type(record_id).__name__}, not text or a number")
+        row["source_record_id"] = str(record_id)
+    if looked_up["prompt"] is MISSING:
         return row, Problem(fields.prompt, "missing_field", "record has no prompt field")
     texts = {}
-    for column, key in (("prompt", fields.prompt), ("response", fields.response)):
-        value = values.get(key) if key is not None else None
+    for column in ("prompt", "response"):
+        value = values.get(column)
         if value is not None and not isinstance(value, str):
-            return row, Problem(key, "not_text", f"{column} is {type(value).__name__}, not text")
+            return row, Problem(getattr(fields, column), "not_text",
+                                f"{column} is {type(value).__name__}, not text")
         texts[column] = value if value else None
     if texts["prompt"] is None or not texts["prompt"].strip():
         return row, Problem(fields.prompt, "empty", "prompt is empty")
-    category = Path(file.name).stem if source.category_from_file else (
-        values.get(fields.category) if fields.category is not None else None)
+    category = values.get("category")
+    if category is not None and not _is_category(category):
+        return row, Problem(fields.category or "category", "bad_category",
+                            f"category is {type(category).__name__}, not text or a list of text")
     if isinstance(category, list):  # e.g. Do-Not-Answer's intent codes
         category = source.main_category(category)
+    if source.category_from_file:
+        category = Path(file.name).stem
+    elif category in (None, ""):
+        category = file.category
     row.update(id=content_id(source.name, texts["prompt"], texts["response"]),
                prompt=texts["prompt"], response=texts["response"],
                source_category=None if category in (None, "") else str(category),
@@ -138,17 +170,9 @@ def _contract_row(source: Source, file: InputFile, fields: FieldMap, record: Rec
     return row, None
 
 
-def _check_fields_present(source: Source, file: InputFile, fields: FieldMap,
-                          seen: Counter[str], rows_in: int) -> None:
-    """A mapped field that no record of a file has is a wrong field map, not bad rows."""
-    if rows_in == 0:
-        return
-    for role in ("prompt", "response", "category", "record_id"):
-        key = getattr(fields, role)
-        if key is not None and seen[key] == 0 and not (role == "category"
-                                                       and source.category_from_file):
-            raise CurationError(f"the field map's {role} field '{key}' is in no record of "
-                                f"{file.name}", file=source.config_path, field=f"fields.{role}")
+def _is_category(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, list)
+                                      and all(isinstance(v, str) for v in value))
 
 
 def _pin(source: Source, files: list[InputFile]) -> dict[str, Any]:

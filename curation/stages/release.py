@@ -27,7 +27,8 @@ from curation import __version__
 from curation.core.config import ParamsFile, ReleaseParams
 from curation.core.errors import CurationError
 from curation.core.paths import SPLITS
-from curation.core.tableio import StagedWrites, sha256_of
+from curation.core.schemas import load_schema
+from curation.core.tableio import StagedWrites, read_input, sha256_of
 from curation.publishing.card import CHART, ReleaseInputs, dataset_card, domain_chart
 from curation.publishing.changelog import changelog, diff, labels, previous
 from curation.stages.base import Context, StageResult
@@ -40,7 +41,8 @@ def read_splits(folder: Path) -> dict[str, dict[str, pd.DataFrame]]:
     if not configs:
         raise CurationError("no split configurations; run `curate split` first",
                             file=str(folder))
-    return {config: {name: pd.read_parquet(folder / config / f"{name}.parquet")
+    columns = load_schema("split").columns
+    return {config: {name: read_input(folder / config / f"{name}.parquet", "split", columns)
                      for name in SPLITS} for config in _default_first(configs)}
 
 
@@ -70,6 +72,8 @@ def release(inputs: ReleaseInputs, params: ReleaseParams, releases: Path,
     """Build `releases/<version>/`, refusing to change an existing version's content, and
     rewrite `releases/CHANGELOG.md`."""
     target = releases / params.version
+    for stale in releases.glob(f".{params.version}.*"):  # staging left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
     now = _default_labels(inputs)
     before = previous(releases, params.version)
     change = (before, diff(labels(releases / before), now)) if before else None

@@ -106,7 +106,7 @@ def run(context: Context) -> StageResult:
     """Build every configuration and write data/splits/<config>/<split>.parquet."""
     params, dedup_params, paths = context.params.split, context.params.dedup, context.paths
     domains = context.taxonomy.domain_ids
-    table = context.input_table(paths.labeled, "label")
+    table = context.input_table(paths.labeled, "label", "labeled")
     table = table.sort_values("id", kind="stable").reset_index(drop=True)
     check_inputs(table, context.taxonomy, context.params_file)
     sketches = load_sketches(paths.signatures, table["id"].tolist())

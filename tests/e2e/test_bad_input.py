@@ -4,6 +4,7 @@ or, where the rest of the file is sound, the row is quarantined and counted."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -117,7 +118,7 @@ def test_unknown_domain_in_category_map_names_file_row_and_field(project: Path) 
 
 @pytest.mark.parametrize("body, field", [
     ("kind: file\n", "files"),
-    ("kind: file\nfiles: [in/none.jsonl]\n", "files"),
+    ("kind: file\nfiles: [in/none.jsonl]\n", "files[0]"),
     ("kind: file\nfiles: [in/x.txt]\nformat: xml\n", "format"),
     ("kind: hub\n", "hub"),
 ])
@@ -153,3 +154,37 @@ def test_bad_params_and_usage_errors(project: Path) -> None:
         assert not (project / "data").exists()
     usage = curate(project, "pull", "--no-such-flag")
     assert usage.returncode == 2 and "No such option" in usage.stderr
+
+
+def sound_pull(project: Path) -> None:
+    write(project / "in" / "x.txt", "a sound prompt that is long enough\n")
+    write_source(project, "ok", "kind: file\nfiles: [in/x.txt]\n")
+    assert curate(project, "pull").returncode == 0
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda path: path.write_bytes(b"PAR1 this is not parquet"),
+     r"data/raw/ok\.parquet: not a readable parquet file \(.*\); run `curate pull` again"),
+    (lambda path: path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2]),
+     r"data/raw/ok\.parquet: not a readable parquet file \(.*\); run `curate pull` again"),
+    (lambda path: pd.read_parquet(path).drop(columns=["source_license"]).to_parquet(path),
+     r"data/raw/ok\.parquet: field 'source_license': has no column 'source_license', which "
+     r"`curate pull` writes; run `curate pull` again"),
+])
+def test_a_corrupt_or_off_contract_input_table_is_one_line(project: Path, damage,
+                                                           message: str) -> None:
+    sound_pull(project)
+    damage(project / "data" / "raw" / "ok.parquet")
+    result = curate(project, "normalize")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1 and "Traceback" not in result.stderr
+    assert re.fullmatch("error: " + message, lines[0]), lines[0]
+    assert not (project / "data" / "normalized.parquet").exists()
+
+
+def test_temporaries_of_a_killed_stage_are_removed_by_the_next_run(project: Path) -> None:
+    sound_pull(project)
+    stale = write(project / "data" / ".normalized.parquet.k1ll3d.tmp", b"half written")
+    assert curate(project, "normalize").returncode == 0
+    assert not stale.exists() and (project / "data" / "normalized.parquet").exists()
+    assert not [p for p in (project / "data").iterdir() if p.name.endswith(".tmp")]

@@ -5,8 +5,11 @@ never shown. The Hub itself is an in-memory stand-in (no machine here reaches it
 from __future__ import annotations
 
 import hashlib
+import http.server
 import json
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -179,3 +182,56 @@ def test_changelog_between_two_releases_built_with_different_params(
     card = (project / "releases" / "0.2.0" / "README.md").read_text()
     assert f"## Changes\n\n{first}" in card
     assert 'revision="v0.2.0"' in card
+
+
+class _Answer(http.server.BaseHTTPRequestHandler):
+    """A stand-in Hub that answers every request with one status, or never answers."""
+
+    status = 500
+
+    def _answer(self) -> None:
+        if self.status == 0:
+            time.sleep(5)
+            return
+        self.send_response(self.status)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"error": "stand-in"}')
+
+    do_GET = do_HEAD = do_POST = do_PUT = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("status, expected", [
+    (None, "cannot reach the Hub (ConnectError)"),      # nothing listens: refused
+    (0, "cannot reach the Hub (ReadTimeout)"),           # listens, never answers
+    (401, "the Hub refused the request (HTTP 401)"),
+    (404, "the Hub refused the request (HTTP 404)"),
+    (500, "the Hub refused the request (HTTP 500)"),
+])
+def test_every_hub_failure_is_one_line(built: Path, monkeypatch, status: int | None,
+                                       expected: str) -> None:
+    handler = type("Handler", (_Answer,), {"status": status or 0})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    port = server.server_address[1]
+    if status is None:
+        server.server_close()  # the port is free again: connections are refused
+    else:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    try:
+        result = curate(built, "release", "publish", VERSION, "--repo", "org/name", "--yes",
+                        "--timeout", "1")
+    finally:
+        if status is not None:
+            server.shutdown()
+            server.server_close()
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert expected in lines[0] and "Traceback" not in result.stderr
+    assert SECRET not in result.stdout + result.stderr

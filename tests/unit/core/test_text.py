@@ -11,6 +11,11 @@ def test_clean_text_folds_layout_and_strips_invisible_characters() -> None:
     assert clean_text(raw) == "Hello world !\n\nnext line"
 
 
+def test_a_control_character_separates_words() -> None:
+    assert clean_text("help\x00me") == "help me"
+    assert clean_text("a\x1b[31mred") == "a [31mred"
+
+
 def test_clean_text_composes_unicode() -> None:
     assert clean_text("e\u0301") == "\u00e9"
 

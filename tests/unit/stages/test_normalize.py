@@ -40,9 +40,11 @@ def test_normalize_cleans_detects_filters_and_accounts_for_every_row(project: Pa
     assert table["language_prob"][0] > 0.9 and table["language_prob"][1] == 0.0
 
     gone = pd.read_parquet(project / "data" / "dropped" / "normalize.parquet")
+    # Lengths are filtered first: language detection only reads what can be kept.
     assert gone[["reason", "field"]].values.tolist() == [
-        ["language", "language"], ["prompt_too_short", "prompt"], ["prompt_too_long", "prompt"]]
-    assert gone["detail"][0].startswith("detected fr (p=")
+        ["prompt_too_short", "prompt"], ["prompt_too_long", "prompt"], ["language", "language"]]
+    assert gone["detail"].tolist()[:2] == ["2 chars", "399 chars"]  # cleaned: strip
+    assert gone["detail"][2].startswith("detected fr (p=")
     report = json.loads((project / "reports" / "ledger" / "normalize.json").read_text())
     assert report["rows_in"] == 6 and report["kept"] == 3
     assert report["filtered"] == {"language": 1, "prompt_too_long": 1, "prompt_too_short": 1}

@@ -126,3 +126,10 @@ def test_an_invalid_version_is_refused_before_anything_is_written(
                         r"semver, like 1.2.0 or 1.2.0-rc.1 \(got str 'v1'\)",
                         result.stderr.strip())
     assert versions(release_project) == [VERSION]
+
+
+def test_a_staging_folder_left_by_a_killed_release_is_removed(release_project: Path) -> None:
+    stale = release_project / "releases" / f".{VERSION}.k1ll3d" / VERSION
+    stale.mkdir(parents=True)
+    assert curate(release_project, "release").returncode == 0
+    assert not stale.parent.exists()
