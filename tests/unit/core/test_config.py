@@ -84,7 +84,7 @@ SOURCE_CASES = {
     "nested unknown key": (SOURCE + "fields:\n  promt: text\n", "promt", "fields.promt",
                            r"unknown key; did you mean 'prompt'\?"),
     "wrong type": (SOURCE + "fields:\n  prompt: 5\n", "prompt: 5", "fields.prompt",
-                   r"Input should be a valid string \(got int 5\)"),
+                   r"Input should be a valid string \(got int 5\); quote it, or YAML reads it as a number"),
     "string for a list": ("kind: file\nfiles: in/x.txt\n", "files:", "files",
                           r"Input should be a valid list \(got str 'in/x.txt'\)"),
     "duplicate key": (SOURCE + "license: MIT\n", "license: MIT", "license",

@@ -147,7 +147,8 @@ def test_worker_count_does_not_change_the_output(built: Path, tmp_path: Path) ->
     write(project / "params.yaml", (REPO / "params.yaml").read_text())
     set_params(project, "dedup", num_proc=1, batch_size=100)
     (project / "schemas").mkdir()
-    (project / "schemas" / "deduped.yaml").write_text((REPO / "schemas" / "deduped.yaml").read_text())
+    for name in ("normalized.yaml", "deduped.yaml"):
+        (project / "schemas" / name).write_text((REPO / "schemas" / name).read_text())
     assert curate(project, "dedup").returncode == 0
     for name in ("data/deduped.parquet", "data/dup_clusters.parquet", "data/signatures.parquet",
                  "reports/dedup.json",
