@@ -45,10 +45,15 @@ def validate(doc: YamlFile, model: type[ConfigModel], data: Any = None,
         raise doc.error(prefix or model.__name__, "must be a mapping of keys to values")
     try:
         return model.model_validate(data)
+    except RecursionError:
+        raise doc.error(prefix or model.__name__, "refers to itself (a YAML alias of its own "
+                        "anchor)") from None
     except ValidationError as exc:
         errors = exc.errors()
         # An unknown key first: a misspelled key also makes the intended one "missing".
-        first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+        # Then the deepest: of a union's members, the one that reached furthest explains best.
+        first = next((e for e in errors if e["type"] == "extra_forbidden"),
+                     max(errors, key=lambda e: len(e["loc"])))
         raise _located(doc, model, data, prefix, first) from None
 
 

@@ -6,7 +6,13 @@ import hashlib
 import re
 import unicodedata
 
-_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200e\u200f\u2060\ufeff"))
+# Zero-width space, marks and joiners that carry no meaning in prompts, soft hyphen,
+# invisible math operators, the Mongolian vowel separator and bidi embeddings, overrides
+# and isolates: texts that look the same must clean (and hash) the same. ZWJ and ZWNJ stay:
+# emoji sequences and Persian, Hindi and other scripts need them.
+_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u180e\u200b\u200e\u200f\u2060\u2061\u2062"
+                                    "\u2063\u2064\ufeff\u202a\u202b\u202c\u202d\u202e"
+                                    "\u2066\u2067\u2068\u2069"))
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _SPACES = re.compile(r"[^\S\n]+")  # any whitespace except newline
 _SPACE_AROUND_NEWLINE = re.compile(r" ?\n ?")

@@ -29,13 +29,21 @@ class YamlFile:
             row = mark.line + 1 if mark else None
             raise CurationError(f"invalid YAML: {getattr(exc, 'problem', exc)}",
                                 file=self.path, line=row) from None
+        except (ValueError, RecursionError) as exc:  # a 5,000-digit number, 3,000 nested [
+            raise CurationError(f"unreadable YAML: {exc or 'nested too deeply'}",
+                                file=self.path) from None
         self.lines: dict[str, int] = {}
+        self._seen: set[int] = set()
         if node is not None:
             self._index(node, "")
 
     def _index(self, node: yaml.Node, prefix: str) -> None:
         """Record each key's line; a key written twice in one mapping is an error (YAML
-        loaders silently keep the last one)."""
+        loaders silently keep the last one). An alias is indexed where its anchor is, once:
+        an alias to itself, or aliases of aliases, would otherwise never end."""
+        if id(node) in self._seen:
+            return
+        self._seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 path = f"{prefix}.{key.value}" if prefix else str(key.value)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import glob
 import hashlib
 import io
+import os
 import re
+import stat
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -50,7 +52,10 @@ def input_files(source: Source, cache: Path, roots: list[Path]) -> Iterator[Inpu
 
 
 def _inside(path: Path, roots: list[Path]) -> bool:
-    resolved = path.resolve()
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError):  # a link loop: judged by its own place; reading it fails
+        resolved = Path(os.path.abspath(path))
     return any(resolved.is_relative_to(root.resolve()) for root in roots)
 
 
@@ -66,23 +71,40 @@ def _fixed_prefix(pattern: Path) -> Path:
 
 def _local_files(source: Source, roots: list[Path]) -> Iterator[InputFile]:
     project = roots[0]
+    seen: set[Path] = set()
     for i, entry in enumerate(source.file_entries):
         field = f"files[{i}]"
         pattern = project / entry.path  # an absolute path stays absolute
         if not _inside(_fixed_prefix(pattern), roots):
             raise source.error(field, f"'{entry.path}' is outside the project; allow its folder "
                                "in params pull.data_roots")
-        matches = sorted(glob.glob(str(pattern), recursive=True))
-        if not matches:
-            raise source.error(field, f"no file matches '{entry.path}'")
+        # A file whose name holds [ or * is named as it is; anything else is a glob.
+        matches = [str(pattern)] if pattern.is_file() else sorted(
+            glob.glob(str(pattern), recursive=True))
+        files, regular = [], 0
         for match in matches:
             path = Path(match)
-            if not _inside(path, roots):
-                raise source.error(field, f"'{entry.path}' reaches {path}, outside the project; "
-                                   "allow its folder in params pull.data_roots")
-            if path.is_dir():
+            try:
+                if not _inside(path, roots):
+                    raise source.error(field, f"'{entry.path}' reaches {path}, outside the "
+                                       "project; allow its folder in params pull.data_roots")
+                resolved, mode = path.resolve(strict=True), path.stat().st_mode
+            except OSError as exc:  # a broken link, no permission
+                raise source.error(field, f"cannot read {match}: {exc.strerror or exc}") from None
+            except RuntimeError as exc:  # a link loop
+                raise source.error(field, f"cannot read {match}: {exc}") from None
+            if stat.S_ISDIR(mode):
                 continue
-            name = str(path.relative_to(project)) if path.is_relative_to(project) else match
+            if not stat.S_ISREG(mode):
+                raise source.error(field, f"{match} is not a regular file")
+            regular += 1
+            if resolved not in seen:  # ** through a link, or two entries: each file once
+                seen.add(resolved)
+                files.append(path)
+        if not regular:
+            raise source.error(field, f"no file matches '{entry.path}'")
+        for path in files:
+            name = str(path.relative_to(project)) if path.is_relative_to(project) else str(path)
             fmt = source.format_of(name)
             yield InputFile(name, lambda path=path, name=name, fmt=fmt: _read_file(
                 source, path, name, fmt), sha256_of(path),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -47,6 +48,7 @@ _BOM = b"\xef\xbb\xbf"
 def read_records(stream: BinaryIO, fmt: str, name: str, comment_prefix: str | None = None,
                  records_key: str | None = None) -> Iterator[Record]:
     """Records of one file; `name` is how errors name the file."""
+    _refuse_utf16(stream, name, fmt)
     if fmt == "jsonl":
         return _jsonl(stream)
     if fmt == "txt":
@@ -60,6 +62,45 @@ def read_records(stream: BinaryIO, fmt: str, name: str, comment_prefix: str | No
     if fmt == "parquet":
         return _parquet(stream, name)
     raise CurationError(f"no reader for format '{fmt}'", file=name, field="format")
+
+
+def _refuse_utf16(stream: BinaryIO, name: str, fmt: str) -> None:
+    """UTF-16 (or UTF-32) text would read as garbage with NUL bytes: say so instead."""
+    if fmt == "parquet":
+        return
+    head = stream.read(4096)
+    stream.seek(0)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (
+            len(head) >= 16 and head.count(b"\x00") > len(head) // 4):
+        raise CurationError("looks like UTF-16 or binary, not UTF-8 text; convert it to UTF-8",
+                            file=name)
+
+
+def _json(text: str) -> Any:
+    """json.loads, with every way it can fail as a ValueError (too deep, too long a number)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def _raw(value: Any) -> str:
+    """A record as JSON text for the ledger, whatever YAML made of it (dates as keys,
+    an alias that refers to itself)."""
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)
+    except TypeError:  # a key that is not text (a YAML date, a number)
+        return _raw(_text_keys(value))
+    except (ValueError, RecursionError):
+        return repr(value)[:100_000]
+
+
+def _text_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _text_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_text_keys(v) for v in value]
+    return value
 
 
 def _lines(stream: BinaryIO) -> Iterator[tuple[int, str | None, bytes]]:
@@ -88,9 +129,13 @@ def _jsonl(stream: BinaryIO) -> Iterator[Record]:
             yield _bad_utf8(number, line, "line")
             continue
         try:
-            value = json.loads(text)
+            value = _json(text)
         except json.JSONDecodeError as exc:
             yield Record(number, None, text, Problem("line", "json", f"malformed JSON: {exc.msg}"))
+            continue
+        except ValueError as exc:
+            yield Record(number, None, text[:100_000], Problem("line", "json",
+                                                               f"unreadable JSON: {exc}"))
             continue
         if not isinstance(value, dict):
             yield Record(number, None, text, Problem("line", "not_an_object",
@@ -108,19 +153,30 @@ def _txt(stream: BinaryIO) -> Iterator[Record]:
 
 
 def _csv(stream: BinaryIO, name: str, comment_prefix: str | None) -> Iterator[Record]:
-    lines = _decoded_lines(stream, name)
-    if comment_prefix:
-        for line in lines:
-            if not line.startswith(comment_prefix):
-                lines = itertools.chain([line], lines)
-                break
+    """Records of a CSV file: blank and comment lines before the header are skipped; a
+    record with bytes that are not UTF-8 is quarantined, the rest of the file is read."""
+    lines = _decoded_lines(stream)
+    for line in lines:
+        if line.strip() and not (comment_prefix and line.startswith(comment_prefix)):
+            lines = itertools.chain([line], lines)
+            break
     reader = csv.reader(lines, strict=True)
     try:
         header = next(reader, None)
         if header is None:
             return
+        repeated = sorted({c for c in header if header.count(c) > 1})
+        if repeated:
+            raise CurationError(f"column '{repeated[0]}' appears twice in the header",
+                                file=name, field=repeated[0])
         for number, cells in enumerate(reader, start=1):
             if not any(cell.strip() for cell in cells):
+                continue
+            if any(_UNDECODABLE.search(cell) for cell in cells):
+                raw = json.dumps([c.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                                  for c in cells], ensure_ascii=False)
+                yield Record(number, None, raw, Problem("row", "utf8",
+                                                        "record is not valid UTF-8"))
                 continue
             raw = json.dumps(cells, ensure_ascii=False)
             if len(cells) != len(header):
@@ -129,17 +185,18 @@ def _csv(stream: BinaryIO, name: str, comment_prefix: str | None) -> Iterator[Re
             else:
                 yield Record(number, dict(zip(header, cells, strict=True)), raw)
     except csv.Error as exc:
-        raise CurationError(f"malformed CSV: {exc}", file=name) from None
+        raise CurationError(f"malformed CSV at line {reader.line_num}: {exc}", file=name) from None
 
 
-def _decoded_lines(stream: BinaryIO, name: str) -> Iterator[str]:
-    """Lines decoded one at a time, so a bad byte is reported with its line number."""
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (surrogateescape)
+csv.field_size_limit(2**31 - 1)  # a 20 MB prompt in a CSV cell is still one record
+
+
+def _decoded_lines(stream: BinaryIO) -> Iterator[str]:
+    """Lines decoded one at a time; bytes that are not UTF-8 survive as lone surrogates, so
+    the record holding them can be quarantined."""
     for number, line in enumerate(stream, start=1):
-        try:
-            yield line.decode("utf-8-sig" if number == 1 else "utf-8")
-        except UnicodeDecodeError as exc:
-            raise CurationError(f"not valid UTF-8 at line {number}, byte {exc.start}",
-                                file=name) from None
+        yield line.decode("utf-8-sig" if number == 1 else "utf-8", "surrogateescape")
 
 
 def _document(stream: BinaryIO, name: str, load: Any) -> Any:
@@ -167,15 +224,15 @@ def _listed(data: Any, name: str, records_key: str | None
     if not isinstance(data, list):
         where = f"under '{records_key}'" if records_key else "at the top"
         found = type(data).__name__
-        raise CurationError(f"expected a list of records {where}, found {found} "
-                            f"(set records_key if the records sit under a key)", file=name,
-                            field=records_key)
+        hint = "" if records_key else " (set records_key if the records sit under a key)"
+        raise CurationError(f"expected a list of records {where}, found {found}{hint}",
+                            file=name, field=records_key)
     return data, header
 
 
 def _records(items: list[Any], header: dict[str, Any] | None, kind: str) -> Iterator[Record]:
     for number, value in enumerate(items, start=1):
-        raw = json.dumps(value, ensure_ascii=False, default=str)
+        raw = _raw(value)
         if isinstance(value, dict):
             yield Record(number, value, raw, header=header)
         else:
@@ -186,28 +243,40 @@ def _records(items: list[Any], header: dict[str, Any] | None, kind: str) -> Iter
 def _json_array(stream: BinaryIO, name: str, records_key: str | None) -> Iterator[Record]:
     def load(text: str) -> Any:
         try:
-            return json.loads(text)
+            return _json(text)
         except json.JSONDecodeError as exc:
             raise CurationError(f"malformed JSON at line {exc.lineno}, column {exc.colno}: "
                                 f"{exc.msg}", file=name) from None
-        except RecursionError:
-            raise CurationError("JSON nested too deeply", file=name) from None
+        except ValueError as exc:
+            raise CurationError(f"unreadable JSON: {exc}", file=name) from None
 
     items, header = _listed(_document(stream, name, load), name, records_key)
     return _records(items, header, "array")
+
+
+class _DataLoader(yaml.SafeLoader):
+    """A SafeLoader without aliases: a data file has no use for them, and nested aliases
+    expand exponentially ("billion laughs")."""
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not supported "
+                                              "in data files", self.peek_event().start_mark)
+        return super().compose_node(parent, index)
 
 
 def _yaml_list(stream: BinaryIO, name: str, records_key: str | None) -> Iterator[Record]:
     """A YAML document holding a list of mappings, at its top or under `records_key`."""
     def load(text: str) -> Any:
         try:
-            return yaml.safe_load(text)
+            return yaml.load(text, Loader=_DataLoader)  # noqa: S506 (a SafeLoader)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             raise CurationError(f"invalid YAML: {getattr(exc, 'problem', exc)}", file=name,
-                                row=mark.line + 1 if mark else None) from None
-        except RecursionError:
-            raise CurationError("YAML nested too deeply", file=name) from None
+                                line=mark.line + 1 if mark else None) from None
+        except (ValueError, RecursionError) as exc:
+            raise CurationError(f"unreadable YAML: {exc or 'nested too deeply'}",
+                                file=name) from None
 
     items, header = _listed(_document(stream, name, load), name, records_key)
     return _records(items, header, "list")
@@ -216,11 +285,17 @@ def _yaml_list(stream: BinaryIO, name: str, records_key: str | None) -> Iterator
 def _parquet(stream: BinaryIO, name: str) -> Iterator[Record]:
     try:
         parquet = pq.ParquetFile(stream)
+        names = parquet.schema_arrow.names
+        repeated = sorted({c for c in names if names.count(c) > 1})
+        if repeated:
+            raise CurationError(f"column '{repeated[0]}' appears twice", file=name,
+                                field=repeated[0])
         number = 0
         for batch in parquet.iter_batches(batch_size=10_000):
             for values in batch.to_pylist():
                 number += 1
-                yield Record(number, values, json.dumps(values, ensure_ascii=False, default=str))
-    except (OSError, ValueError, pa.ArrowException) as exc:  # not parquet, or a corrupt page
+                yield Record(number, values, _raw(values))
+    except (OSError, ValueError, OverflowError, pa.ArrowException) as exc:
+        # not parquet, a corrupt page, or a value Python cannot hold (a timestamp past 9999)
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CurationError(f"not a readable parquet file: {message}", file=name) from None

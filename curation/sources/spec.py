@@ -163,7 +163,13 @@ def load_source(path: str | Path, domain_ids: tuple[str, ...]) -> Source:
     source: Source = validate(doc, Source, data)
     source._config_path = str(path)
     source._doc = doc
+    folded: dict[str, str] = {}
     for category, domain in source.category_map.items():
+        if category.casefold() in folded and folded[category.casefold()] != category:
+            raise doc.error(f"category_map.{category}", f"'{category}' and "
+                            f"'{folded[category.casefold()]}' are the same category (keys "
+                            "match case-insensitively)")
+        folded[category.casefold()] = category
         if domain not in domain_ids:
             raise doc.error(f"category_map.{category}",
                             f"unknown domain '{domain}' (taxonomy has {', '.join(domain_ids)})")

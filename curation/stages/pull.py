@@ -8,6 +8,7 @@ the same source is a duplicate.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from tqdm import tqdm
 from curation.core.ledger import StageLedger
 from curation.core.schemas import load_schema, validate_rows
 from curation.core.tableio import StagedWrites
-from curation.core.text import content_id
+from curation.core.text import clean_text, content_id
 from curation.sources.fields import MISSING, lookup
 from curation.sources.inputs import InputFile, input_files
 from curation.sources.readers import Problem, Record
@@ -27,6 +28,7 @@ from curation.sources.spec import FieldMap, Source, load_sources
 from curation.stages.base import Context, StageResult
 
 STAGE = "pull"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 RAW_COLUMNS = ["id", "prompt", "response", "source", "source_record_id", "source_category",
                "source_license"]
 
@@ -76,17 +78,23 @@ def pull_source(source: Source, cache: Path, roots: list[Path],
         is_txt = source.kind != "hub" and source.format_of(file.name) == "txt"
         fields = FieldMap() if is_txt else source.fields
         found: Counter[str] = Counter()  # column -> parsed records where its path leads
-        parsed = 0
+        parsed = in_file = 0
+        first_problem = None
         for record in tqdm(file.records(), desc=f"pull {source.name}", unit=" rows",
                            disable=None, leave=False):
-            rows_in += 1
+            in_file += 1
             parsed += record.problem is None
+            first_problem = first_problem or record.problem
             row, problem = _contract_row(source, file, fields, record, found)
             if problem is None:
                 rows.append(row)
             else:
                 problems.append({**row, "field": problem.field, "check": problem.check,
                                  "detail": problem.detail, "record": record.raw})
+        rows_in += in_file
+        if in_file > 1 and not parsed and first_problem is not None:
+            raise source.error("format", f"no record of {file.name} could be read (the first: "
+                               f"{first_problem.detail}); is it in the format the source says?")
         if parsed and not found["prompt"]:
             raise source.error("fields.prompt", f"the prompt field '{fields.prompt}' is in no "
                                f"record of {file.name}")
@@ -151,8 +159,13 @@ def _contract_row(source: Source, file: InputFile, fields: FieldMap, record: Rec
             return row, Problem(getattr(fields, column), "not_text",
                                 f"{column} is {type(value).__name__}, not text")
         texts[column] = value if value else None
-    if texts["prompt"] is None or not texts["prompt"].strip():
-        return row, Problem(fields.prompt, "empty", "prompt is empty")
+    if texts["prompt"] is None or not clean_text(texts["prompt"]):
+        return row, Problem(fields.prompt, "empty", "prompt is empty (or only invisible "
+                            "and control characters)")
+    for column, value in (*texts.items(), ("record_id", row["source_record_id"])):
+        if value is not None and _SURROGATE.search(value):
+            return row, Problem(getattr(fields, column, None) or column, "utf8",
+                                f"{column} holds an unpaired surrogate (not valid Unicode)")
     category = values.get("category")
     if category is not None and not _is_category(category):
         return row, Problem(fields.category or "category", "bad_category",

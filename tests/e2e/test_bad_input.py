@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -65,11 +66,19 @@ def test_invalid_utf8_line_in_jsonl_is_quarantined(project: Path) -> None:
         ["in/x.jsonl:2", "utf8"]]
 
 
-def test_invalid_utf8_in_csv_is_an_error_naming_the_line(project: Path) -> None:
+def test_invalid_utf8_in_a_csv_record_is_quarantined_and_a_latin1_file_stops(
+        project: Path) -> None:
     write(project / "in" / "x.csv", b"prompt\nfine prompt\ncaf\xe9 prompt\n")
     write_source(project, "latin", "kind: file\nfiles: [in/x.csv]\n")
+    assert curate(project, "pull").returncode == 0
+    assert quarantined(project)[["source_record_id", "reason"]].values.tolist() == [
+        ["in/x.csv:2", "utf8"]]
+    shutil.rmtree(project / "data")
+    shutil.rmtree(project / "reports")
+    write(project / "in" / "x.csv", b"prompt\ncaf\xe9 one\nna\xefve two\n")
     line = fails_cleanly(project, "pull")
-    assert "in/x.csv" in line and "UTF-8" in line and "line 3" in line
+    assert line.startswith("error: sources/latin.yaml: field 'format': no record of in/x.csv "
+                           "could be read (the first: record is not valid UTF-8)")
 
 
 def test_missing_prompt_column_names_file_and_field(project: Path) -> None:

@@ -61,10 +61,15 @@ def test_records_under_a_key_carry_the_file_header() -> None:
     ("json", b'{"prompt": "an object"}', "expected a list of records at the top, found dict"),
     ("yaml", b"prompt: a mapping\n", "expected a list of records at the top, found dict"),
     ("yaml", b"- [unclosed\n", "invalid YAML"),
-    ("csv", b"prompt\n\xff\xfe\n", "not valid UTF-8 at line 2"),
-    ("csv", b'prompt\n"unclosed\n', "malformed CSV"),
+    ("csv", b'prompt\n"unclosed\n', "malformed CSV at line 2"),
+    ("csv", b"prompt,other,prompt\na,b,c\n", "column 'prompt' appears twice in the header"),
+    ("txt", "first prompt\nsecond\n".encode("utf-16"), "looks like UTF-16 or binary"),
+    ("jsonl", "{}\n".encode("utf-16-le") * 10, "looks like UTF-16 or binary"),
+    ("yaml", b"- &a {prompt: loop, self: *a}\n", "aliases (*name) are not supported"),
+    ("yaml", b"- prompt: " + b"9" * 5000 + b"\n", "unreadable YAML"),
+    ("json", b'[{"n": ' + b"9" * 5000 + b"}]", "unreadable JSON"),
     ("parquet", b"PAR1 not really", "not a readable parquet file"),
-    ("json", b"[" * 100_000 + b"]" * 100_000, "JSON nested too deeply"),
+    ("json", b"[" * 100_000 + b"]" * 100_000, "unreadable JSON: nested too deeply"),
 ])
 def test_an_unreadable_file_is_one_error_naming_it(fmt: str, data: bytes, message: str) -> None:
     with pytest.raises(CurationError) as caught:
@@ -125,3 +130,20 @@ def test_random_structures_are_records_problems_or_one_error(value: object, fmt:
         assert len(found) == len(value)
         for record, item in zip(found, value, strict=True):
             assert record.values == item if isinstance(item, dict) else record.problem
+
+
+def test_bad_records_in_a_sound_file_are_problems_not_errors() -> None:
+    data = (b'{"prompt": "fine"}\n{"prompt": "' + b"9" * 10 + b'", "n": ' + b"9" * 5000
+            + b'}\n{"x": ' + b"[" * 50_000 + b"]" * 50_000 + b'}\n{"prompt": "bad \\ud800"}\n')
+    found = records(data, "jsonl")
+    assert [r.problem.check if r.problem else "ok" for r in found] == ["ok", "json", "json", "ok"]
+    csv_found = records(b"prompt\nfine\ncaf\xe9 latte\nalso fine\n", "csv")
+    assert [r.problem.check if r.problem else "ok" for r in csv_found] == ["ok", "utf8", "ok"]
+    big = records(b"prompt\n" + b"x" * 300_000 + b"\n", "csv")
+    assert len(big[0].values["prompt"]) == 300_000
+
+
+def test_blank_lines_before_a_csv_header_and_dates_as_yaml_keys() -> None:
+    assert [r.values for r in records(b"\n\nprompt\nfirst\n", "csv")] == [{"prompt": "first"}]
+    found = records(b"- prompt: other\n  2024-01-01: x\n", "yaml")
+    assert found[0].values["prompt"] == "other" and "2024-01-01" in found[0].raw
