@@ -42,7 +42,9 @@ def validate(doc: YamlFile, model: type[ConfigModel], data: Any = None,
     error naming the file, line and field."""
     data = doc.data if data is None else data
     if not isinstance(data, dict):
-        raise doc.error(prefix or model.__name__, "must be a mapping of keys to values")
+        if not prefix:
+            raise CurationError("must be a YAML mapping of keys to values", file=doc.path)
+        raise doc.error(prefix, "must be a mapping of keys to values")
     try:
         return model.model_validate(data)
     except RecursionError:
