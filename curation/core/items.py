@@ -1,0 +1,71 @@
+"""The item: what a model is asked to answer, with every response to it.
+
+An item is a conversation (`messages`: `{role, content}` turns ending with a user turn;
+`prompt` is that last user turn), every distinct response (`responses`: `{text, model,
+source, source_record_id, judgments}`), what a model should do (`expected_behavior`:
+`refuse` for harmful items, `comply` for benign look-alikes) and, for a benign item paired
+with a harmful twin, the twin's id (`contrast_of`). Tables keep `messages` and `responses`
+as nested parquet columns; this module holds their arrow types and the item id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from curation.core.text import ID_LENGTH, clean_text
+
+ROLES = ("system", "user", "assistant")
+EXPECTED_BEHAVIORS = ("refuse", "comply")
+MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+NESTED = ("messages", "responses")
+
+
+def response_type(judgments: pa.StructType) -> pa.StructType:
+    return pa.struct([("text", pa.string()), ("model", pa.string()), ("source", pa.string()),
+                      ("source_record_id", pa.string()), ("judgments", judgments)])
+
+
+def item_id(source: str, messages: list[dict[str, str]]) -> str:
+    """Stable id of an item: a hash of its source and its cleaned conversation (responses
+    are not part of it: every response to the same conversation belongs to one item)."""
+    parts = [source, *(f"{m['role']}:{clean_text(m['content'])}" for m in messages)]
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:ID_LENGTH]
+
+
+def user_text(messages: list[dict[str, str]]) -> str:
+    """What duplicates are judged on: the user turns, in order (the prompt, single-turn)."""
+    return "\n".join(m["content"] for m in messages if m["role"] == "user")
+
+
+def to_arrow(frame: pd.DataFrame, judgments: pa.StructType) -> pa.Table:
+    """A table of items with its nested columns typed (empty judgments stay typed)."""
+    flat = frame.drop(columns=[c for c in NESTED if c in frame.columns])
+    table = pa.Table.from_pandas(flat, preserve_index=False).replace_schema_metadata(None)
+    types = {"messages": pa.list_(MESSAGE), "responses": pa.list_(response_type(judgments))}
+    for position, name in enumerate(frame.columns):
+        if name in NESTED:
+            values = [None if v is None else list(v) for v in frame[name]]
+            table = table.add_column(position, name, pa.array(values, type=types[name]))
+    return table
+
+
+def from_arrow(table: pa.Table) -> pd.DataFrame:
+    """Items as a frame whose nested columns hold plain lists of dicts."""
+    frame = table.to_pandas()
+    for name in NESTED:
+        if name in frame.columns:
+            frame[name] = [None if v is None else [_plain(x) for x in v] for v in frame[name]]
+    return frame
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray | list):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,272 @@
+"""From a file's records to items: the conversation, the prompt, the responses with their
+judgments, the expected behaviour, a benign record's harmful twin.
+
+A record that cannot become (part of) an item comes back as a `Problem` with the field and
+check, to be quarantined. Records that are turns of one conversation (`conversation.
+group_by`) become one item; the others are `merged` into it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from curation.core.items import ROLES, item_id
+from curation.core.judgments import Vocabulary
+from curation.sources.fields import MISSING, lookup
+from curation.sources.inputs import InputFile
+from curation.sources.readers import Problem, Record
+from curation.sources.spec import FieldMap, Source
+
+
+class Rejected(Exception):
+    """A record that cannot become an item, and why."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.detail)
+        self.problem = problem
+
+
+@dataclass
+class Assembled:
+    """What one record (or one group of turn records) became."""
+
+    records: list[Record]               # the input records it came from
+    row: dict[str, Any]                 # the item, or the provenance of a rejected record
+    problem: Problem | None = None
+
+
+def assemble(source: Source, file: InputFile, fields: FieldMap, records: Iterator[Record],
+             vocabulary: Vocabulary, found: dict[str, int]) -> Iterator[Assembled]:
+    """Items of one file; `found` counts, per mapped column, the records that have it."""
+    conversation = source.conversation
+    if conversation is not None and conversation.group_by is not None:
+        yield from _grouped(source, file, fields, records, vocabulary, found)
+        return
+    for record in records:
+        base = _provenance(source, file, record)
+        if record.problem is not None:
+            yield Assembled([record], base, record.problem)
+            continue
+        try:
+            values = _values(fields, record, found)
+            if conversation is not None:
+                turns = _turn_list(source, record, conversation.turns or "")
+            else:
+                turns = [("user", _text(values, fields, "prompt", required=True))]
+            items = _items(source, file, fields, record, values, turns, vocabulary, base)
+        except Rejected as rejected:
+            yield Assembled([record], base, rejected.problem)
+            continue
+        for item in items:
+            yield Assembled([record], item)
+
+
+def _provenance(source: Source, file: InputFile, record: Record) -> dict[str, Any]:
+    return {"id": None, "source": source.name, "source_record_id": f"{file.name}:{record.row}"}
+
+
+def _values(fields: FieldMap, record: Record, found: dict[str, int]) -> dict[str, Any]:
+    values = {}
+    for column, path in fields.mapped().items():
+        value = lookup(record.values or {}, record.header, path)
+        if value is not MISSING:
+            found[column] = found.get(column, 0) + 1
+            values[column] = value
+    return values
+
+
+def _text(values: dict[str, Any], fields: FieldMap, column: str, required: bool = False
+          ) -> str | None:
+    value = values.get(column)
+    path = getattr(fields, column) or column
+    if value is None:
+        if required:
+            raise Rejected(Problem(path, "missing_field", f"record has no {column} field"))
+        return None
+    if not isinstance(value, str):
+        raise Rejected(Problem(path, "not_text", f"{column} is {type(value).__name__}, not text"))
+    if required and not value.strip():
+        raise Rejected(Problem(path, "empty", f"{column} is empty"))
+    return value or None
+
+
+def _role(source: Source, raw: Any, where: str) -> str:
+    conversation = source.conversation
+    assert conversation is not None
+    role = conversation.roles.get(str(raw), raw) if isinstance(raw, str) else raw
+    if role not in ROLES:
+        raise Rejected(Problem(where, "unknown_role", f"role {raw!r} is not system, user or "
+                               "assistant (map it in conversation.roles)"))
+    return str(role)
+
+
+def _turn_list(source: Source, record: Record, path: str) -> list[tuple[str, str]]:
+    conversation = source.conversation
+    assert conversation is not None
+    turns = lookup(record.values or {}, record.header, path)
+    if turns is MISSING or not isinstance(turns, list) or not turns:
+        raise Rejected(Problem(path, "not_a_conversation", "no list of turns"))
+    found = []
+    for i, turn in enumerate(turns):
+        where = f"{path}[{i}]"
+        if not isinstance(turn, dict):
+            raise Rejected(Problem(where, "not_a_turn", "a turn is not an object"))
+        content = lookup(turn, None, conversation.content)
+        if not isinstance(content, str):
+            raise Rejected(Problem(f"{where}.{conversation.content}", "not_text",
+                                   "a turn's content is not text"))
+        found.append((_role(source, lookup(turn, None, conversation.role),
+                            f"{where}.{conversation.role}"), content))
+    return found
+
+
+def _grouped(source: Source, file: InputFile, fields: FieldMap, records: Iterator[Record],
+             vocabulary: Vocabulary, found: dict[str, int]) -> Iterator[Assembled]:
+    """Records that are turns, gathered into conversations in first-seen order."""
+    conversation = source.conversation
+    assert conversation is not None and conversation.group_by is not None
+    groups: dict[str, list[tuple[Any, Record]]] = {}
+    for record in records:
+        values = record.values or {}
+        key = lookup(values, record.header, conversation.group_by)
+        order = lookup(values, record.header, conversation.order) if conversation.order else 0
+        if record.problem is not None:
+            yield Assembled([record], _provenance(source, file, record), record.problem)
+        elif key is MISSING or key is None or isinstance(key, dict | list):
+            yield Assembled([record], _provenance(source, file, record), Problem(
+                conversation.group_by, "no_conversation", "record names no conversation"))
+        elif order is MISSING or isinstance(order, bool) or not isinstance(order, int | float):
+            yield Assembled([record], _provenance(source, file, record), Problem(
+                conversation.order or "order", "bad_order", "turn position is not a number"))
+        else:
+            groups.setdefault(str(key), []).append((order, record))
+    for key, members in groups.items():
+        members.sort(key=lambda m: m[0])
+        ordered = [record for _, record in members]
+        last = ordered[-1]
+        base = {"id": None, "source": source.name, "source_record_id": f"{file.name}:{key}"}
+        try:
+            turns = []
+            for record in ordered:
+                values = record.values or {}
+                content = lookup(values, record.header, conversation.content)
+                if not isinstance(content, str):
+                    raise Rejected(Problem(conversation.content, "not_text",
+                                           f"turn {record.row} has no text"))
+                turns.append((_role(source, lookup(values, record.header, conversation.role),
+                                    conversation.role), content))
+            values = _values(fields, last, found)
+            items = _items(source, file, fields, last, values, turns, vocabulary, base)
+        except Rejected as rejected:
+            yield Assembled(ordered, base, rejected.problem)
+            continue
+        for item in items:
+            yield Assembled(ordered, item)
+
+
+def _items(source: Source, file: InputFile, fields: FieldMap, record: Record,
+           values: dict[str, Any], turns: list[tuple[str, str]], vocabulary: Vocabulary,
+           base: dict[str, Any]) -> list[dict[str, Any]]:
+    """The item of a conversation (trailing assistant turns are its response), and the
+    harmful twin a benign record may carry."""
+    record_id = values.get("record_id")
+    if record_id is not None:
+        if isinstance(record_id, bool) or not isinstance(record_id, str | int):
+            raise Rejected(Problem(fields.record_id or "record_id", "bad_record_id",
+                                   f"record id is {type(record_id).__name__}, not text or a "
+                                   "number"))
+        base = {**base, "source_record_id": str(record_id)}
+    answer: list[str] = []
+    while turns and turns[-1][0] == "assistant":
+        answer.insert(0, turns[-1][1])
+        turns = turns[:-1]
+    if not turns or turns[-1][0] != "user":
+        raise Rejected(Problem(fields.prompt, "no_user_turn", "the conversation has no user "
+                               "turn to answer"))
+    messages = [{"role": role, "content": _prompt(source, content) if i == len(turns) - 1
+                 else content} for i, (role, content) in enumerate(turns)]
+    if not messages[-1]["content"].strip():
+        raise Rejected(Problem(fields.prompt, "empty", "prompt is empty"))
+    category = _category(source, file, fields, values)
+    behavior = _behavior(source, file, fields, values)
+    text = "\n\n".join(answer) if answer else _text(values, fields, "response")
+    responses = [] if not text or not text.strip() else [{
+        "text": text, "model": _model(source, fields, values), "source": source.name,
+        "source_record_id": base["source_record_id"],
+        "judgments": _judgments(source, record, vocabulary)}]
+    item = {**base, "id": item_id(source.name, messages), "messages": messages,
+            "prompt": messages[-1]["content"], "responses": responses,
+            "expected_behavior": behavior, "contrast_of": None, "source_category": category,
+            "source_license": source.license}
+    twin_prompt = _text(values, fields, "twin")
+    if twin_prompt is None or not twin_prompt.strip():
+        return [item]
+    twin_messages = [{"role": "user", "content": _prompt(source, twin_prompt)}]
+    twin = {**item, "id": item_id(source.name, twin_messages), "messages": twin_messages,
+            "prompt": twin_messages[0]["content"], "responses": [],
+            "expected_behavior": "refuse", "source_record_id": f"{base['source_record_id']}#twin"}
+    return [{**item, "contrast_of": twin["id"]}, twin]
+
+
+def _prompt(source: Source, text: str) -> str:
+    """The prompt part of a packed "question + answer" text."""
+    if source.prompt_separator and source.prompt_separator in text:
+        return text.split(source.prompt_separator, 1)[0]
+    return text
+
+
+def _category(source: Source, file: InputFile, fields: FieldMap,
+              values: dict[str, Any]) -> str | None:
+    category = values.get("category")
+    if category is not None and not (isinstance(category, str) or (
+            isinstance(category, list) and all(isinstance(c, str) for c in category))):
+        raise Rejected(Problem(fields.category or "category", "bad_category",
+                               f"category is {type(category).__name__}, not text or a list "
+                               "of text"))
+    if isinstance(category, list):  # e.g. Do-Not-Answer's intent codes
+        category = source.main_category(category)
+    if source.category_from_file:
+        category = Path(file.name).stem
+    elif category in (None, ""):
+        category = file.category or source.constants.category
+    return None if category in (None, "") else str(category)
+
+
+def _behavior(source: Source, file: InputFile, fields: FieldMap, values: dict[str, Any]) -> str:
+    value = values.get("expected_behavior")
+    if value is None:
+        return file.expected_behavior or source.constants.expected_behavior
+    mapped = source.expected_behavior_map.get(str(value))
+    if mapped is None:
+        raise Rejected(Problem(fields.expected_behavior or "expected_behavior",
+                               "unknown_expected_behavior", f"{value!r} is not in "
+                               "expected_behavior_map"))
+    return mapped
+
+
+def _model(source: Source, fields: FieldMap, values: dict[str, Any]) -> str | None:
+    model = values.get("model")
+    return str(model) if isinstance(model, str | int) and str(model) else source.constants.model
+
+
+def _judgments(source: Source, record: Record, vocabulary: Vocabulary) -> dict[str, Any]:
+    """The record's scores in the vocabulary's names and types; several fields: the mean."""
+    scale = vocabulary.by_name()
+    judged: dict[str, Any] = dict.fromkeys(scale)
+    for name, paths in source.judgments.items():
+        found = []
+        for path in [paths] if isinstance(paths, str) else paths:
+            value = lookup(record.values or {}, record.header, path)
+            if value is MISSING or value is None or value == "":
+                continue
+            try:
+                found.append(scale[name].coerce(value))
+            except ValueError as exc:
+                raise Rejected(Problem(path, "bad_judgment", f"{name}: {exc}")) from None
+        if found:
+            judged[name] = (sum(found) / len(found) if scale[name].type == "float"
+                            else found[-1])
+    return judged
