@@ -44,8 +44,8 @@ def records(table: pd.DataFrame, sources: list[Source], domain_question_id: str
         if category is not None:
             metadata["source_category"] = category
         fields = {"prompt": row.prompt}
-        if isinstance(row.response, str):
-            fields["response"] = row.response
+        if len(row.responses):
+            fields["response"] = row.responses[0]["text"]
         source = by_name.get(row.source)
         domain = source.domain_of(category) if source is not None else None
         suggestions = [{"question_id": domain_question_id, "value": domain, "type": "human",

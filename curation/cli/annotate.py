@@ -49,7 +49,8 @@ def annotate_push(params_path: str, sources_dir: str | None, taxonomy: str,
 
     table = items_to_push(Paths(), everything)
     ctx, config, client = _setup(params_path, sources_dir, taxonomy, api_url, api_key)
-    sources = load_sources(ctx.sources_folder, ctx.taxonomy.domain_ids)
+    sources = load_sources(ctx.sources_folder, ctx.taxonomy.domain_ids,
+                           tuple(ctx.vocabulary.by_name()))
     counts = push(client, table, sources, ctx.taxonomy, config)
     click.echo(f"pushed {counts['pushed']} records; the dataset '{config.dataset}' has "
                f"{counts['records_in_dataset']}")

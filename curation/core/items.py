@@ -42,10 +42,18 @@ def user_text(messages: list[dict[str, str]]) -> str:
     return "\n".join(m["content"] for m in messages if m["role"] == "user")
 
 
+def responses_of(items: pd.DataFrame) -> int:
+    """How many responses the items hold."""
+    return int(items["responses"].map(len).sum())
+
+
 def to_arrow(frame: pd.DataFrame, judgments: pa.StructType) -> pa.Table:
     """A table of items with its nested columns typed (empty judgments stay typed)."""
     flat = frame.drop(columns=[c for c in NESTED if c in frame.columns])
     table = pa.Table.from_pandas(flat, preserve_index=False).replace_schema_metadata(None)
+    if "contrast_of" in table.column_names:  # all null is still a column of ids
+        table = table.set_column(table.column_names.index("contrast_of"), "contrast_of",
+                                 table["contrast_of"].cast(pa.string()))
     types = {"messages": pa.list_(MESSAGE), "responses": pa.list_(response_type(judgments))}
     for position, name in enumerate(frame.columns):
         if name in NESTED:

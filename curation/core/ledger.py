@@ -19,7 +19,7 @@ from curation.core.paths import Paths
 from curation.core.tableio import StagedWrites
 
 STAGES = ("pull", "normalize", "dedup", "label", "split", "release")
-OUTCOMES = ("filtered", "quarantined", "duplicate")
+OUTCOMES = ("filtered", "quarantined", "duplicate", "merged")
 DROPPED_COLUMNS = ["stage", "outcome", "reason", "field", "detail", "duplicate_of",
                    "id", "source", "source_record_id", "record"]
 
@@ -29,6 +29,15 @@ class StageLedger:
     def __init__(self, stage: str) -> None:
         self.stage = stage
         self._parts: list[pd.DataFrame] = []
+        self._responses: dict[str, Any] | None = None
+
+    def count_responses(self, taken_in: int, kept: int, moved: int = 0,
+                        **dropped: int) -> None:
+        """Where the responses went: kept (`moved` of them into another item, with the
+        item they belonged to), or dropped by reason (an identical response, their item
+        filtered, ...); in = kept + dropped is checked with the rows."""
+        self._responses = {"in": taken_in, "kept": kept, "moved": moved,
+                           "dropped": {k: v for k, v in sorted(dropped.items()) if v}}
 
     def drop(self, rows: pd.DataFrame, outcome: str, reason: pd.Series | str, *,
              field: pd.Series | str | None = None, detail: pd.Series | str | None = None,
@@ -74,6 +83,8 @@ class StageLedger:
                      "dropped": dropped_by_source[source]}
             for source in sorted(set(rows_in) | set(kept) | set(dropped_by_source))
         }
+        if self._responses is not None:
+            report["responses"] = self._responses
         check_adds_up(report)
         return report
 
@@ -90,7 +101,7 @@ def _column(value: pd.Series | str | None, rows: pd.DataFrame) -> Any:
 
 
 def dropped_total(report: dict[str, Any]) -> int:
-    return sum(sum(report[outcome].values()) for outcome in OUTCOMES)
+    return sum(sum(report.get(outcome, {}).values()) for outcome in OUTCOMES)
 
 
 def check_adds_up(report: dict[str, Any]) -> None:
@@ -104,6 +115,10 @@ def check_adds_up(report: dict[str, Any]) -> None:
         if counts["rows_in"] != counts["kept"] + counts["dropped"]:
             raise CurationError(f"ledger does not add up for stage '{stage}', source '{source}': "
                                 f"{counts}", file=str(Paths().stage_ledger(stage)))
+    responses = report.get("responses")
+    if responses and responses["in"] != responses["kept"] + sum(responses["dropped"].values()):
+        raise CurationError(f"responses do not add up for stage '{stage}': {responses}",
+                            file=str(Paths().stage_ledger(stage)))
 
 
 def compile_ledger(paths: Paths) -> dict[str, Any]:
@@ -124,17 +139,25 @@ def compile_ledger(paths: Paths) -> dict[str, Any]:
                 f"stage '{after['stage']}' took in {after['rows_in']} rows but "
                 f"'{before['stage']}' kept {before['kept']}",
                 file=str(paths.stage_ledger(after["stage"])))
+        if "responses" in after and "responses" in before and (
+                after["responses"]["in"] != before["responses"]["kept"]):
+            raise CurationError(
+                f"stage '{after['stage']}' took in {after['responses']['in']} responses but "
+                f"'{before['stage']}' kept {before['responses']['kept']}",
+                file=str(paths.stage_ledger(after["stage"])))
     return {"stages": stages, "rows_in": stages[0]["rows_in"], "kept": stages[-1]["kept"]}
 
 
 def ledger_table(ledger: dict[str, Any]) -> Iterable[list[str]]:
     """Rows of the readable ledger: one line per stage and outcome reason."""
-    yield ["stage", "rows in", "kept", "filtered", "quarantined", "duplicate", "reasons"]
+    yield ["stage", "rows in", "kept", *OUTCOMES, "responses in", "kept", "reasons"]
     for report in ledger["stages"]:
         reasons = ", ".join(f"{reason} {n}" for outcome in OUTCOMES
-                            for reason, n in report[outcome].items())
+                            for reason, n in report.get(outcome, {}).items())
+        responses = report.get("responses") or {"in": "-", "kept": "-"}
         yield [report["stage"], str(report["rows_in"]), str(report["kept"]),
-               *(str(sum(report[o].values())) for o in OUTCOMES), reasons or "-"]
+               *(str(sum(report.get(o, {}).values())) for o in OUTCOMES),
+               str(responses["in"]), str(responses["kept"]), reasons or "-"]
 
 
 def write_ledger(paths: Paths) -> dict[str, Any]:

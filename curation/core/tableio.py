@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation.core.errors import CurationError
+from curation.core.items import from_arrow
 
 
 def read_parquet(path: str | Path) -> pd.DataFrame:
@@ -44,7 +45,7 @@ def read_input(path: Path, stage: str, columns: Iterable[str]) -> pd.DataFrame:
     """`open_input`, then the whole table (a corrupt page is the same one-line error)."""
     table = open_input(path, stage, columns)
     try:
-        return table.read().to_pandas()
+        return from_arrow(table.read())
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise CurationError(f"not a readable parquet file ({_first_line(exc)}); run "
                             f"`curate {stage}` again", file=str(path)) from None

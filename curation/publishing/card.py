@@ -15,6 +15,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from curation import __version__
 from curation.core.config import ReleaseParams
+from curation.core.judgments import Vocabulary
 from curation.core.paths import SPLITS
 from curation.core.taxonomy import Taxonomy
 from curation.publishing.changelog import TAG_PREFIX, diff_markdown
@@ -43,6 +44,7 @@ class ReleaseInputs:
     labels: dict[str, Any]                       # reports/labels.json
     split_report: dict[str, Any]                 # reports/splits.json
     params: dict[str, Any]                       # the whole params.yaml, as written
+    vocabulary: Vocabulary                       # schemas/judgments.yaml
 
 
 def domain_chart(inputs: ReleaseInputs) -> bytes:
@@ -109,7 +111,12 @@ def card_body(inputs: ReleaseInputs, params: ReleaseParams, rows: dict[str, dict
     labels, splits = inputs.labels, inputs.split_report
     return _TEMPLATES.get_template("card.md.j2").render(
         params=params, toolkit_version=__version__, total=len(default), domains=domains,
-        responses=int(default["response"].notna().sum()), splits=list(SPLITS), chart=CHART,
+        with_responses=int(default["responses"].map(len).gt(0).sum()),
+        responses=int(default["responses"].map(len).sum()),
+        benign=int((default["expected_behavior"] == "comply").sum()),
+        item_rows=item_rows(inputs.splits["default"], domains),
+        judgment_rows=judgment_rows(default, inputs.vocabulary),
+        splits=list(SPLITS), chart=CHART,
         config_rows=[[config, *(counts[name] for name in SPLITS)]
                      for config, counts in rows.items()],
         domain_rows=[[config, name, *(splits["configs"][config]["by_domain"][name].get(d, 0)
@@ -147,3 +154,24 @@ def _pin_text(pin: dict[str, Any]) -> str:
     if "hub" in pin:
         return f"{pin['hub']['path']}@{pin['hub'].get('revision', 'unpinned')}"
     return f"{len(pin['files'])} local file(s)"
+
+
+def item_rows(splits: dict[str, pd.DataFrame], domains: list[str]) -> list[list[Any]]:
+    """Per domain and split: harmful and benign items, items with responses, responses."""
+    rows = []
+    for domain in domains:
+        for name, frame in splits.items():
+            part = frame[frame["domain"] == domain]
+            counts = part["responses"].map(len)
+            rows.append([domain, name, int((part["expected_behavior"] == "refuse").sum()),
+                         int((part["expected_behavior"] == "comply").sum()),
+                         int(counts.gt(0).sum()), int(counts.sum()),
+                         f"{counts.sum() / max(1, counts.gt(0).sum()):.2f}"])
+    return rows
+
+
+def judgment_rows(items: pd.DataFrame, vocabulary: Vocabulary) -> list[list[Any]]:
+    """Per judgment: how many responses carry one (from their source), and what it means."""
+    responses = [r for rs in items["responses"] for r in rs]
+    return [[j.name, sum((r.get("judgments") or {}).get(j.name) is not None for r in responses),
+             len(responses), j.description] for j in vocabulary.judgments]

@@ -60,8 +60,9 @@ def assemble(source: Source, file: InputFile, fields: FieldMap, records: Iterato
         except Rejected as rejected:
             yield Assembled([record], base, rejected.problem)
             continue
-        for item in items:
-            yield Assembled([record], item)
+        yield Assembled([record], items[0])
+        for twin in items[1:]:  # made from the same record: one more row, no more records
+            yield Assembled([], twin)
 
 
 def _provenance(source: Source, file: InputFile, record: Record) -> dict[str, Any]:
@@ -163,8 +164,9 @@ def _grouped(source: Source, file: InputFile, fields: FieldMap, records: Iterato
         except Rejected as rejected:
             yield Assembled(ordered, base, rejected.problem)
             continue
-        for item in items:
-            yield Assembled(ordered, item)
+        yield Assembled(ordered, items[0])
+        for twin in items[1:]:
+            yield Assembled([], twin)
 
 
 def _items(source: Source, file: InputFile, fields: FieldMap, record: Record,

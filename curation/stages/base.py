@@ -16,6 +16,7 @@ import pandas as pd
 
 from curation.core.config import Params, ParamsFile
 from curation.core.errors import CurationError
+from curation.core.judgments import Vocabulary, load_vocabulary
 from curation.core.paths import Paths
 from curation.core.schemas import load_schema
 from curation.core.tableio import read_input, read_json
@@ -42,6 +43,10 @@ class Context:
     @cached_property
     def taxonomy(self) -> Taxonomy:
         return load_taxonomy(self.taxonomy_path or self.paths.taxonomy)
+
+    @cached_property
+    def vocabulary(self) -> Vocabulary:
+        return load_vocabulary(self.paths.schemas_dir / "judgments.yaml")
 
     @property
     def sources_folder(self) -> Path:

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from curation.core.config import DedupParams
 from curation.core.errors import CurationError
+from curation.core.items import from_arrow, to_arrow, user_text
 from curation.core.ledger import StageLedger
 from curation.core.schemas import load_schema, validate_rows
 from curation.core.tableio import StagedWrites, open_input
@@ -39,15 +40,16 @@ CLUSTER_COLUMNS = ["cluster_id", "id", "representative", "is_representative", "m
 
 
 def text_batches(path: Path, include_response: bool, batch_size: int) -> Iterator[list[str]]:
-    """The texts duplicates are judged on, streamed from the table a batch at a time."""
-    columns = ["prompt", "response"] if include_response else ["prompt"]
+    """The texts duplicates are judged on, streamed from the table a batch at a time: the
+    user turns of the conversation (the prompt, single-turn), and with `include_response`
+    the first response too."""
+    columns = ["messages", "responses"] if include_response else ["messages"]
     for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns):
-        prompts = batch.column(0).to_pylist()
+        texts = [user_text(messages) for messages in batch.column(0).to_pylist()]
         if include_response:
-            responses = batch.column(1).to_pylist()
-            prompts = [p if r is None else f"{p}\n{r}"
-                       for p, r in zip(prompts, responses, strict=True)]
-        yield prompts
+            texts = [f"{t}\n{r[0]['text']}" if r else t
+                     for t, r in zip(texts, batch.column(1).to_pylist(), strict=True)]
+        yield texts
 
 
 def sketch_table(path: Path, params: DedupParams, include_response: bool,
@@ -60,21 +62,24 @@ def sketch_table(path: Path, params: DedupParams, include_response: bool,
 
 
 def member_rows(path: Path, rows: np.ndarray) -> pd.DataFrame:
-    """id, source and whether a response exists, for the given (sorted) row positions."""
+    """id, source, responses and whether there is one, for the given (sorted) rows."""
     parts = []
     start = 0
     for batch in pq.ParquetFile(path).iter_batches(batch_size=_STREAM_ROWS,
-                                                    columns=["id", "source", "response"]):
+                                                    columns=["id", "source", "responses"]):
         lo, hi = np.searchsorted(rows, [start, start + batch.num_rows])
         if hi > lo:
             picked = pa.Table.from_batches([batch]).take(rows[lo:hi] - start)
+            responses = from_arrow(picked.select(["responses"]))["responses"]
             parts.append(pd.DataFrame({
                 "row": rows[lo:hi], "id": picked["id"].to_pylist(),
-                "source": picked["source"].to_pylist(),
-                "has_response": pc.is_valid(picked["response"]).to_numpy(zero_copy_only=False),
+                "source": picked["source"].to_pylist(), "responses": responses.tolist(),
+                "has_response": (pc.list_value_length(picked["responses"]).to_numpy(
+                    zero_copy_only=False) > 0),
             }))
         start += batch.num_rows
-    columns = {"row": "int64", "id": "str", "source": "str", "has_response": "bool"}
+    columns = {"row": "int64", "id": "str", "source": "str", "responses": "object",
+               "has_response": "bool"}
     return (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
         {c: pd.Series(dtype=t) for c, t in columns.items()}))
 
@@ -125,8 +130,13 @@ def run(context: Context) -> StageResult:
     prompts = sketch_table(input_path, params, False, "sketch prompts") if (
         params.include_response) else sketches
     with StagedWrites() as out:
+        counts: Counter[str] = Counter()
         rows_in, kept, kept_rows, kept_ids = _write_kept(
-            input_path, rep, sizes, members.set_index("row"), ledger, out, paths.deduped)
+            input_path, rep, sizes, members.set_index("row"), ledger, out, paths.deduped,
+            context.vocabulary.arrow_type(), counts)
+        ledger.count_responses(counts["in"], counts["kept"], counts["moved"],
+                               identical_response=counts["identical_response"],
+                               item_quarantined=counts["item_quarantined"])
         summary = ledger.summary(rows_in, kept)
         report = dedup_report(n, clusters, found.stats, params)
         out.parquet(clusters[CLUSTER_COLUMNS].reset_index(drop=True), paths.dup_clusters)
@@ -140,12 +150,15 @@ def run(context: Context) -> StageResult:
 
 
 def _write_kept(input_path: Path, rep: np.ndarray, sizes: np.ndarray, members: pd.DataFrame,
-                ledger: StageLedger, out: StagedWrites,
-                target: Path) -> tuple[Counter[str], Counter[str], np.ndarray, list[str]]:
-    """Stream the input: representatives and singletons, validated, go to `target`;
-    the other members of each cluster go to the ledger as duplicates. Returns the rows
-    in and the rows kept, per source, and the kept rows' positions and ids."""
+                ledger: StageLedger, out: StagedWrites, target: Path,
+                judgments: pa.StructType, counts: Counter[str]
+                ) -> tuple[Counter[str], Counter[str], np.ndarray, list[str]]:
+    """Stream the input: representatives and singletons, validated, go to `target`, each
+    representative with the responses of its cluster's other members (an identical one
+    once); those members go to the ledger as duplicates. Returns the rows in and the rows
+    kept, per source, and the kept rows' positions and ids."""
     schema = load_schema("deduped")
+    joining = _joining(members, rep)
     writer = None
     rows_in: Counter[str] = Counter()
     kept: Counter[str] = Counter()
@@ -155,8 +168,12 @@ def _write_kept(input_path: Path, rep: np.ndarray, sizes: np.ndarray, members: p
     for batch in pq.ParquetFile(input_path).iter_batches(batch_size=_STREAM_ROWS):
         rows = np.arange(start, start + batch.num_rows)
         start += batch.num_rows
-        frame = batch.to_pandas()
+        frame = from_arrow(pa.Table.from_batches([batch]))
         rows_in.update(frame["source"].tolist())
+        counts["in"] += int(frame["responses"].map(len).sum())
+        frame["responses"] = [_union(own, joining.get(row, []), counts) if rep[row] == row
+                              else own for own, row in
+                              zip(frame["responses"], rows.tolist(), strict=True)]
         is_rep = rep[rows] == rows
         gone = rows[~is_rep]
         if len(gone):
@@ -173,9 +190,12 @@ def _write_kept(input_path: Path, rep: np.ndarray, sizes: np.ndarray, members: p
             ledger.drop(frame.iloc[failures["index"]], "quarantined", failures["check"],
                         field=failures["field"], detail=failures["detail"])
             passed[failures["index"].to_numpy(dtype=int)] = False
+            counts["item_quarantined"] += int(frame.iloc[failures["index"]]["responses"]
+                                              .map(len).sum())
+        counts["kept"] += int(valid["responses"].map(len).sum())
         kept_rows.append(rows[is_rep][passed])
         kept_ids.extend(valid["id"].tolist())
-        arrow = pa.Table.from_pandas(valid, preserve_index=False).replace_schema_metadata(None)
+        arrow = to_arrow(valid, judgments)
         if writer is None:
             writer = out.parquet_writer(target, arrow.schema)
         writer.write_table(arrow.cast(writer.schema))
@@ -183,6 +203,30 @@ def _write_kept(input_path: Path, rep: np.ndarray, sizes: np.ndarray, members: p
     if writer is None:
         raise CurationError("the normalized table is empty", file=str(input_path))
     return rows_in, kept, np.concatenate(kept_rows), kept_ids
+
+
+def _joining(members: pd.DataFrame, rep: np.ndarray) -> dict[int, list[dict[str, Any]]]:
+    """Per representative row, the responses of its cluster's other members."""
+    joining: dict[int, list[dict[str, Any]]] = {}
+    for row, responses in zip(members.index.tolist(), members["responses"], strict=True):
+        if rep[row] != row:
+            joining.setdefault(int(rep[row]), []).extend(responses)
+    return joining
+
+
+def _union(own: list[dict[str, Any]], joining: list[dict[str, Any]],
+           counts: Counter[str]) -> list[dict[str, Any]]:
+    """An item's responses and those joining it from duplicates; an identical response
+    (same text and model) is kept once."""
+    union = list(own)
+    for response in joining:
+        if any(r["text"] == response["text"] and r["model"] == response["model"]
+               for r in union):
+            counts["identical_response"] += 1
+        else:
+            union.append(response)
+            counts["moved"] += 1
+    return union
 
 
 def dedup_report(rows_in: int, clusters: pd.DataFrame, stats: dict[str, Any],

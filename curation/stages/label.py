@@ -21,6 +21,7 @@ import pandas as pd
 from curation.annotation.agreement import ANNOTATION_COLUMNS, aggregate, submitted
 from curation.core.config import LabelParams
 from curation.core.errors import CurationError
+from curation.core.items import responses_of, to_arrow
 from curation.core.ledger import StageLedger
 from curation.core.schemas import load_schema, validate_rows
 from curation.core.tableio import StagedWrites, read_input
@@ -53,7 +54,8 @@ def run(context: Context) -> StageResult:
     domains = context.taxonomy.domain_ids
     annotations = read_annotations(paths.annotations_dir, {*domains, params.out_of_scope_label})
     table = context.input_table(paths.deduped, "dedup", "deduped")
-    sources = load_sources(context.sources_folder, domains)
+    sources = load_sources(context.sources_folder, domains,
+                           tuple(context.vocabulary.by_name()))
     labeled, mapped, annotation, votes = assign_labels(table, sources, annotations,
                                                        params)
     ledger = StageLedger(STAGE)
@@ -71,10 +73,14 @@ def run(context: Context) -> StageResult:
     if not failures.empty:
         ledger.drop(kept.iloc[failures["index"]], "quarantined", failures["check"],
                     field=failures["field"], detail=failures["detail"])
+    taken_in, kept_responses = responses_of(table), responses_of(valid)
+    filtered = responses_of(labeled[out_of_scope | unlabeled])
+    ledger.count_responses(taken_in, kept_responses, item_filtered=filtered,
+                           item_quarantined=taken_in - kept_responses - filtered)
     summary = ledger.summary(Counter(table["source"]), Counter(valid["source"]))
     report = label_report(labeled, mapped, annotation, votes, valid, domains)
     with StagedWrites() as out:
-        out.parquet(valid, paths.labeled)
+        out.parquet(to_arrow(valid, context.vocabulary.arrow_type()), paths.labeled)
         ledger.write(out, paths, summary)
         out.json(report, paths.report("labels"))
     return StageResult(STAGE, summary, report, [

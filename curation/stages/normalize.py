@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from curation.core.config import NormalizeParams
 from curation.core.errors import CurationError
+from curation.core.items import responses_of, to_arrow
 from curation.core.ledger import StageLedger
 from curation.core.schemas import load_schema, validate_rows
 from curation.core.tableio import StagedWrites, read_input
@@ -40,17 +41,22 @@ def run(context: Context) -> StageResult:
     params, paths = context.params.normalize, context.paths
     raw = read_raw(paths.raw_dir)
     ledger = StageLedger(STAGE)
-    table = filter_lengths(clean(raw), params, ledger)
+    cleaned = clean(raw)
+    table = filter_lengths(cleaned, params, ledger)
     table = filter_languages(detect_languages(table, params), params, ledger)
     valid, failures = validate_rows(table, load_schema("normalized"))
     if not failures.empty:
         ledger.drop(table.iloc[failures["index"]], "quarantined", failures["check"],
                     field=failures["field"], detail=failures["detail"])
+    taken_in = responses_of(raw)
+    kept = responses_of(valid)
+    ledger.count_responses(taken_in, kept, empty=taken_in - responses_of(cleaned),
+                           item_dropped=responses_of(cleaned) - kept)
     summary = ledger.summary(Counter(raw["source"]), Counter(valid["source"]))
     summary["languages"] = {str(k): int(v) for k, v in
                             valid["language"].value_counts().sort_index().items()}
     with StagedWrites() as out:
-        out.parquet(valid, paths.normalized)
+        out.parquet(to_arrow(valid, context.vocabulary.arrow_type()), paths.normalized)
         ledger.write(out, paths, summary)
     languages = ", ".join(f"{k} {v}" for k, v in summary["languages"].items())
     return StageResult(STAGE, summary, {"languages": summary["languages"]},
@@ -58,11 +64,13 @@ def run(context: Context) -> StageResult:
 
 
 def clean(raw: pd.DataFrame) -> pd.DataFrame:
-    """Cleaned prompt and response; a response that cleans to nothing becomes missing."""
+    """Cleaned turns, prompt and responses; a response that cleans to nothing is dropped."""
     table = raw.copy()
-    table["prompt"] = table["prompt"].map(clean_text)
-    response = table["response"].map(clean_text, na_action="ignore")
-    table["response"] = response.where(response.fillna("") != "", None).astype("str")
+    table["messages"] = [[{**m, "content": clean_text(m["content"])} for m in messages]
+                         for messages in table["messages"]]
+    table["prompt"] = [messages[-1]["content"] for messages in table["messages"]]
+    table["responses"] = [[{**r, "text": clean_text(r["text"])} for r in responses
+                           if clean_text(r["text"])] for responses in table["responses"]]
     return table
 
 
@@ -73,8 +81,8 @@ def detect_languages(table: pd.DataFrame, params: NormalizeParams) -> pd.DataFra
     is unreliable (it reads "Tell me a joke" as Finnish); a text still shorter than
     `language_min_chars` is undetermined ("und") rather than guessed.
     """
-    texts = [p if r is None or r != r else f"{p}\n{r}"
-             for p, r in zip(table["prompt"], table["response"], strict=True)]
+    texts = [f"{p}\n{r[0]['text']}" if r else p
+             for p, r in zip(table["prompt"], table["responses"], strict=True)]
     batches = [texts[i:i + params.batch_size] for i in range(0, len(texts), params.batch_size)]
     tasks = [(batch, params.langdetect_seed, params.language_min_chars) for batch in batches]
     bar = tqdm(total=len(texts), desc="detect language", unit=" rows", disable=None)

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from curation import __version__
 from curation.core.config import ParamsFile, ReleaseParams
 from curation.core.errors import CurationError
+from curation.core.items import to_arrow
 from curation.core.paths import SPLITS
 from curation.core.schemas import load_schema
 from curation.core.tableio import StagedWrites, read_input, sha256_of
@@ -58,7 +59,8 @@ def run(context: Context) -> StageResult:
         schema_dir=paths.schemas_dir, sources=context.input_report("sources", "pull"),
         dedup=context.input_report("dedup", "dedup"),
         labels=context.input_report("labels", "label"),
-        split_report=context.input_report("splits", "split"), params=context.params_file.raw)
+        split_report=context.input_report("splits", "split"), params=context.params_file.raw,
+        vocabulary=context.vocabulary)
     target = release(inputs, context.params.release, paths.releases_dir,
                      context.params_file)
     return StageResult(STAGE, None, {"release": str(target)}, [
@@ -125,8 +127,8 @@ def build(inputs: ReleaseInputs, params: ReleaseParams, folder: Path,
         (folder / "data" / config).mkdir()
         rows[config] = {}
         for name, frame in splits.items():
-            frame.to_parquet(folder / "data" / config / f"{name}.parquet", index=False,
-                             compression="zstd")
+            pq.write_table(to_arrow(frame, inputs.vocabulary.arrow_type()),
+                           folder / "data" / config / f"{name}.parquet", compression="zstd")
             rows[config][name] = len(frame)
     shutil.copytree(inputs.schema_dir, folder / "schemas",
                     ignore=shutil.ignore_patterns("__pycache__", ".*"))

@@ -21,12 +21,13 @@ import pandas as pd
 
 from curation.core.config import DedupParams, ParamsFile, SplitParams
 from curation.core.errors import CurationError
+from curation.core.items import responses_of, to_arrow
 from curation.core.ledger import StageLedger
 from curation.core.paths import SPLITS
 from curation.core.schemas import load_schema, validate_rows
 from curation.core.tableio import StagedWrites
 from curation.core.taxonomy import Taxonomy
-from curation.neardup.clusters import cluster, similar_pairs
+from curation.neardup.clusters import cluster, components, similar_pairs
 from curation.neardup.minhash import MinHashParams, Sketches
 from curation.neardup.store import load_sketches
 from curation.stages.base import Context, StageResult
@@ -102,6 +103,17 @@ def assign_default(table: pd.DataFrame, groups: np.ndarray, params: SplitParams)
     return split
 
 
+def with_contrast_pairs(table: pd.DataFrame, groups: np.ndarray) -> np.ndarray:
+    """Leakage groups joined with contrast pairs: a benign look-alike and its harmful twin
+    always share a split (a twin that was not labelled is simply absent)."""
+    row_of = {item: row for row, item in enumerate(table["id"])}
+    pairs = [(row, row_of[twin]) for row, twin in enumerate(table["contrast_of"])
+             if isinstance(twin, str) and twin in row_of]
+    edges = np.concatenate([np.column_stack([np.arange(len(groups)), groups]),
+                            np.array(pairs, dtype=np.int64).reshape(-1, 2)])
+    return components(edges, len(groups))
+
+
 def run(context: Context) -> StageResult:
     """Build every configuration and write data/splits/<config>/<split>.parquet."""
     params, dedup_params, paths = context.params.split, context.params.dedup, context.paths
@@ -112,7 +124,8 @@ def run(context: Context) -> StageResult:
     sketches = load_sketches(paths.signatures, table["id"].tolist())
     leakage = dataclasses.replace(MinHashParams.of(dedup_params),
                                   threshold=params.leakage_threshold)
-    groups = cluster(sketches, leakage, dedup_params.max_bucket_size).labels
+    groups = with_contrast_pairs(table, cluster(sketches, leakage,
+                                                dedup_params.max_bucket_size).labels)
     default = assign_default(table, groups, params)
 
     configs: dict[str, pd.DataFrame] = {"default": table.assign(split=default)}
@@ -136,8 +149,10 @@ def run(context: Context) -> StageResult:
                 raise CurationError(f"{config}: {first['detail']}", file="schemas/split.yaml",
                                     field=str(first["field"]))
             for name in SPLITS:
-                out.parquet(valid[valid["split"] == name].reset_index(drop=True),
+                out.parquet(to_arrow(valid[valid["split"] == name].reset_index(drop=True),
+                                     context.vocabulary.arrow_type()),
                             paths.splits_dir / config / f"{name}.parquet")
+        ledger.count_responses(responses_of(table), responses_of(table))
         summary = ledger.summary(Counter(table["source"]), Counter(table["source"]))
         report = split_report(configs, excluded, table, groups, sketches, params, dedup_params)
         ledger.write(out, paths, summary)
