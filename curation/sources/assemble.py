@@ -8,6 +8,7 @@ group_by`) become one item; the others are `merged` into it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from curation.sources.fields import MISSING, lookup
 from curation.sources.inputs import InputFile
 from curation.sources.readers import Problem, Record
 from curation.sources.spec import FieldMap, Source
+
+_SURROGATE = re.compile("[\\ud800-\\udfff]")
 
 
 class Rejected(Exception):
@@ -91,7 +94,15 @@ def _text(values: dict[str, Any], fields: FieldMap, column: str, required: bool 
         raise Rejected(Problem(path, "not_text", f"{column} is {type(value).__name__}, not text"))
     if required and not value.strip():
         raise Rejected(Problem(path, "empty", f"{column} is empty"))
+    _unicode(value, path)
     return value or None
+
+
+def _unicode(text: str, where: str) -> None:
+    """Text that cannot be written as UTF-8 (an unpaired surrogate from a JSON escape)."""
+    if _SURROGATE.search(text):
+        raise Rejected(Problem(where, "utf8", "text holds an unpaired surrogate (not valid "
+                               "Unicode)"))
 
 
 def _role(source: Source, raw: Any, where: str) -> str:
@@ -119,6 +130,7 @@ def _turn_list(source: Source, record: Record, path: str) -> list[tuple[str, str
         if not isinstance(content, str):
             raise Rejected(Problem(f"{where}.{conversation.content}", "not_text",
                                    "a turn's content is not text"))
+        _unicode(content, f"{where}.{conversation.content}")
         found.append((_role(source, lookup(turn, None, conversation.role),
                             f"{where}.{conversation.role}"), content))
     return found
@@ -157,6 +169,7 @@ def _grouped(source: Source, file: InputFile, fields: FieldMap, records: Iterato
                 if not isinstance(content, str):
                     raise Rejected(Problem(conversation.content, "not_text",
                                            f"turn {record.row} has no text"))
+                _unicode(content, conversation.content)
                 turns.append((_role(source, lookup(values, record.header, conversation.role),
                                     conversation.role), content))
             values = _values(fields, last, found)
@@ -181,6 +194,7 @@ def _items(source: Source, file: InputFile, fields: FieldMap, record: Record,
                                    f"record id is {type(record_id).__name__}, not text or a "
                                    "number"))
         base = {**base, "source_record_id": str(record_id)}
+        _unicode(base["source_record_id"], fields.record_id or "record_id")
     answer: list[str] = []
     while turns and turns[-1][0] == "assistant":
         answer.insert(0, turns[-1][1])

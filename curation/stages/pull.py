@@ -10,7 +10,6 @@ conversation; an item whose conversation the source already gave is merged into 
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,6 @@ from curation.stages.base import Context, StageResult
 STAGE = "pull"
 RAW_COLUMNS = ["id", "messages", "prompt", "responses", "expected_behavior", "contrast_of",
                "source", "source_record_id", "source_category", "source_license"]
-_SURROGATE = re.compile("[\\ud800-\\udfff]")
 
 
 @dataclass
@@ -124,6 +122,7 @@ def pull_source(source: Source, cache: Path, roots: list[Path], vocabulary: Voca
         ledger.drop(turns, "merged", "turn_of_conversation", duplicate_of=turns["item"],
                     detail="a turn of conversation " + turns["item"])
     table = pd.DataFrame(items, columns=RAW_COLUMNS)
+    table = table.astype({c: "str" for c in RAW_COLUMNS if c not in ("messages", "responses")})
     table = _merge_same_conversation(table, ledger, responses)
     valid, failures = validate_rows(table, load_schema("raw"))
     if not failures.empty:
@@ -166,14 +165,10 @@ def _sort(assembled: Assembled, items: list[dict[str, Any]], problems: list[dict
 
 
 def _text_problem(row: dict[str, Any]) -> Problem | None:
-    """Texts that would break later stages: nothing left after cleanup, or not Unicode."""
+    """A prompt with nothing left after cleanup would be an empty item downstream."""
     if not clean_text(row["prompt"]):
         return Problem("prompt", "empty", "prompt is empty (or only invisible and control "
                        "characters)")
-    texts = [row["source_record_id"], *(m["content"] for m in row["messages"]),
-             *(r["text"] for r in row["responses"])]
-    if any(_SURROGATE.search(t) for t in texts):
-        return Problem("prompt", "utf8", "a text holds an unpaired surrogate (not valid Unicode)")
     return None
 
 

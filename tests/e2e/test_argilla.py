@@ -297,6 +297,7 @@ def test_search_filters_run_on_the_plugin(annotation_project: Path,
     assert {r.id for r in found} == set(deduped.loc[deduped["source"] == source, "id"])
     word = "suicide"
     hits = {r.id for r in dataset.records(query=rg.Query(query=word), with_responses=False)}
-    expected = set(deduped.loc[deduped["prompt"].str.contains(word, case=False) | deduped[
-        "response"].fillna("").str.contains(word, case=False), "id"])
+    first_response = deduped["responses"].map(lambda r: r[0]["text"] if len(r) else "")
+    expected = set(deduped.loc[deduped["prompt"].str.contains(word, case=False)
+                               | first_response.str.contains(word, case=False), "id"])
     assert hits == expected and hits

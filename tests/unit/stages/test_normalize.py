@@ -34,8 +34,9 @@ def test_normalize_cleans_detects_filters_and_accounts_for_every_row(project: Pa
 
     table = pd.read_parquet(project / "data" / "normalized.parquet")
     assert table["prompt"].tolist() == [ENGLISH, "Tell me a joke", "x" * 30]
-    assert table["response"].tolist()[0] == "You are not alone.\n\nCall or text 988."
-    assert table["response"].isna().tolist() == [False, True, True]
+    assert table["responses"][0][0]["text"] == "You are not alone.\n\nCall or text 988."
+    assert [len(r) for r in table["responses"]] == [1, 0, 0]  # "   " cleans to no response
+    assert [m[-1]["content"] for m in table["messages"]] == table["prompt"].tolist()
     assert table["language"].tolist() == ["en", "und", "und"]
     assert table["language_prob"][0] > 0.9 and table["language_prob"][1] == 0.0
 
@@ -49,6 +50,8 @@ def test_normalize_cleans_detects_filters_and_accounts_for_every_row(project: Pa
     assert report["rows_in"] == 6 and report["kept"] == 3
     assert report["filtered"] == {"language": 1, "prompt_too_long": 1, "prompt_too_short": 1}
     assert report["languages"] == {"en": 1, "und": 2}
+    # "   " was no response already at pull; the zero-width one cleans to nothing here
+    assert report["responses"] == {"in": 2, "kept": 1, "moved": 0, "dropped": {"empty": 1}}
 
 
 def test_an_empty_language_list_keeps_every_language(project: Path) -> None:

@@ -109,12 +109,12 @@ def test_different_content_under_an_existing_version_is_refused(release_project:
                     result.stderr)
     assert "removed" in result.stderr and "set a new release.version" in result.stderr
     assert snapshot(folder) == before
-    set_params(release_project, "release", version="0.2.0")
+    set_params(release_project, "release", version="9.0.0")
     assert curate(release_project, "release").returncode == 0
-    assert (release_project / "releases" / "0.2.0" / "manifest.json").exists()
-    assert versions(release_project) == [VERSION, "0.2.0"]
+    assert (release_project / "releases" / "9.0.0" / "manifest.json").exists()
+    assert versions(release_project) == [VERSION, "9.0.0"]
     changelog = (release_project / "releases" / "CHANGELOG.md").read_text()
-    assert "## 0.2.0" in changelog and "removed" in changelog
+    assert "## 9.0.0" in changelog and "removed" in changelog
 
 
 def test_an_invalid_version_is_refused_before_anything_is_written(

@@ -60,7 +60,8 @@ def test_default_split_sizes_follow_the_params_per_domain(built: Path) -> None:
     for domain, rows in default.groupby("domain"):
         expected = max(1, round(0.1 * len(rows)))
         for name in ("validation", "test"):
-            assert abs((rows["split"] == name).sum() - expected) <= 1, (domain, name)
+            # groups (near duplicates, contrast pairs) move together: a pair may overshoot
+            assert abs((rows["split"] == name).sum() - expected) <= 2, (domain, name)
             assert report["configs"]["default"]["by_domain"][name][domain] == (
                 rows["split"] == name).sum()
 
