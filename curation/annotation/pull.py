@@ -26,14 +26,17 @@ from curation.core.tableio import StagedWrites
 from curation.core.taxonomy import Taxonomy
 
 
-def fetch_answers(client: rg.Argilla, params: AnnotationConfig) -> pd.DataFrame:
-    """Every response of the dataset as annotation rows (record x annotator x question).
+def fetch_answers(client: rg.Argilla, params: AnnotationConfig,
+                  name: str | None = None) -> pd.DataFrame:
+    """Every answer in a dataset (default: the items dataset) as annotation rows (record x
+    annotator x question).
 
     A response discarded without any values becomes one row with no question and no value.
     """
-    dataset = client.datasets(name=params.dataset, workspace=params.workspace)
+    name = name or params.dataset
+    dataset = client.datasets(name=name, workspace=params.workspace)
     if dataset is None:
-        raise CurationError(f"no Argilla dataset '{params.dataset}' in workspace "
+        raise CurationError(f"no Argilla dataset '{name}' in workspace "
                             f"'{params.workspace}'; run `curate annotate push` first",
                             field="annotate.dataset")
     users = {u["id"]: u["username"] for u in
@@ -48,7 +51,7 @@ def fetch_answers(client: rg.Argilla, params: AnnotationConfig) -> pd.DataFrame:
         for item in items:
             record_id = item.get("external_id") or item["id"]
             for response in item.get("responses") or []:
-                base = {"dataset": params.dataset, "record_id": str(record_id),
+                base = {"dataset": name, "record_id": str(record_id),
                         "annotator": users.get(response["user_id"], response["user_id"]),
                         "status": response["status"]}
                 values = response.get("values") or {}
@@ -86,10 +89,29 @@ def pull(client: rg.Argilla, taxonomy: Taxonomy, params: AnnotationConfig,
                             f"'{first['value']}' is not in the taxonomy",
                             file=f"Argilla dataset {params.dataset}", field=DOMAIN_QUESTION)
     report = annotation_report(answers, params)
+    rated = None
+    if client.datasets(name=params.responses_dataset, workspace=params.workspace) is not None:
+        rated = fetch_answers(client, params, params.responses_dataset)
+        report["response_quality"] = quality_report(rated)
     with StagedWrites() as out:
         out.parquet(answers, annotations_dir / f"{params.dataset}.parquet")
+        if rated is not None:
+            out.parquet(rated, annotations_dir / f"{params.responses_dataset}.parquet")
         out.json(report, report_path)
     return report
+
+
+def quality_report(answers: pd.DataFrame) -> dict[str, Any]:
+    """Answers and agreement per rubric question of the responses dataset."""
+    responses = answers.drop_duplicates(["record_id", "annotator"])
+    questions = sorted(q for q in answers["question"].dropna().unique())
+    return {
+        "records_answered": int(responses["record_id"].nunique()),
+        "responses": {str(k): int(v) for k, v in
+                      responses["status"].value_counts().sort_index().items()},
+        "agreement": [agreement(answers, q, ordinal=q in ORDINAL_QUESTIONS)
+                      for q in questions],
+    }
 
 
 def annotation_report(answers: pd.DataFrame, params: AnnotationConfig) -> dict[str, Any]:

@@ -3,6 +3,7 @@ never duplicates), with the source category map's domain as a suggestion."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,7 +12,12 @@ import pandas as pd
 from tqdm import tqdm
 
 from curation.annotation.agreement import DOMAIN_QUESTION
-from curation.annotation.settings import AnnotationConfig, ensure_dataset
+from curation.annotation.settings import (
+    AnnotationConfig,
+    ensure_dataset,
+    item_settings,
+    response_settings,
+)
 from curation.core.errors import CurationError
 from curation.core.ledger import DROPPED_COLUMNS
 from curation.core.paths import Paths
@@ -32,41 +38,77 @@ def items_to_push(paths: Paths, everything: bool) -> pd.DataFrame:
     return table[table["id"].isin(todo)].reset_index(drop=True)
 
 
-def records(table: pd.DataFrame, sources: list[Source], domain_question_id: str
-            ) -> Iterator[dict[str, Any]]:
+def conversation(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """A ChatField value: the turns, as role and content."""
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
+
+
+def item_records(table: pd.DataFrame, sources: list[Source], domain_question_id: str
+                 ) -> Iterator[dict[str, Any]]:
     """One record per item (the bulk API's JSON), keyed by item id, with the source
     category map's domain as a suggestion."""
     by_name = {s.name: s for s in sources}
     for row in table.itertuples(index=False):
         category = row.source_category if isinstance(row.source_category, str) else None
         metadata: dict[str, Any] = {"source": row.source, "language": row.language,
+                                    "expected_behavior": row.expected_behavior,
                                     "dup_cluster_size": int(row.dup_cluster_size)}
         if category is not None:
             metadata["source_category"] = category
-        fields = {"prompt": row.prompt}
-        if len(row.responses):
-            fields["response"] = row.responses[0]["text"]
         source = by_name.get(row.source)
         domain = source.domain_of(category) if source is not None else None
         suggestions = [{"question_id": domain_question_id, "value": domain, "type": "human",
                         "agent": f"category map of source {row.source}"}] if domain else []
-        yield {"external_id": row.id, "fields": fields, "metadata": metadata,
-               "suggestions": suggestions}
+        yield {"external_id": row.id, "fields": {"conversation": conversation(row.messages)},
+               "metadata": metadata, "suggestions": suggestions}
+
+
+def response_id(item_id: str, response: dict[str, Any]) -> str:
+    """Stable id of a response: its item, text and model."""
+    key = "\x1f".join([item_id, response["text"], response.get("model") or ""])
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+
+
+def response_records(table: pd.DataFrame) -> Iterator[dict[str, Any]]:
+    """One record per response, keyed by response id: the conversation and the response."""
+    for row in table.itertuples(index=False):
+        for response in row.responses:
+            yield {"external_id": response_id(row.id, response),
+                   "fields": {"conversation": conversation(row.messages),
+                              "response": response["text"]},
+                   "metadata": {"source": response["source"],
+                                "model": response.get("model") or "unknown",
+                                "expected_behavior": row.expected_behavior,
+                                "turns": len(row.messages)}}
 
 
 def push(client: rg.Argilla, table: pd.DataFrame, sources: list[Source], taxonomy: Taxonomy,
          params: AnnotationConfig) -> dict[str, int]:
-    """Create or update the dataset's records, keyed by item id.
+    """Create or update both datasets' records, keyed by item and response id.
 
     Records go through the bulk REST endpoint, not `dataset.records.log`: the SDK parses
     the records it gets back, and crashes on a response discarded without values.
     """
-    dataset = ensure_dataset(client, taxonomy, params)
-    question_id = str(next(q.id for q in dataset.settings.questions
+    items = ensure_dataset(client, params.dataset, item_settings(taxonomy, params), params)
+    question_id = str(next(q.id for q in items.settings.questions
                            if q.name == DOMAIN_QUESTION))
+    _push_all(client, items, item_records(table, sources, question_id), len(table), params)
+    counts = {"pushed": len(table), "records_in_dataset": record_count(client, items)}
+    if params.refusal_rubric:
+        responses = ensure_dataset(client, params.responses_dataset, response_settings(params),
+                                   params)
+        total = int(table["responses"].map(len).sum())
+        _push_all(client, responses, response_records(table), total, params)
+        counts.update(responses_pushed=total,
+                      records_in_responses_dataset=record_count(client, responses))
+    return counts
+
+
+def _push_all(client: rg.Argilla, dataset: rg.Dataset, records: Iterator[dict[str, Any]],
+              total: int, params: AnnotationConfig) -> None:
     batch: list[dict[str, Any]] = []
-    with tqdm(total=len(table), desc="push", unit=" records", disable=None) as bar:
-        for record in records(table, sources, question_id):
+    with tqdm(total=total, desc=f"push {dataset.name}", unit=" records", disable=None) as bar:
+        for record in records:
             batch.append(record)
             if len(batch) == params.batch_size:
                 _upsert(client, dataset, batch)
@@ -75,7 +117,6 @@ def push(client: rg.Argilla, table: pd.DataFrame, sources: list[Source], taxonom
         if batch:
             _upsert(client, dataset, batch)
             bar.update(len(batch))
-    return {"pushed": len(table), "records_in_dataset": record_count(client, dataset)}
 
 
 def _upsert(client: rg.Argilla, dataset: rg.Dataset, batch: list[dict[str, Any]]) -> None:

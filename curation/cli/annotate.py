@@ -54,6 +54,9 @@ def annotate_push(params_path: str, sources_dir: str | None, taxonomy: str,
     counts = push(client, table, sources, ctx.taxonomy, config)
     click.echo(f"pushed {counts['pushed']} records; the dataset '{config.dataset}' has "
                f"{counts['records_in_dataset']}")
+    if "responses_pushed" in counts:
+        click.echo(f"pushed {counts['responses_pushed']} responses; the dataset "
+                   f"'{config.responses_dataset}' has {counts['records_in_responses_dataset']}")
 
 
 @annotate_group.command("pull")

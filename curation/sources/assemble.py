@@ -24,6 +24,9 @@ from curation.sources.spec import FieldMap, Source
 _SURROGATE = re.compile("[\\ud800-\\udfff]")
 
 
+CONTRAST_KEY = "contrast_key"  # an item's pairing key until `pair_contrasts` links it
+
+
 class Rejected(Exception):
     """A record that cannot become an item, and why."""
 
@@ -213,10 +216,12 @@ def _items(source: Source, file: InputFile, fields: FieldMap, record: Record,
         "text": text, "model": _model(source, fields, values), "source": source.name,
         "source_record_id": base["source_record_id"],
         "judgments": _judgments(source, record, vocabulary)}]
+    contrast = values.get("contrast")
     item = {**base, "id": item_id(source.name, messages), "messages": messages,
             "prompt": messages[-1]["content"], "responses": responses,
             "expected_behavior": behavior, "contrast_of": None, "source_category": category,
-            "source_license": source.license}
+            "source_license": source.license,
+            CONTRAST_KEY: None if contrast is None else str(contrast)}
     twin_prompt = _text(values, fields, "twin")
     if twin_prompt is None or not twin_prompt.strip():
         return [item]
@@ -286,3 +291,17 @@ def _judgments(source: Source, record: Record, vocabulary: Vocabulary) -> dict[s
             judged[name] = (sum(found) / len(found) if scale[name].type == "float"
                             else found[-1])
     return judged
+
+
+def pair_contrasts(items: list[dict[str, Any]]) -> None:
+    """Items of a source sharing a contrast key: each benign one (comply) gets the first
+    harmful one (refuse) as its `contrast_of`; the key itself is not kept."""
+    harmful: dict[str, str] = {}
+    for item in items:
+        key = item.get(CONTRAST_KEY)
+        if key is not None and item["expected_behavior"] == "refuse":
+            harmful.setdefault(key, item["id"])
+    for item in items:
+        key = item.pop(CONTRAST_KEY, None)
+        if key is not None and item["expected_behavior"] == "comply" and key in harmful:
+            item["contrast_of"] = harmful[key]

