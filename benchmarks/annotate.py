@@ -40,11 +40,14 @@ def items(n: int, seed: int = 0) -> pd.DataFrame:
     rng = random.Random(seed)
     words = ["how", "can", "i", "stop", "feeling", "this", "way", "make", "get", "pills",
              "weapon", "hurt", "someone", "safe", "tonight", "help", "friend", "drugs"]
+    prompts = [" ".join(rng.choices(words, k=rng.randint(6, 20))) for _ in range(n)]
+    answer = {"text": "I can't help with that, but you can call 988.", "model": "bench",
+              "source": "a", "source_record_id": "r", "judgments": {}}
     return pd.DataFrame({
         "id": [f"{i:016x}" for i in range(n)],
-        "prompt": [" ".join(rng.choices(words, k=rng.randint(6, 20))) for _ in range(n)],
-        "response": [None if i % 3 else "I can't help with that, but you can call 988."
-                     for i in range(n)],
+        "messages": [[{"role": "user", "content": p}] for p in prompts], "prompt": prompts,
+        "responses": [[] if i % 3 else [answer] for i in range(n)],
+        "expected_behavior": "refuse",
         "source": [rng.choice(["a", "b", "c"]) for _ in range(n)],
         "source_category": [rng.choice(["x", "y", None]) for _ in range(n)],
         "language": "en", "dup_cluster_size": 1,

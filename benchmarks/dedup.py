@@ -14,6 +14,7 @@ import argparse
 import json
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,8 +27,10 @@ import psutil
 import yaml
 
 from curation.core.config import DedupParams, load_params
+from curation.core.items import to_arrow
+from curation.core.judgments import load_vocabulary
 from curation.core.paths import Paths
-from curation.core.tableio import StagedWrites, read_parquet
+from curation.core.tableio import StagedWrites
 from curation.neardup.minhash import MinHashParams, shingles, text_key
 from curation.stages import dedup
 from curation.stages.base import Context
@@ -58,9 +61,11 @@ def synthetic_corpus(n: int, planted_share: float, seed: int) -> tuple[pd.DataFr
             prompts.append(" ".join(rng.choices(vocabulary, k=rng.randint(12, 40))))
     ids = [f"{i:016x}" for i in range(n)]
     table = pd.DataFrame({
-        "id": ids, "prompt": prompts, "response": pd.array([None] * n, dtype="str"),
-        "source": "synthetic", "source_record_id": ids, "source_category": pd.array(
-            [None] * n, dtype="str"), "source_license": "CC0-1.0",
+        "id": ids, "messages": [[{"role": "user", "content": p}] for p in prompts],
+        "prompt": prompts, "responses": [[] for _ in range(n)], "expected_behavior": "refuse",
+        "contrast_of": pd.array([None] * n, dtype="str"), "source": "synthetic",
+        "source_record_id": ids, "source_category": pd.array([None] * n, dtype="str"),
+        "source_license": "CC0-1.0",
         "language": "en", "language_prob": 1.0,
     })
     return table, planted
@@ -158,13 +163,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         with StagedWrites() as out:
-            out.parquet(table, Paths(root).normalized)
+            out.parquet(to_arrow(table, load_vocabulary(REPO / "schemas" / "judgments.yaml")
+                                 .arrow_type()), Paths(root).normalized)
+        shutil.copytree(REPO / "schemas", Paths(root).schemas_dir)
         # A fresh process, so peak RSS is the stage's own and not the corpus generator's.
         child = [sys.executable, __file__, "--stage-only", str(root)] + (
             ["--num-proc", str(args.num_proc)] if args.num_proc else [])
         done = subprocess.run(child, capture_output=True, text=True, check=True)
         stage = json.loads(done.stdout.strip().splitlines()[-1])
-        clusters = read_parquet(root / "data" / "dup_clusters.parquet")
+        clusters = pd.read_parquet(root / "data" / "dup_clusters.parquet")
     print(f"end to end: {stage['elapsed']:.2f} s, {args.n / stage['elapsed']:,.0f} prompts/s; "
           f"{stage['exact_duplicates']:,} exact + {stage['near_duplicates']:,} near "
           f"duplicates, {stage['candidate_pairs']:,} candidate pairs")

@@ -20,7 +20,6 @@ import pyarrow as pa
 from curation.core.text import ID_LENGTH, clean_text
 
 ROLES = ("system", "user", "assistant")
-EXPECTED_BEHAVIORS = ("refuse", "comply")
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 NESTED = ("messages", "responses")
 

@@ -20,10 +20,6 @@ from curation.core.errors import CurationError
 from curation.core.items import from_arrow
 
 
-def read_parquet(path: str | Path) -> pd.DataFrame:
-    return pq.read_table(path).to_pandas()
-
-
 def open_input(path: Path, stage: str, columns: Iterable[str]) -> pq.ParquetFile:
     """A table an earlier stage wrote, checked before use: it exists, is parquet and has
     the columns that stage writes. Every problem is one line that says what to rerun."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import unicodedata
 
@@ -33,9 +32,3 @@ def clean_text(text: str) -> str:
     text = _CONTROL.sub(" ", text.translate(_INVISIBLE))
     text = _SPACE_AROUND_NEWLINE.sub("\n", _SPACES.sub(" ", text))
     return _BLANK_LINES.sub("\n\n", text).strip()
-
-
-def content_id(source: str, prompt: str, response: str | None) -> str:
-    """Stable id of an item: a hash of its source and its cleaned prompt and response."""
-    parts = (source, clean_text(prompt), clean_text(response or ""))
-    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:ID_LENGTH]

@@ -3,7 +3,8 @@ import unicodedata
 from hypothesis import given
 from hypothesis import strategies as st
 
-from curation.core.text import clean_text, content_id
+from curation.core.items import item_id
+from curation.core.text import clean_text
 
 
 def test_clean_text_folds_layout_and_strips_invisible_characters() -> None:
@@ -29,9 +30,13 @@ def test_clean_text_is_idempotent_nfc_and_free_of_controls(text: str) -> None:
     assert cleaned == cleaned.strip()
 
 
-def test_content_id_ignores_layout_but_not_content_or_source() -> None:
-    base = content_id("src", "How do I stay safe?", None)
-    assert base == content_id("src", "  How do I   stay safe?\n", "")
-    assert base != content_id("other", "How do I stay safe?", None)
-    assert base != content_id("src", "How do I stay safe?", "Call 988.")
+def test_item_id_ignores_layout_but_not_content_roles_or_source() -> None:
+    def turn(text: str, role: str = "user") -> list[dict[str, str]]:
+        return [{"role": role, "content": text}]
+
+    base = item_id("src", turn("How do I stay safe?"))
+    assert base == item_id("src", turn("  How do I   stay safe?\n"))
+    assert base != item_id("other", turn("How do I stay safe?"))
+    assert base != item_id("src", turn("How do I stay safe?", "system") + turn("Hi"))
+    assert base != item_id("src", turn("Hi", "assistant") + turn("How do I stay safe?"))
     assert len(base) == 16 and int(base, 16) >= 0
