@@ -1,4 +1,4 @@
-"""Text cleanup and content ids, shared by every stage so ids and texts agree everywhere."""
+"""Text cleanup, shared by every stage so texts (and the ids hashed from them) agree."""
 
 from __future__ import annotations
 
