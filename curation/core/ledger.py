@@ -1,8 +1,8 @@
 """The ledger: where every input row of every stage ended up, and a check that it adds up.
 
-Each stage keeps the rows it did not pass on (filtered, quarantined or duplicate, each with
-why) in `data/dropped/<stage>.parquet`, and its counts in `reports/ledger/<stage>.json`;
-`compile_ledger` chains the stages into `reports/ledger.json`.
+Each stage keeps the rows it did not pass on (filtered, quarantined, duplicate, merged or
+contaminated, each with why) in `data/dropped/<stage>.parquet`, and its counts in
+`reports/ledger/<stage>.json`; `compile_ledger` chains the stages into `reports/ledger.json`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from curation.core.errors import CurationError
 from curation.core.paths import Paths
 from curation.core.tableio import StagedWrites
 
-STAGES = ("pull", "normalize", "dedup", "label", "split", "release")
-OUTCOMES = ("filtered", "quarantined", "duplicate", "merged")
+STAGES = ("pull", "normalize", "dedup", "families", "label", "split", "release")
+OUTCOMES = ("filtered", "quarantined", "duplicate", "merged", "contaminated")
 DROPPED_COLUMNS = ["stage", "outcome", "reason", "field", "detail", "duplicate_of",
                    "id", "source", "source_record_id", "record"]
 
@@ -105,8 +105,10 @@ def dropped_total(report: dict[str, Any]) -> int:
 
 
 def check_adds_up(report: dict[str, Any]) -> None:
-    """rows_in = kept + filtered + quarantined + duplicate, overall and per source."""
+    """rows_in = kept + dropped, overall, per source and for the reference sets."""
     stage = report["stage"]
+    if "references" in report:
+        check_adds_up(report["references"])
     if report["rows_in"] != report["kept"] + dropped_total(report):
         raise CurationError(f"ledger does not add up for stage '{stage}': {report['rows_in']} in, "
                             f"{report['kept']} kept, {dropped_total(report)} dropped",

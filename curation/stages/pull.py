@@ -32,7 +32,7 @@ from curation.stages.base import Context, StageResult
 
 STAGE = "pull"
 RAW_COLUMNS = ["id", "messages", "prompt", "responses", "expected_behavior", "contrast_of",
-               "source", "source_record_id", "source_category", "source_license"]
+               "source", "source_record_id", "source_category", "source_license", "family_key"]
 
 
 @dataclass
@@ -45,35 +45,56 @@ class PulledSource:
 
 
 def run(context: Context) -> StageResult:
-    """Pull every source, then write all outputs at once."""
+    """Pull every source, then write all outputs at once.
+
+    Reference sources (evaluation sets a release must not contain) go to
+    `data/references/`, with their own counts under the ledger's `references`: they are
+    not items of the release, so the pipeline's chain of counts leaves them out.
+    """
     paths = context.paths
-    ledger = StageLedger(STAGE)
     vocabulary = context.vocabulary
     sources = load_sources(context.sources_folder, context.taxonomy.domain_ids,
                            tuple(vocabulary.by_name()))
     roots = [paths.root, *(paths.root / root for root in context.params.pull.data_roots)]
-    pulled = [pull_source(source, paths.cache, roots, vocabulary, ledger) for source in sources]
-    rows_in = Counter({p.source.name: p.rows_in for p in pulled})
-    kept = Counter({p.source.name: len(p.rows) for p in pulled})
+    ledger, references = StageLedger(STAGE), StageLedger(STAGE)
+    pulled = [pull_source(source, paths.cache, roots, vocabulary,
+                          references if source.role == "reference" else ledger)
+              for source in sources]
+    items = [p for p in pulled if p.source.role == "release"]
+    reference_sets = [p for p in pulled if p.source.role == "reference"]
+    summary = _summary(ledger, items)
+    summary["references"] = _summary(references, reference_sets)
+    pins = {p.source.name: {**p.pin, "role": p.source.role} for p in pulled}
+    with StagedWrites() as out:
+        for p in pulled:
+            folder = paths.raw_dir if p in items else paths.references_dir
+            out.parquet(to_arrow(p.rows, vocabulary.arrow_type()),
+                        folder / f"{p.source.name}.parquet")
+        out.parquet(pd.concat([ledger.dropped(), references.dropped()], ignore_index=True),
+                    paths.dropped(STAGE))
+        out.json(summary, paths.stage_ledger(STAGE))
+        out.json(pins, paths.report("sources"))
+    paths.references_dir.mkdir(parents=True, exist_ok=True)  # a dvc output, even if empty
+    for folder, written in ((paths.raw_dir, items), (paths.references_dir, reference_sets)):
+        current = {f"{p.source.name}.parquet" for p in written}
+        for stale in folder.glob("*.parquet"):
+            if stale.name not in current:
+                stale.unlink()
+    lines = [f"{source}: {counts['kept']} items ({counts['dropped']} rows dropped or merged)"
+             for source, counts in summary["by_source"].items()]
+    lines += [f"{source}: {counts['kept']} reference items (never released)"
+              for source, counts in summary["references"]["by_source"].items()]
+    return StageResult(STAGE, summary, pins, lines)
+
+
+def _summary(ledger: StageLedger, pulled: list[PulledSource]) -> dict[str, Any]:
+    """The ledger counts of some pulled sources, responses included."""
     responses: Counter[str] = sum((p.responses for p in pulled), Counter())
     ledger.count_responses(responses["in"], responses["kept"], responses["moved"],
                            **{k.removeprefix("dropped:"): v for k, v in responses.items()
                               if k.startswith("dropped:")})
-    summary = ledger.summary(rows_in, kept)
-    pins = {p.source.name: p.pin for p in pulled}
-    with StagedWrites() as out:
-        for p in pulled:
-            out.parquet(to_arrow(p.rows, vocabulary.arrow_type()),
-                        paths.raw_dir / f"{p.source.name}.parquet")
-        ledger.write(out, paths, summary)
-        out.json(pins, paths.report("sources"))
-    current = {f"{p.source.name}.parquet" for p in pulled}
-    for stale in paths.raw_dir.glob("*.parquet"):
-        if stale.name not in current:
-            stale.unlink()
-    lines = [f"{source}: {counts['kept']} items ({counts['dropped']} rows dropped or merged)"
-             for source, counts in summary["by_source"].items()]
-    return StageResult(STAGE, summary, pins, lines)
+    return ledger.summary(Counter({p.source.name: p.rows_in for p in pulled}),
+                          Counter({p.source.name: len(p.rows) for p in pulled}))
 
 
 def pull_source(source: Source, cache: Path, roots: list[Path], vocabulary: Vocabulary,
