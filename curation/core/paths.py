@@ -30,6 +30,11 @@ class Paths:
         return self.data / "raw"
 
     @property
+    def references_dir(self) -> Path:
+        """Reference (evaluation) sets: pulled like sources, never released."""
+        return self.data / "references"
+
+    @property
     def normalized(self) -> Path:
         return self.data / "normalized.parquet"
 
@@ -44,6 +49,14 @@ class Paths:
     @property
     def signatures(self) -> Path:
         return self.data / "signatures.parquet"
+
+    @property
+    def families(self) -> Path:
+        return self.data / "families.parquet"
+
+    @property
+    def embeddings(self) -> Path:
+        return self.data / "embeddings.parquet"
 
     @property
     def labeled(self) -> Path:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -68,3 +69,16 @@ def similar_pairs(sketches: Sketches, params: MinHashParams, threshold: float,
     pairs, _ = candidate_pairs(band_keys(sketches.signatures, bands), sketches.sketched,
                                max_bucket)
     return pairs, np.array([sketches.jaccard(i, j) for i, j in pairs.tolist()])
+
+
+def representatives(members: pd.DataFrame, source_priority: tuple[str, ...]) -> pd.Series:
+    """For rows of multi-row clusters (columns row, label, id, source, has_response), the
+    row of each one's representative: an item with a response first, then the earlier
+    source in `source_priority`, then the source name, then the smallest id."""
+    rank = {source: i for i, source in enumerate(source_priority)}
+    order = members.assign(
+        no_response=~members["has_response"],
+        priority=[rank.get(s, len(rank)) for s in members["source"]],
+    ).sort_values(["label", "no_response", "priority", "source", "id"], kind="stable")
+    best = order.groupby("label", sort=False)["row"].first()
+    return pd.Series(best.loc[members["label"]].to_numpy(), index=members.index)

@@ -183,6 +183,18 @@ class Sketches:
         """1.0 for exact duplicates, else the true Jaccard similarity."""
         return 1.0 if self.exact[i] == self.exact[j] else self.jaccard(i, j)
 
+    def concat(self, other: Sketches) -> Sketches:
+        """These sketches, then `other`'s (same params), as one set of rows."""
+        return Sketches(
+            exact=np.concatenate([self.exact, other.exact]),
+            kinds=np.concatenate([self.kinds, other.kinds]),
+            signatures=np.concatenate([self.signatures.reshape(-1, other.signatures.shape[1]),
+                                       other.signatures]) if len(other.signatures) else
+            self.signatures,
+            sketched=np.concatenate([self.sketched, other.sketched + len(self)]),
+            shingles=np.concatenate([self.shingles, other.shingles]),
+            lengths=np.concatenate([self.lengths, other.lengths]))
+
     def take(self, rows: np.ndarray) -> Sketches:
         """The sketches of `rows`, in that order."""
         rows = np.asarray(rows, dtype=np.int64)

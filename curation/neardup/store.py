@@ -1,5 +1,6 @@
-"""Sketches on disk (`data/signatures.parquet`): one row per item, keyed by id, so later
-stages search at other thresholds without re-reading or re-hashing any text."""
+"""Sketches and embeddings on disk (`data/signatures.parquet`, `data/embeddings.parquet`):
+one row per item, keyed by id, so later stages search at other thresholds without
+re-reading, re-hashing or re-embedding any text."""
 
 from __future__ import annotations
 
@@ -69,3 +70,24 @@ def load_sketches(path: Path, ids: list[str]) -> Sketches:
         shingles=shingles.flatten().to_numpy(zero_copy_only=False).astype(np.uint32),
         lengths=np.diff(shingles.offsets.to_numpy()).astype(np.int64))
     return saved.take(np.array([position[i] for i in ids], dtype=np.int64))
+
+
+def embeddings_table(ids: list[str], vectors: np.ndarray) -> pa.Table:
+    """`data/embeddings.parquet`: each kept item's vector, for split's cosine report."""
+    dim = vectors.shape[1] if vectors.ndim == 2 else 0
+    return pa.table({"id": pa.array(ids, type=pa.string()),
+                     "vector": pa.FixedSizeListArray.from_arrays(
+                         pa.array(vectors.ravel(), type=pa.float32()), dim)})
+
+
+def load_embeddings(path: Path, ids: list[str]) -> np.ndarray:
+    """The saved vectors of `ids`, in that order."""
+    saved = open_input(path, "families", ["id", "vector"]).read()
+    position = {item: i for i, item in enumerate(saved["id"].to_pylist())}
+    missing = [i for i in ids if i not in position]
+    if missing:
+        raise CurationError(f"no embedding for item {missing[0]}; run `curate families` "
+                            "again", file=str(path), field="id")
+    flat = saved["vector"].combine_chunks()
+    matrix = flat.flatten().to_numpy().reshape(len(saved), -1)
+    return matrix[[position[i] for i in ids]]

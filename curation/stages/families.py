@@ -1,0 +1,294 @@
+"""Stage `families`: decontaminate against the reference sets, then group paraphrases.
+
+Word-shingle MinHash catches copies, not rewrites ("How did people make X in the past?"),
+so every prompt is embedded (sentence-transformers, cached by text and model) and:
+
+1. An item whose embedding cosine or MinHash Jaccard to any reference item (a source with
+   `role: reference`: an evaluation set) reaches `families.contamination` is removed as
+   `contaminated`, naming the reference item and the score.
+2. Items are joined into paraphrase families: embedding neighbours at `families.cosine`,
+   MinHash clusters at `families.jaccard`, and keys the sources declare (`fields.family`),
+   with a size bound against chaining (`curation.neardup.families`). Split keeps every
+   family in one split.
+3. `paraphrases: remove` keeps one item per family and expected behaviour (a benign
+   look-alike is never removed for its harmful twin); the rest are `semantic_duplicate`s
+   of that representative, their responses dropped with them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from curation.core.config import FamiliesParams
+from curation.core.items import responses_of, to_arrow, user_text
+from curation.core.ledger import StageLedger
+from curation.core.schemas import load_schema, validate_rows
+from curation.core.tableio import StagedWrites
+from curation.core.text import clean_text
+from curation.neardup.clusters import cluster, representatives, similar_pairs
+from curation.neardup.embeddings import Embedder, resolve_model
+from curation.neardup.families import SearchParams, link, nearest, neighbours
+from curation.neardup.minhash import MinHashParams, Sketches, sketch
+from curation.neardup.store import embeddings_table, load_sketches
+from curation.stages.base import Context, StageResult
+
+STAGE = "families"
+
+
+@dataclasses.dataclass
+class References:
+    """The reference items of every reference set: their texts and who they are."""
+
+    table: pd.DataFrame   # id, source, source_record_id
+    texts: list[str]
+
+    @classmethod
+    def load(cls, context: Context) -> References:
+        columns = list(load_schema("raw").columns)
+        parts = [context.input_table(path, "pull", "raw")[columns]
+                 for path in sorted(context.paths.references_dir.glob("*.parquet"))]
+        table = (pd.concat(parts, ignore_index=True) if parts
+                 else pd.DataFrame({c: pd.Series(dtype="object") for c in columns}))
+        texts = [clean_text(user_text(m)) for m in table["messages"]]
+        return cls(table[["id", "source", "source_record_id"]].reset_index(drop=True), texts)
+
+
+def run(context: Context) -> StageResult:
+    """Embed, decontaminate, group, and write `data/families.parquet` with the vectors."""
+    params, paths = context.params.families, context.paths
+    table = context.input_table(paths.deduped, "dedup", "deduped").reset_index(drop=True)
+    texts = [user_text(m) for m in table["messages"]]
+    references = References.load(context)
+    model = resolve_model(params.model, paths.cache, context.params_file.error)
+    embedder = Embedder(model, paths.cache, params.device, params.batch_size,
+                        params.num_threads)
+    vectors = embedder.embed(texts)
+    ref_vectors = embedder.embed(references.texts)
+    minhash = MinHashParams.of(context.params.dedup)
+    sketches = load_sketches(paths.signatures, table["id"].tolist())
+    search = SearchParams(params.neighbours, params.exact_search_limit, params.ivf_probes,
+                          params.num_threads)
+
+    ledger = StageLedger(STAGE)
+    dropped: Counter[str] = Counter()
+    closest = closest_references(vectors, sketches, ref_vectors,
+                                 sketch(references.texts, minhash),
+                                 references.table["source"].to_numpy(), minhash, search)
+    causes = with_look_alikes(contamination_causes(closest, len(table), params), table)
+    _drop_contaminated(table, causes, references, ledger, dropped)
+    keep = np.setdiff1d(np.arange(len(table)), causes["row"].to_numpy() if len(causes) else [])
+    table, vectors, sketches = table.iloc[keep].reset_index(drop=True), vectors[keep], \
+        sketches.take(keep)
+
+    fixed = _fixed_edges(table, sketches, minhash, params, context.params.dedup)
+    pairs, scores = neighbours(vectors, search, params.cosine)
+    found = link(vectors, fixed, pairs, scores, params.cosine, params.max_family_size)
+    table = table.assign(family_id=table["id"].to_numpy()[found.labels])
+    if params.paraphrases == "remove":
+        table, vectors = _drop_paraphrases(table, vectors, found.labels,
+                                           context.params.dedup.source_priority, ledger,
+                                           dropped)
+    table = table.assign(family_size=table.groupby("family_id")["id"].transform("size")
+                         .astype(np.int64))
+    table["family_id"] = table.groupby("family_id")["id"].transform("min")
+
+    valid, failures = validate_rows(table, load_schema("families"))
+    if not failures.empty:
+        broken = table.iloc[failures["index"]]
+        dropped["item_quarantined"] += responses_of(broken)
+        ledger.drop(broken, "quarantined", failures["check"], field=failures["field"],
+                    detail=failures["detail"])
+        vectors = vectors[np.setdiff1d(np.arange(len(table)), failures["index"].to_numpy())]
+    rows_in = context.input_table(paths.deduped, "dedup", "deduped")["source"]
+    ledger.count_responses(responses_of(valid) + sum(dropped.values()), responses_of(valid),
+                           **dropped)
+    summary = ledger.summary(Counter(rows_in), Counter(valid["source"]))
+    report = families_report(found.stats, closest, causes, references, embedder,
+                             model_name(params), valid, params)
+    with StagedWrites() as out:
+        out.parquet(to_arrow(valid, context.vocabulary.arrow_type()), paths.families)
+        out.parquet(embeddings_table(valid["id"].tolist(), vectors), paths.embeddings)
+        ledger.write(out, paths, summary)
+        out.json(report, paths.report("families"))
+    lines = [f"families: {report['families']} (largest {report['largest_family']}); "
+             f"embedded {report['embeddings']['embedded']}, cached "
+             f"{report['embeddings']['cached']}"]
+    lines += [f"reference {name}: {figures['removed']} items removed, highest remaining "
+              f"cosine {figures['highest_remaining_cosine']}"
+              for name, figures in report["contamination"].items()]
+    return StageResult(STAGE, summary, report, lines)
+
+
+def closest_references(vectors: np.ndarray, sketches: Sketches, ref_vectors: np.ndarray,
+                       ref_sketches: Sketches, ref_sets: np.ndarray, minhash: MinHashParams,
+                       search: SearchParams) -> dict[str, pd.DataFrame]:
+    """Per reference set, each item's most similar reference item by cosine and by
+    Jaccard (its row among all reference items and the score; -1 and 0.0 when none).
+    Jaccard pairs are searched from half the dedup threshold: enough to report the highest
+    remaining similarity."""
+    n = len(sketches)
+    jaccard: dict[str, tuple[np.ndarray, np.ndarray]] = {
+        name: (np.full(n, -1, dtype=np.int64), np.zeros(n)) for name in set(ref_sets)}
+    if len(ref_sets):
+        pairs, scores = similar_pairs(sketches.concat(ref_sketches), minhash,
+                                      minhash.threshold / 2, _MAX_BUCKET)
+        exact = _exact_matches(sketches.exact, ref_sketches.exact)
+        for (i, j), score in zip([*pairs.tolist(), *exact],
+                                 [*scores.tolist(), *([1.0] * len(exact))], strict=True):
+            item, ref = (i, j - n) if i < n <= j else (j, i - n) if j < n <= i else (-1, -1)
+            if item < 0:
+                continue
+            rows, best = jaccard[ref_sets[ref]]
+            if (score, -ref) > (best[item], -rows[item]):
+                best[item], rows[item] = score, ref
+    closest = {}
+    for name in sorted(set(ref_sets)):
+        mine = np.flatnonzero(ref_sets == name)
+        row, cosine = nearest(vectors, ref_vectors[mine], search)
+        closest[name] = pd.DataFrame({"cosine_ref": np.where(row >= 0, mine[row], -1),
+                                      "cosine": cosine, "jaccard_ref": jaccard[name][0],
+                                      "jaccard": jaccard[name][1]})
+    return closest
+
+
+_MAX_BUCKET = 1000  # reference sets are small: pair each bucket member with this many
+
+
+def _exact_matches(items: np.ndarray, refs: np.ndarray) -> list[tuple[int, int]]:
+    """(item row, n + reference row) for texts equal after cleanup."""
+    first_ref: dict[int, int] = {}
+    for row, key in enumerate(refs.tolist()):
+        first_ref.setdefault(key, row)
+    return [(i, len(items) + first_ref[k]) for i, k in enumerate(items.tolist())
+            if k in first_ref]
+
+
+def contamination_causes(closest: dict[str, pd.DataFrame], n: int,
+                         params: FamiliesParams) -> pd.DataFrame:
+    """The contaminated items: per item (row), the closest reference item at or above a
+    threshold (set, metric, reference row, score), the highest score first."""
+    hits = []
+    for name, frame in closest.items():
+        for metric, threshold in (("cosine", params.contamination.cosine),
+                                  ("jaccard", params.contamination.jaccard)):
+            over = np.flatnonzero(frame[metric].to_numpy() >= threshold)
+            hits.append(pd.DataFrame({"row": over, "set": name, "metric": metric,
+                                      "ref": frame[f"{metric}_ref"].to_numpy()[over],
+                                      "score": frame[metric].to_numpy()[over]}))
+    found = pd.concat(hits, ignore_index=True) if hits else pd.DataFrame(
+        {"row": pd.Series(dtype="int64")})
+    if found.empty:
+        return found
+    return (found.sort_values(["row", "score", "set", "metric"],
+                              ascending=[True, False, True, True], kind="stable")
+            .drop_duplicates("row").reset_index(drop=True))
+
+
+def with_look_alikes(causes: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """A benign look-alike leaves with its contaminated harmful twin (same reference), so
+    no released pair points to an item that is not there."""
+    if causes.empty:
+        return causes
+    cause_of = dict(zip(table["id"].to_numpy()[causes["row"]], causes.to_dict("records"),
+                        strict=True))
+    removed = set(causes["row"].tolist())
+    followers = [{**cause_of[twin], "row": row, "metric": "contrast_of"}
+                 for row, twin in enumerate(table["contrast_of"])
+                 if isinstance(twin, str) and twin in cause_of and row not in removed]
+    if not followers:
+        return causes
+    return (pd.concat([causes, pd.DataFrame(followers)], ignore_index=True)
+            .sort_values("row", kind="stable").reset_index(drop=True))
+
+
+def _drop_contaminated(table: pd.DataFrame, causes: pd.DataFrame, references: References,
+                       ledger: StageLedger, dropped: Counter[str]) -> None:
+    if causes.empty:
+        return
+    ref = references.table.iloc[causes["ref"]].reset_index(drop=True)
+    rows = table.iloc[causes["row"]]
+    dropped["item_contaminated"] += responses_of(rows)
+    detail = [f"{m} {s:.3f} to {src} record {rid}" if m != "contrast_of" else
+              f"its harmful twin is contaminated ({src} record {rid})"
+              for m, s, src, rid in zip(causes["metric"], causes["score"], ref["source"],
+                                        ref["source_record_id"], strict=True)]
+    ledger.drop(rows, "contaminated", causes["set"], field=causes["metric"],
+                detail=pd.Series(detail), duplicate_of=ref["id"])
+
+
+def _fixed_edges(table: pd.DataFrame, sketches: Sketches, minhash: MinHashParams,
+                 params: FamiliesParams, dedup: Any) -> np.ndarray:
+    """Edges that always join: MinHash clusters at `families.jaccard`, declared keys."""
+    loose = dataclasses.replace(minhash, threshold=params.jaccard)
+    labels = cluster(sketches, loose, dedup.max_bucket_size).labels
+    edges = [np.column_stack([np.arange(len(table)), labels])]
+    keys = table["family_key"]
+    declared = keys.notna().to_numpy()
+    if declared.any():
+        first = keys[declared].groupby(keys[declared]).transform(lambda s: s.index[0])
+        edges.append(np.column_stack([first.index.to_numpy(), first.to_numpy()]))
+    return np.concatenate(edges).astype(np.int64)
+
+
+def _drop_paraphrases(table: pd.DataFrame, vectors: np.ndarray, labels: np.ndarray,
+                      source_priority: list[str], ledger: StageLedger,
+                      dropped: Counter[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    """One item per (family, expected behaviour); the others are semantic duplicates."""
+    groups = pd.Series(list(zip(labels.tolist(), table["expected_behavior"], strict=True)))
+    members = pd.DataFrame({"row": np.arange(len(table)), "label": groups.factorize()[0],
+                            "id": table["id"], "source": table["source"],
+                            "has_response": table["responses"].map(len) > 0})
+    rep = representatives(members, tuple(source_priority)).to_numpy()
+    gone = rep != members["row"].to_numpy()
+    if gone.any():
+        cosine = np.einsum("ij,ij->i", vectors[gone], vectors[rep[gone]])
+        rows = table[gone]
+        dropped["item_semantic_duplicate"] += responses_of(rows)
+        ledger.drop(rows, "duplicate", "semantic_duplicate",
+                    duplicate_of=pd.Series(table["id"].to_numpy()[rep[gone]]),
+                    detail=pd.Series([f"cosine {c:.3f} to its family's representative"
+                                      for c in cosine]))
+    return table[~gone].reset_index(drop=True), vectors[~gone]
+
+
+def families_report(stats: dict[str, Any], closest: dict[str, pd.DataFrame],
+                    causes: pd.DataFrame, references: References, embedder: Embedder,
+                    model: str, kept: pd.DataFrame, params: FamiliesParams) -> dict[str, Any]:
+    """The figures of `reports/families.json`: families, contamination per reference set,
+    and the embedding cache's work."""
+    removed = Counter(causes["set"]) if not causes.empty else Counter()
+    left = np.ones(len(next(iter(closest.values()))) if closest else 0, dtype=bool)
+    if not causes.empty:
+        left[causes["row"].to_numpy()] = False
+    contamination = {name: {
+        "reference_items": int((references.table["source"] == name).sum()),
+        "removed": removed[name],
+        "highest_remaining_cosine": round(float(frame["cosine"][left].max()), 4)
+        if left.any() else 0.0,
+        "highest_remaining_jaccard": round(float(frame["jaccard"][left].max()), 4)
+        if left.any() else 0.0,
+    } for name, frame in closest.items()}
+    return {
+        **stats,
+        "families_with_several_items": int((kept.groupby("family_id").size() > 1).sum()),
+        "contaminated": int(len(causes)),
+        "contamination": contamination,
+        "embeddings": {"model": model, "model_key": embedder.model.key, **embedder.stats},
+        "params": {"cosine": params.cosine, "jaccard": params.jaccard,
+                   "neighbours": params.neighbours, "max_family_size": params.max_family_size,
+                   "paraphrases": params.paraphrases,
+                   "contamination": params.contamination.model_dump()},
+    }
+
+
+def model_name(params: FamiliesParams) -> str:
+    """How the card names the model: its Hub id, folder, or pinned wheel."""
+    model = params.model
+    if model.pypi is not None:
+        return f"{model.pypi.package}=={model.pypi.version} ({model.pypi.member})"
+    return model.hub or str(model.folder)
