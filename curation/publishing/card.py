@@ -41,6 +41,7 @@ class ReleaseInputs:
     schema_dir: Path
     sources: dict[str, Any]                      # reports/sources.json
     dedup: dict[str, Any]                        # reports/dedup.json
+    families: dict[str, Any]                     # reports/families.json
     labels: dict[str, Any]                       # reports/labels.json
     split_report: dict[str, Any]                 # reports/splits.json
     params: dict[str, Any]                       # the whole params.yaml, as written
@@ -139,8 +140,18 @@ def card_body(inputs: ReleaseInputs, params: ReleaseParams, rows: dict[str, dict
         unlabelled=labels["items"] - labels["labeled"],
         agreement="n/a" if labels["mean_agreement"] is None else labels["mean_agreement"],
         disagreements=len(labels["disagreements"]),
-        leakage_threshold=splits["leakage_threshold"],
-        max_similarity=splits["configs"]["default"]["max_cross_split_similarity"],
+        families=inputs.families,
+        split_threshold=splits["similarity_checked_from"],
+        contamination_rows=[[name, _pin_text(inputs.sources[name]) if name in inputs.sources
+                             else "", figures["reference_items"], figures["removed"],
+                             figures["highest_remaining_cosine"],
+                             figures["highest_remaining_jaccard"]]
+                            for name, figures in inputs.families["contamination"].items()],
+        leakage_rows=[[config, figures["max_cross_split_cosine"],
+                       figures["max_cross_split_jaccard"],
+                       max(map(int, figures["family_sizes"]), default=0),
+                       ", ".join(f"{size}: {n}" for size, n in figures["family_sizes"].items())]
+                      for config, figures in splits["configs"].items()],
         citations=[inputs.sources[s]["citation"] for s in used_sources],
     )
 

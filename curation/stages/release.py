@@ -58,6 +58,7 @@ def run(context: Context) -> StageResult:
         splits=read_splits(paths.splits_dir), taxonomy=context.taxonomy,
         schema_dir=paths.schemas_dir, sources=context.input_report("sources", "pull"),
         dedup=context.input_report("dedup", "dedup"),
+        families=context.input_report("families", "families"),
         labels=context.input_report("labels", "label"),
         split_report=context.input_report("splits", "split"), params=context.params_file.raw,
         vocabulary=context.vocabulary)

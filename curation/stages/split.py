@@ -5,21 +5,21 @@ Sizes are per domain: a fraction of its items, or a count (PsychoSafe: 100 and 1
 `heldout-<domain>`: test is every item of that domain; validation is the default
 validation of the other domains; train is the rest of the other domains.
 
-Items whose prompts are near duplicates at the looser `leakage_threshold` form groups that
-always land in one split; in a held-out configuration, other-domain members of a group that
-touches the held-out domain are left out. Reserved ids are always in train.
+A paraphrase family (stage `families`) and a contrast pair always land in one split; in a
+held-out configuration, other-domain members of a family that touches the held-out domain
+are left out. Reserved ids are always in train. The report gives, per configuration, the
+largest cross-split cosine and Jaccard and the family sizes: what leaks if anything does.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from curation.core.config import DedupParams, ParamsFile, SplitParams
+from curation.core.config import ParamsFile, SplitParams
 from curation.core.errors import CurationError
 from curation.core.items import responses_of, to_arrow
 from curation.core.ledger import StageLedger
@@ -27,9 +27,10 @@ from curation.core.paths import SPLITS
 from curation.core.schemas import load_schema, validate_rows
 from curation.core.tableio import StagedWrites
 from curation.core.taxonomy import Taxonomy
-from curation.neardup.clusters import cluster, components, similar_pairs
-from curation.neardup.minhash import MinHashParams, Sketches
-from curation.neardup.store import load_sketches
+from curation.neardup.clusters import components, similar_pairs
+from curation.neardup.families import SearchParams, neighbours
+from curation.neardup.minhash import MinHashParams
+from curation.neardup.store import load_embeddings, load_sketches
 from curation.stages.base import Context, StageResult
 
 STAGE = "split"
@@ -73,7 +74,13 @@ def check_inputs(table: pd.DataFrame, taxonomy: Taxonomy, params_file: ParamsFil
 
 def assign_default(table: pd.DataFrame, groups: np.ndarray, params: SplitParams) -> np.ndarray:
     """The default split of each row: groups shuffled (seeded), test and validation filled
-    to their per-(domain, source) quotas, the rest train; reserved groups always train."""
+    to their per-(domain, source) quotas, the rest train.
+
+    A group (a family, a contrast pair) moves whole: groups first fill each source's share
+    exactly, then the domain's remaining quota with one row of overshoot at most; a larger
+    family stays in train. A domain left with no test or validation item then gets its
+    smallest group that is in train. Reserved groups are always train.
+    """
     strata = list(zip(table["domain"], table["source"], strict=True))
     wanted: dict[str, Counter] = {"test": Counter(), "validation": Counter()}
     for domain, rows in table.groupby("domain", sort=True):
@@ -86,25 +93,37 @@ def assign_default(table: pd.DataFrame, groups: np.ndarray, params: SplitParams)
     members: dict[int, list[int]] = {}
     for row, group in enumerate(groups.tolist()):
         members.setdefault(group, []).append(row)
-    order = sorted(members)
-    rng = np.random.default_rng(params.seed)
+    order = [sorted(members)[i] for i in np.random.default_rng(params.seed).permutation(
+        len(members))]
+    movable = [g for g in order if not reserved.intersection(members[g])]
+    home = {g: strata[min(members[g], key=lambda r: table["id"].iat[r])] for g in movable}
+    in_domain = {name: Counter({d: sum(n for (dd, _), n in quotas.items() if dd == d)
+                                for d, _ in quotas}) for name, quotas in wanted.items()}
     split = np.full(len(table), "train", dtype=object)
-    for index in rng.permutation(len(order)):
-        rows = members[order[index]]
-        if reserved.intersection(rows):
-            continue
-        home = strata[min(rows, key=lambda r: table["id"].iat[r])]
-        for name in ("test", "validation"):
-            if wanted[name][home] > 0:
-                for row in rows:
-                    wanted[name][strata[row]] -= 1
-                split[rows] = name
-                break
+    # First each source's share without overshoot, then what the domain still wants.
+    for overshoot in (0, 1):
+        for group in movable:
+            rows, (domain, _) = members[group], home[group]
+            if split[rows[0]] != "train":
+                continue
+            for name in ("test", "validation"):
+                room = wanted[name][home[group]] if overshoot == 0 else in_domain[name][domain]
+                if room > 0 and min(room, in_domain[name][domain]) >= len(rows) - overshoot:
+                    for row in rows:
+                        wanted[name][strata[row]] -= 1
+                        in_domain[name][strata[row][0]] -= 1
+                    split[rows] = name
+                    break
+    for name in ("test", "validation"):
+        for domain in sorted(set(table["domain"]) - set(table["domain"][split == name])):
+            left = [g for g in movable if home[g][0] == domain and split[members[g][0]] == "train"]
+            if left:
+                split[members[min(left, key=lambda g: len(members[g]))]] = name
     return split
 
 
 def with_contrast_pairs(table: pd.DataFrame, groups: np.ndarray) -> np.ndarray:
-    """Leakage groups joined with contrast pairs: a benign look-alike and its harmful twin
+    """Families joined with contrast pairs: a benign look-alike and its harmful twin
     always share a split (a twin that was not labelled is simply absent)."""
     row_of = {item: row for row, item in enumerate(table["id"])}
     pairs = [(row, row_of[twin]) for row, twin in enumerate(table["contrast_of"])
@@ -116,16 +135,15 @@ def with_contrast_pairs(table: pd.DataFrame, groups: np.ndarray) -> np.ndarray:
 
 def run(context: Context) -> StageResult:
     """Build every configuration and write data/splits/<config>/<split>.parquet."""
-    params, dedup_params, paths = context.params.split, context.params.dedup, context.paths
+    params, paths = context.params.split, context.paths
     domains = context.taxonomy.domain_ids
     table = context.input_table(paths.labeled, "label", "labeled")
     table = table.sort_values("id", kind="stable").reset_index(drop=True)
     check_inputs(table, context.taxonomy, context.params_file)
-    sketches = load_sketches(paths.signatures, table["id"].tolist())
-    leakage = dataclasses.replace(MinHashParams.of(dedup_params),
-                                  threshold=params.leakage_threshold)
-    groups = with_contrast_pairs(table, cluster(sketches, leakage,
-                                                dedup_params.max_bucket_size).labels)
+    first_row = table.groupby("family_id", sort=False).cumcount() == 0
+    family_row = dict(zip(table.loc[first_row, "family_id"], table.index[first_row],
+                          strict=True))
+    groups = with_contrast_pairs(table, table["family_id"].map(family_row).to_numpy(np.int64))
     default = assign_default(table, groups, params)
 
     configs: dict[str, pd.DataFrame] = {"default": table.assign(split=default)}
@@ -154,41 +172,55 @@ def run(context: Context) -> StageResult:
                             paths.splits_dir / config / f"{name}.parquet")
         ledger.count_responses(responses_of(table), responses_of(table))
         summary = ledger.summary(Counter(table["source"]), Counter(table["source"]))
-        report = split_report(configs, excluded, table, groups, sketches, params, dedup_params)
+        report = split_report(configs, excluded, table, groups, context, params)
         ledger.write(out, paths, summary)
         out.json(report, paths.report("splits"))
     return StageResult(STAGE, summary, report, [
         f"{config}: train {figures['rows']['train']}, validation "
         f"{figures['rows']['validation']}, test {figures['rows']['test']}; max cross-split "
-        f"similarity {figures['max_cross_split_similarity']}"
+        f"cosine {figures['max_cross_split_cosine']}, jaccard "
+        f"{figures['max_cross_split_jaccard']}"
         for config, figures in report["configs"].items()])
 
 
 def split_report(configs: dict[str, pd.DataFrame], excluded: dict[str, int],
-                 table: pd.DataFrame, groups: np.ndarray, sketches: Sketches,
-                 params: SplitParams, dedup_params: DedupParams) -> dict[str, Any]:
-    """Sizes per configuration x split x domain, and the highest cross-split similarity."""
-    found, scores = similar_pairs(sketches, MinHashParams.of(dedup_params),
-                                  params.similarity_report_threshold,
-                                  dedup_params.max_bucket_size)
-    pairs = [(int(i), int(j)) for i, j in found.tolist()]
-    similarity = scores.tolist()
-    report: dict[str, Any] = {"configs": {}, "leakage_threshold": params.leakage_threshold,
-                              "leakage_groups": int(len(np.unique(groups))),
-                              "reserved_ids": list(params.reserved_ids)}
+                 table: pd.DataFrame, groups: np.ndarray, context: Context,
+                 params: SplitParams) -> dict[str, Any]:
+    """Sizes per configuration x split x domain, the family sizes, and the highest
+    cross-split similarity by Jaccard (word 3-grams) and by embedding cosine."""
+    dedup, families = context.params.dedup, context.params.families
     ids = table["id"].tolist()
+    sketches = load_sketches(context.paths.signatures, ids)
+    found, jaccard = similar_pairs(sketches, MinHashParams.of(dedup),
+                                   params.similarity_report_threshold, dedup.max_bucket_size)
+    vectors = load_embeddings(context.paths.embeddings, ids)
+    search = SearchParams(families.neighbours, families.exact_search_limit,
+                          families.ivf_probes, families.num_threads)
+    near, cosine = neighbours(vectors, search, params.similarity_report_threshold)
+    report: dict[str, Any] = {"configs": {}, "groups": int(len(np.unique(groups))),
+                              "reserved_ids": list(params.reserved_ids)}
     for config, frame in configs.items():
         split_of = dict(zip(frame["id"], frame["split"], strict=True))
-        cross = [s for (i, j), s in zip(pairs, similarity, strict=True)
-                 if ids[i] in split_of and ids[j] in split_of
-                 and split_of[ids[i]] != split_of[ids[j]]]
         sizes = {name: {str(d): int(n) for d, n in frame.loc[frame["split"] == name, "domain"]
                         .value_counts().sort_index().items()} for name in SPLITS}
+        family_sizes = Counter(frame.groupby("family_id").size().tolist())
         report["configs"][config] = {
             "rows": {name: int((frame["split"] == name).sum()) for name in SPLITS},
             "by_domain": sizes,
-            "max_cross_split_similarity": round(max(cross), 4) if cross else 0.0,
+            "max_cross_split_jaccard": _max_across(found, jaccard, ids, split_of),
+            "max_cross_split_cosine": _max_across(near, cosine, ids, split_of),
+            "family_sizes": {str(k): family_sizes[k] for k in sorted(family_sizes)},
             **({"excluded_for_leakage": excluded[config]} if config in excluded else {}),
         }
     report["similarity_checked_from"] = params.similarity_report_threshold
     return report
+
+
+def _max_across(pairs: np.ndarray, scores: np.ndarray, ids: list[str],
+                split_of: dict[str, str]) -> float:
+    """The highest score of a pair whose items are both in the configuration, in two
+    different splits (0.0: none at or above the report threshold)."""
+    cross = [s for (i, j), s in zip(pairs.tolist(), scores.tolist(), strict=True)
+             if ids[i] in split_of and ids[j] in split_of
+             and split_of[ids[i]] != split_of[ids[j]]]
+    return round(float(max(cross)), 4) if cross else 0.0
