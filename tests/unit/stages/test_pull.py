@@ -38,7 +38,7 @@ def test_jsonl_with_field_map_category_map_and_record_ids(project: Path) -> None
     rows = pulled(project, "fixture")
     assert list(rows.columns) == ["id", "messages", "prompt", "responses", "expected_behavior",
                                   "contrast_of", "source", "source_record_id",
-                                  "source_category", "source_license"]
+                                  "source_category", "source_license", "family_key"]
     assert rows["source_record_id"].tolist() == ["r1", "r2"]
     assert rows["source_category"].tolist() == ["sh", "weapons"]  # a list: its first item
     assert [len(r) for r in rows["responses"]] == [1, 0]

@@ -1,0 +1,89 @@
+"""Family linking: the chaining guard (centres and a size bound), fixed edges, and the
+neighbour search (exact and IVF) on vectors whose answers are known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from curation.neardup.families import SearchParams, link, nearest, neighbours
+
+NONE = np.empty((0, 2), dtype=np.int64)
+EXACT = SearchParams(neighbours=10, exact_search_limit=10**6, ivf_probes=8, num_threads=1)
+
+
+def unit(*rows: list[float]) -> np.ndarray:
+    vectors = np.array(rows, dtype=np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def on_arc(degrees: list[float]) -> np.ndarray:
+    """Unit vectors in a plane at these angles: cosine of neighbours is cos(difference)."""
+    radians = np.radians(degrees)
+    return unit(*([np.cos(r), np.sin(r), 0.0] for r in radians))
+
+
+def test_a_chain_of_neighbours_does_not_become_one_family() -> None:
+    # Each step is 40 degrees (cosine 0.77 >= 0.6); the ends are 160 degrees apart.
+    vectors = on_arc([0, 40, 80, 120, 160])
+    pairs, scores = neighbours(vectors, EXACT, 0.6)
+    assert len(pairs) == 4  # only next neighbours pass the threshold
+    found = link(vectors, NONE, pairs, scores, 0.6, max_size=100)
+    assert found.stats["largest_family"] <= 3
+    assert found.stats["links_refused_by_centre"] >= 1
+    assert len(set(found.labels.tolist())) >= 2
+
+
+def test_rewrites_of_one_prompt_join_and_their_family_stays_whole() -> None:
+    vectors = on_arc([0, 10, 15, 20, 90, 95])  # a prompt, three rewrites; another pair
+    pairs, scores = neighbours(vectors, EXACT, 0.6)
+    found = link(vectors, NONE, pairs, scores, 0.6, max_size=100)
+    assert found.labels.tolist() == [0, 0, 0, 0, 4, 4]
+    assert found.stats["size_distribution"] == {"2": 1, "4": 1}
+
+
+def test_size_bound_refuses_links_but_fixed_edges_always_join() -> None:
+    vectors = on_arc([0, 1, 2, 3, 4, 5])
+    pairs, scores = neighbours(vectors, EXACT, 0.6)
+    bounded = link(vectors, NONE, pairs, scores, 0.6, max_size=3)
+    assert bounded.stats["largest_family"] == 3 and bounded.stats["links_refused_by_size"] > 0
+    fixed = np.array([[0, 5], [1, 5], [2, 5], [3, 5], [4, 5]])
+    declared = link(vectors, fixed, NONE, np.empty(0, dtype=np.float32), 0.6, max_size=3)
+    assert set(declared.labels.tolist()) == {0}  # a declared family is never broken up
+
+
+def test_labels_do_not_depend_on_the_order_pairs_are_given() -> None:
+    rng = np.random.default_rng(0)
+    vectors = unit(*rng.normal(size=(300, 16)).tolist())
+    vectors = np.concatenate([vectors, unit(*(vectors[:100] + rng.normal(scale=0.08, size=(100, 16))).tolist())])
+    pairs, scores = neighbours(vectors, EXACT, 0.6)
+    shuffled = rng.permutation(len(pairs))
+    a = link(vectors, NONE, pairs, scores, 0.6, 50)
+    b = link(vectors, NONE, pairs[shuffled], scores[shuffled], 0.6, 50)
+    assert a.labels.tolist() == b.labels.tolist()
+    assert sum(a.labels[i] == a.labels[300 + i] for i in range(100)) >= 90
+
+
+@pytest.mark.parametrize("exact_limit", [10**6, 100])  # flat index, then IVF
+def test_neighbour_search_finds_the_planted_pairs(exact_limit: int) -> None:
+    rng = np.random.default_rng(1)
+    base = unit(*rng.normal(size=(2000, 32)).tolist())
+    twins = unit(*(base[:500] + rng.normal(scale=0.05, size=(500, 32))).tolist())
+    vectors = np.concatenate([base, twins])
+    search = SearchParams(neighbours=5, exact_search_limit=exact_limit, ivf_probes=16,
+                          num_threads=1)
+    pairs, scores = neighbours(vectors, search, 0.8)
+    found = {tuple(p) for p in pairs.tolist()}
+    assert sum((i, 2000 + i) in found for i in range(500)) >= 490
+    assert np.allclose(scores, np.einsum("ij,ij->i", vectors[pairs[:, 0]], vectors[pairs[:, 1]]),
+                       atol=1e-5)
+    again, _ = neighbours(vectors, search, 0.8)
+    assert np.array_equal(pairs, again)  # same vectors, same neighbours
+
+
+def test_nearest_reference_and_no_references() -> None:
+    refs = on_arc([0, 90])
+    rows, cosine = nearest(on_arc([10, 85, 300]), refs, EXACT)
+    assert rows.tolist() == [0, 1, 0] and cosine[0] == pytest.approx(np.cos(np.radians(10)), abs=1e-5)
+    rows, cosine = nearest(on_arc([10]), np.empty((0, 3), dtype=np.float32), EXACT)
+    assert rows.tolist() == [-1] and cosine.tolist() == [-1.0]
