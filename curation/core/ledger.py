@@ -153,11 +153,14 @@ def compile_ledger(paths: Paths) -> dict[str, Any]:
 def ledger_table(ledger: dict[str, Any]) -> Iterable[list[str]]:
     """Rows of the readable ledger: one line per stage and outcome reason."""
     yield ["stage", "rows in", "kept", *OUTCOMES, "responses in", "kept", "reasons"]
-    for report in ledger["stages"]:
+    reports = [(r["stage"], r) for r in ledger["stages"]]
+    if "references" in ledger["stages"][0]:  # reference sets: pulled aside, never released
+        reports.insert(1, ("(references)", ledger["stages"][0]["references"]))
+    for name, report in reports:
         reasons = ", ".join(f"{reason} {n}" for outcome in OUTCOMES
                             for reason, n in report.get(outcome, {}).items())
         responses = report.get("responses") or {"in": "-", "kept": "-"}
-        yield [report["stage"], str(report["rows_in"]), str(report["kept"]),
+        yield [name, str(report["rows_in"]), str(report["kept"]),
                *(str(sum(report.get(o, {}).values())) for o in OUTCOMES),
                str(responses["in"]), str(responses["kept"]), reasons or "-"]
 

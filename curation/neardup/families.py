@@ -147,13 +147,17 @@ def link(vectors: np.ndarray, fixed: np.ndarray, pairs: np.ndarray, scores: np.n
 
 def nearest(queries: np.ndarray, vectors: np.ndarray,
             params: SearchParams) -> tuple[np.ndarray, np.ndarray]:
-    """For each query, the row of its most similar vector and the cosine (-1 when none)."""
+    """For each query, the row of its most similar vector and the cosine (-1 when none),
+    the cosine computed in float64 as `cosines` does."""
     if len(vectors) == 0 or len(queries) == 0:
         return np.full(len(queries), -1, dtype=np.int64), np.full(len(queries), -1.0)
     index = index_for(vectors, params)
-    rows, sims = [], []
-    for start in range(0, len(queries), _QUERY_BLOCK):
-        scores, ids = index.search(queries[start:start + _QUERY_BLOCK], 1)
-        rows.append(ids[:, 0])
-        sims.append(scores[:, 0])
-    return np.concatenate(rows).astype(np.int64), np.concatenate(sims).astype(np.float64)
+    rows = np.concatenate([index.search(queries[start:start + _QUERY_BLOCK], 1)[1][:, 0]
+                           for start in range(0, len(queries), _QUERY_BLOCK)]).astype(np.int64)
+    scores = np.full(len(queries), -1.0)
+    for start in range(0, len(queries), _PAIR_BLOCK):
+        block = np.arange(start, min(start + _PAIR_BLOCK, len(queries)))
+        block = block[rows[block] >= 0]  # an IVF search may come back empty
+        scores[block] = np.einsum("ij,ij->i", queries[block].astype(np.float64),
+                                  vectors[rows[block]].astype(np.float64))
+    return rows, scores

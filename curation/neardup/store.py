@@ -74,7 +74,7 @@ def load_sketches(path: Path, ids: list[str]) -> Sketches:
 
 def embeddings_table(ids: list[str], vectors: np.ndarray) -> pa.Table:
     """`data/embeddings.parquet`: each kept item's vector, for split's cosine report."""
-    dim = vectors.shape[1] if vectors.ndim == 2 else 0
+    dim = vectors.shape[1] if vectors.ndim == 2 and vectors.shape[1] else 1  # 1: no rows
     return pa.table({"id": pa.array(ids, type=pa.string()),
                      "vector": pa.FixedSizeListArray.from_arrays(
                          pa.array(vectors.ravel(), type=pa.float32()), dim)})
@@ -82,12 +82,16 @@ def embeddings_table(ids: list[str], vectors: np.ndarray) -> pa.Table:
 
 def load_embeddings(path: Path, ids: list[str]) -> np.ndarray:
     """The saved vectors of `ids`, in that order."""
-    saved = open_input(path, "families", ["id", "vector"]).read()
+    try:
+        saved = open_input(path, "families", ["id", "vector"]).read()
+        vectors = saved["vector"].combine_chunks()
+        matrix = vectors.flatten().to_numpy().reshape(len(saved), vectors.type.list_size)
+    except (OSError, ValueError, AttributeError, pa.ArrowException) as exc:
+        raise CurationError(f"not a table of vectors ({str(exc).splitlines()[0]}); run "
+                            "`curate families` again", file=str(path)) from None
     position = {item: i for i, item in enumerate(saved["id"].to_pylist())}
     missing = [i for i in ids if i not in position]
     if missing:
         raise CurationError(f"no embedding for item {missing[0]}; run `curate families` "
                             "again", file=str(path), field="id")
-    flat = saved["vector"].combine_chunks()
-    matrix = flat.flatten().to_numpy().reshape(len(saved), -1)
     return matrix[[position[i] for i in ids]]

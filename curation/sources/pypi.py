@@ -51,7 +51,7 @@ def pypi_artifact(pin: Pin, cache: Path, error: Callable[[str, str], CurationErr
         actual = sha256_of(files[0])
         if actual != pin.sha256:
             raise error("artifact.sha256", f"sha256 of {files[0].name} is {actual}, but "
-                               f"the source pins {pin.sha256}")
+                               f"the pin says {pin.sha256}")
         folder.mkdir(exist_ok=True)
         target = folder / files[0].name
         shutil.move(files[0], target)

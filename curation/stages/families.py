@@ -30,10 +30,11 @@ from curation.core.ledger import StageLedger
 from curation.core.schemas import load_schema, validate_rows
 from curation.core.tableio import StagedWrites
 from curation.core.text import clean_text
-from curation.neardup.clusters import cluster, representatives, similar_pairs
+from curation.neardup.clusters import cluster, representatives
 from curation.neardup.embeddings import Embedder, resolve_model
 from curation.neardup.families import SearchParams, link, nearest, neighbours
-from curation.neardup.minhash import MinHashParams, Sketches, sketch
+from curation.neardup.lsh import candidate_pairs
+from curation.neardup.minhash import MinHashParams, Sketches, band_keys, sketch
 from curation.neardup.store import embeddings_table, load_sketches
 from curation.stages.base import Context, StageResult
 
@@ -44,29 +45,32 @@ STAGE = "families"
 class References:
     """The reference items of every reference set: their texts and who they are."""
 
+    names: list[str]      # every reference set, an empty one too
     table: pd.DataFrame   # id, source, source_record_id
     texts: list[str]
 
     @classmethod
     def load(cls, context: Context) -> References:
         columns = list(load_schema("raw").columns)
-        parts = [context.input_table(path, "pull", "raw")[columns]
-                 for path in sorted(context.paths.references_dir.glob("*.parquet"))]
+        paths = sorted(context.paths.references_dir.glob("*.parquet"))
+        parts = [context.input_table(path, "pull", "raw")[columns] for path in paths]
         table = (pd.concat(parts, ignore_index=True) if parts
                  else pd.DataFrame({c: pd.Series(dtype="object") for c in columns}))
         texts = [clean_text(user_text(m)) for m in table["messages"]]
-        return cls(table[["id", "source", "source_record_id"]].reset_index(drop=True), texts)
+        return cls([p.stem for p in paths],
+                   table[["id", "source", "source_record_id"]].reset_index(drop=True), texts)
 
 
 def run(context: Context) -> StageResult:
     """Embed, decontaminate, group, and write `data/families.parquet` with the vectors."""
     params, paths = context.params.families, context.paths
     table = context.input_table(paths.deduped, "dedup", "deduped").reset_index(drop=True)
+    rows_in, responses_in = Counter(table["source"]), responses_of(table)
     texts = [user_text(m) for m in table["messages"]]
     references = References.load(context)
     model = resolve_model(params.model, paths.cache, context.params_file.error)
     embedder = Embedder(model, paths.cache, params.device, params.batch_size,
-                        params.num_threads)
+                        params.num_threads, context.params_file.error)
     vectors = embedder.embed(texts)
     ref_vectors = embedder.embed(references.texts)
     minhash = MinHashParams.of(context.params.dedup)
@@ -76,9 +80,10 @@ def run(context: Context) -> StageResult:
 
     ledger = StageLedger(STAGE)
     dropped: Counter[str] = Counter()
-    closest = closest_references(vectors, sketches, ref_vectors,
-                                 sketch(references.texts, minhash),
-                                 references.table["source"].to_numpy(), minhash, search)
+    closest = closest_references(
+        vectors, sketches, ref_vectors, sketch(references.texts, minhash), references,
+        dataclasses.replace(minhash, threshold=min(params.contamination.jaccard,
+                                                   minhash.threshold / 2)), search)
     causes = with_look_alikes(contamination_causes(closest, len(table), params), table)
     _drop_contaminated(table, causes, references, ledger, dropped)
     keep = np.setdiff1d(np.arange(len(table)), causes["row"].to_numpy() if len(causes) else [])
@@ -104,10 +109,8 @@ def run(context: Context) -> StageResult:
         ledger.drop(broken, "quarantined", failures["check"], field=failures["field"],
                     detail=failures["detail"])
         vectors = vectors[np.setdiff1d(np.arange(len(table)), failures["index"].to_numpy())]
-    rows_in = context.input_table(paths.deduped, "dedup", "deduped")["source"]
-    ledger.count_responses(responses_of(valid) + sum(dropped.values()), responses_of(valid),
-                           **dropped)
-    summary = ledger.summary(Counter(rows_in), Counter(valid["source"]))
+    ledger.count_responses(responses_in, responses_of(valid), **dropped)
+    summary = ledger.summary(rows_in, Counter(valid["source"]))
     report = families_report(found.stats, closest, causes, references, embedder,
                              model_name(params), valid, params)
     with StagedWrites() as out:
@@ -115,9 +118,9 @@ def run(context: Context) -> StageResult:
         out.parquet(embeddings_table(valid["id"].tolist(), vectors), paths.embeddings)
         ledger.write(out, paths, summary)
         out.json(report, paths.report("families"))
+    # The cache's work is printed, not reported: a rerun must write the same bytes.
     lines = [f"families: {report['families']} (largest {report['largest_family']}); "
-             f"embedded {report['embeddings']['embedded']}, cached "
-             f"{report['embeddings']['cached']}"]
+             f"embedded {embedder.stats['embedded']}, cached {embedder.stats['cached']}"]
     lines += [f"reference {name}: {figures['removed']} items removed, highest remaining "
               f"cosine {figures['highest_remaining_cosine']}"
               for name, figures in report["contamination"].items()]
@@ -125,32 +128,33 @@ def run(context: Context) -> StageResult:
 
 
 def closest_references(vectors: np.ndarray, sketches: Sketches, ref_vectors: np.ndarray,
-                       ref_sketches: Sketches, ref_sets: np.ndarray, minhash: MinHashParams,
-                       search: SearchParams) -> dict[str, pd.DataFrame]:
+                       ref_sketches: Sketches, references: References,
+                       search_from: MinHashParams, search: SearchParams
+                       ) -> dict[str, pd.DataFrame]:
     """Per reference set, each item's most similar reference item by cosine and by
     Jaccard (its row among all reference items and the score; -1 and 0.0 when none).
-    Jaccard pairs are searched from half the dedup threshold: enough to report the highest
-    remaining similarity."""
+    Jaccard candidates come from LSH at `search_from.threshold` (at most half the dedup
+    threshold: low enough to report the highest remaining similarity)."""
     n = len(sketches)
-    jaccard: dict[str, tuple[np.ndarray, np.ndarray]] = {
-        name: (np.full(n, -1, dtype=np.int64), np.zeros(n)) for name in set(ref_sets)}
+    ref_sets = references.table["source"].to_numpy()
+    jaccard = {name: (np.full(n, -1, dtype=np.int64), np.zeros(n))
+               for name in references.names}
     if len(ref_sets):
-        pairs, scores = similar_pairs(sketches.concat(ref_sketches), minhash,
-                                      minhash.threshold / 2, _MAX_BUCKET)
-        exact = _exact_matches(sketches.exact, ref_sketches.exact)
-        for (i, j), score in zip([*pairs.tolist(), *exact],
-                                 [*scores.tolist(), *([1.0] * len(exact))], strict=True):
-            item, ref = (i, j - n) if i < n <= j else (j, i - n) if j < n <= i else (-1, -1)
-            if item < 0:
-                continue
+        both = sketches.concat(ref_sketches)
+        pairs, _ = candidate_pairs(band_keys(both.signatures, search_from.bands),
+                                   both.sketched, _MAX_BUCKET)
+        cross = pairs[(pairs[:, 0] < n) & (pairs[:, 1] >= n)].tolist()  # item, reference
+        cross += _exact_matches(sketches.exact, ref_sketches.exact)
+        for i, j in cross:
+            score, ref = both.similarity(i, j), j - n
             rows, best = jaccard[ref_sets[ref]]
-            if (score, -ref) > (best[item], -rows[item]):
-                best[item], rows[item] = score, ref
+            if (score, -ref) > (best[i], -rows[i]):
+                best[i], rows[i] = score, ref
     closest = {}
-    for name in sorted(set(ref_sets)):
+    for name in references.names:
         mine = np.flatnonzero(ref_sets == name)
         row, cosine = nearest(vectors, ref_vectors[mine], search)
-        closest[name] = pd.DataFrame({"cosine_ref": np.where(row >= 0, mine[row], -1),
+        closest[name] = pd.DataFrame({"cosine_ref": mine[row] if len(mine) else row,
                                       "cosine": cosine, "jaccard_ref": jaccard[name][0],
                                       "jaccard": jaccard[name][1]})
     return closest
@@ -238,7 +242,8 @@ def _fixed_edges(table: pd.DataFrame, sketches: Sketches, minhash: MinHashParams
 def _drop_paraphrases(table: pd.DataFrame, vectors: np.ndarray, labels: np.ndarray,
                       source_priority: list[str], ledger: StageLedger,
                       dropped: Counter[str]) -> tuple[pd.DataFrame, np.ndarray]:
-    """One item per (family, expected behaviour); the others are semantic duplicates."""
+    """One item per (family, expected behaviour); the others are semantic duplicates, their
+    responses dropped with them (they answered another prompt)."""
     groups = pd.Series(list(zip(labels.tolist(), table["expected_behavior"], strict=True)))
     members = pd.DataFrame({"row": np.arange(len(table)), "label": groups.factorize()[0],
                             "id": table["id"], "source": table["source"],
@@ -253,6 +258,10 @@ def _drop_paraphrases(table: pd.DataFrame, vectors: np.ndarray, labels: np.ndarr
                     duplicate_of=pd.Series(table["id"].to_numpy()[rep[gone]]),
                     detail=pd.Series([f"cosine {c:.3f} to its family's representative"
                                       for c in cosine]))
+    # A benign look-alike whose harmful twin left points to the twin's representative.
+    kept_for = dict(zip(table["id"].to_numpy()[gone], table["id"].to_numpy()[rep[gone]],
+                        strict=True))
+    table = table.assign(contrast_of=table["contrast_of"].map(lambda t: kept_for.get(t, t)))
     return table[~gone].reset_index(drop=True), vectors[~gone]
 
 
@@ -260,7 +269,7 @@ def families_report(stats: dict[str, Any], closest: dict[str, pd.DataFrame],
                     causes: pd.DataFrame, references: References, embedder: Embedder,
                     model: str, kept: pd.DataFrame, params: FamiliesParams) -> dict[str, Any]:
     """The figures of `reports/families.json`: families, contamination per reference set,
-    and the embedding cache's work."""
+    and the model the embeddings came from."""
     removed = Counter(causes["set"]) if not causes.empty else Counter()
     left = np.ones(len(next(iter(closest.values()))) if closest else 0, dtype=bool)
     if not causes.empty:
@@ -278,7 +287,8 @@ def families_report(stats: dict[str, Any], closest: dict[str, pd.DataFrame],
         "families_with_several_items": int((kept.groupby("family_id").size() > 1).sum()),
         "contaminated": int(len(causes)),
         "contamination": contamination,
-        "embeddings": {"model": model, "model_key": embedder.model.key, **embedder.stats},
+        "embeddings": {"model": model, "model_key": embedder.model.key,
+                       "device": embedder.device},
         "params": {"cosine": params.cosine, "jaccard": params.jaccard,
                    "neighbours": params.neighbours, "max_family_size": params.max_family_size,
                    "paraphrases": params.paraphrases,

@@ -65,6 +65,7 @@ def test_ledger_adds_up_across_stages(built: Path) -> None:
     table = curate(built, "ledger")
     assert table.returncode == 0 and table.stdout.splitlines()[1].split()[:3] == [
         "pull", str(pull["rows_in"]), str(pull["kept"])]
+    assert table.stdout.splitlines()[2].split()[:3] == ["(references)", "520", "520"]
 
 
 def test_a_ledger_that_does_not_add_up_fails(built: Path, tmp_path: Path) -> None:
