@@ -24,9 +24,14 @@ MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 NESTED = ("messages", "responses")
 
 
-def response_type(judgments: pa.StructType) -> pa.StructType:
+SIGNALS = pa.struct([("refusal", pa.bool_()), ("referral", pa.bool_())])
+
+
+def response_type(judgments: pa.StructType, signals: bool = False) -> pa.StructType:
+    """A response; from stage `label` on, with its automatic `signals` (core.signals)."""
     return pa.struct([("text", pa.string()), ("model", pa.string()), ("source", pa.string()),
-                      ("source_record_id", pa.string()), ("judgments", judgments)])
+                      ("source_record_id", pa.string()), ("judgments", judgments),
+                      *([("signals", SIGNALS)] if signals else [])])
 
 
 def item_id(source: str, messages: list[dict[str, str]]) -> str:
@@ -46,14 +51,15 @@ def responses_of(items: pd.DataFrame) -> int:
     return int(items["responses"].map(len).sum())
 
 
-def to_arrow(frame: pd.DataFrame, judgments: pa.StructType) -> pa.Table:
+def to_arrow(frame: pd.DataFrame, judgments: pa.StructType, signals: bool = False) -> pa.Table:
     """A table of items with its nested columns typed (empty judgments stay typed)."""
     flat = frame.drop(columns=[c for c in NESTED if c in frame.columns])
     table = pa.Table.from_pandas(flat, preserve_index=False).replace_schema_metadata(None)
     if "contrast_of" in table.column_names:  # all null is still a column of ids
         table = table.set_column(table.column_names.index("contrast_of"), "contrast_of",
                                  table["contrast_of"].cast(pa.string()))
-    types = {"messages": pa.list_(MESSAGE), "responses": pa.list_(response_type(judgments))}
+    types = {"messages": pa.list_(MESSAGE),
+             "responses": pa.list_(response_type(judgments, signals))}
     for position, name in enumerate(frame.columns):
         if name in NESTED:
             values = [None if v is None else list(v) for v in frame[name]]

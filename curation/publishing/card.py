@@ -43,6 +43,7 @@ class ReleaseInputs:
     dedup: dict[str, Any]                        # reports/dedup.json
     families: dict[str, Any]                     # reports/families.json
     labels: dict[str, Any]                       # reports/labels.json
+    signals: dict[str, Any]                      # reports/signals.json
     split_report: dict[str, Any]                 # reports/splits.json
     params: dict[str, Any]                       # the whole params.yaml, as written
     vocabulary: Vocabulary                       # schemas/judgments.yaml
@@ -141,6 +142,8 @@ def card_body(inputs: ReleaseInputs, params: ReleaseParams, rows: dict[str, dict
         agreement="n/a" if labels["mean_agreement"] is None else labels["mean_agreement"],
         disagreements=len(labels["disagreements"]),
         families=inputs.families,
+        signals=inputs.signals["refusal_vs_human"],
+        empathy_rows=empathy_rows(default, domains),
         split_threshold=splits["similarity_checked_from"],
         contamination_rows=[[name, _pin_text(inputs.sources[name]) if name in inputs.sources
                              else "", figures["reference_items"], figures["removed"],
@@ -165,6 +168,24 @@ def _pin_text(pin: dict[str, Any]) -> str:
     if "hub" in pin:
         return f"{pin['hub']['path']}@{pin['hub'].get('revision', 'unpinned')}"
     return f"{len(pin['files'])} local file(s)"
+
+
+def empathy_rows(items: pd.DataFrame, domains: list[str]) -> list[list[Any]]:
+    """Per domain, the share of responses the rules call refusals and referrals, for
+    harmful items and for benign look-alikes: PsychoSafe's "schematic empathy" is a high
+    referral rate where no help was needed."""
+    def rates(frame: pd.DataFrame) -> list[Any]:
+        signals = [r["signals"] for rs in frame["responses"] for r in rs]
+        if not signals:
+            return [0, "-", "-"]
+        return [len(signals), f"{sum(s['refusal'] for s in signals) / len(signals):.0%}",
+                f"{sum(s['referral'] for s in signals) / len(signals):.0%}"]
+
+    return [[domain, *rates(items[(items["domain"] == domain)
+                                  & (items["expected_behavior"] == "refuse")]),
+             *rates(items[(items["domain"] == domain)
+                          & (items["expected_behavior"] == "comply")])]
+            for domain in domains]
 
 
 def item_rows(splits: dict[str, pd.DataFrame], domains: list[str]) -> list[list[Any]]:

@@ -6,7 +6,9 @@ annotator x question, pulled from Argilla). An item's annotation label is the ma
 of its submitted `domain` answers, once it has at least `min_submitted` of them and no tie.
 Items with neither an annotation label nor a mapped category are `unlabeled`; items
 annotators marked out of scope are `out_of_scope`: both are filtered, and are what
-annotators get next.
+annotators get next. Every kept response gets its automatic `signals` (refusal, referral:
+`curation.core.signals`); `reports/signals.json` measures the refusal rule against the
+human refusal labels the sources ship.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from curation.core.errors import CurationError
 from curation.core.items import responses_of, to_arrow
 from curation.core.ledger import StageLedger
 from curation.core.schemas import load_schema, validate_rows
+from curation.core.signals import Detectors, load_detectors
 from curation.core.tableio import StagedWrites, read_input
 from curation.sources.spec import Source, load_sources
 from curation.stages.base import Context, StageResult
@@ -67,7 +70,10 @@ def run(context: Context) -> StageResult:
     ledger.drop(labeled[unlabeled], "filtered", "unlabeled", field="domain",
                 detail=pd.Series(np.where(pending[unlabeled], "annotations pending or tied",
                                           "no annotation and no mapped category")))
+    detectors = load_detectors(paths.schemas_dir / "signals.yaml", context.taxonomy)
     kept = labeled[~(out_of_scope | unlabeled)].reset_index(drop=True)
+    kept["responses"] = [[{**r, "signals": detectors.of(r["text"])} for r in responses]
+                         for responses in kept["responses"]]
     kept = kept.astype({"domain": "str", "label_source": "str"})
     valid, failures = validate_rows(kept, load_schema("labeled"))
     if not failures.empty:
@@ -80,12 +86,38 @@ def run(context: Context) -> StageResult:
     summary = ledger.summary(Counter(table["source"]), Counter(valid["source"]))
     report = label_report(labeled, mapped, annotation, votes, valid, domains)
     with StagedWrites() as out:
-        out.parquet(to_arrow(valid, context.vocabulary.arrow_type()), paths.labeled)
+        out.parquet(to_arrow(valid, context.vocabulary.arrow_type(), signals=True),
+                    paths.labeled)
         ledger.write(out, paths, summary)
         out.json(report, paths.report("labels"))
+        out.json(signals_report(table, detectors), paths.report("signals"))
     return StageResult(STAGE, summary, report, [
         "domains: " + ", ".join(f"{d} {sum(v.values())}" for d, v in report["by_domain"].items()),
         f"disagreements between annotators and category maps: {len(report['disagreements'])}"])
+
+
+def signals_report(table: pd.DataFrame, detectors: Detectors) -> dict[str, Any]:
+    """How the refusal rule agrees with the human refusal labels sources ship
+    (`judgments.is_refusal`), over every response before labelling, and how often each
+    rule fires."""
+    responses = [r for rs in table["responses"] for r in rs]
+    found = [(detectors.refusal(r["text"]), detectors.referral(r["text"]),
+              (r.get("judgments") or {}).get("is_refusal"), r["source"]) for r in responses]
+    judged = [(rule, human) for rule, _, human, _ in found if human is not None]
+    tp = sum(rule and human for rule, human in judged)
+    fp = sum(rule and not human for rule, human in judged)
+    fn = sum(human and not rule for rule, human in judged)
+    return {
+        "responses": len(found),
+        "refusal_detected": sum(f[0] for f in found),
+        "referral_detected": sum(f[1] for f in found),
+        "refusal_vs_human": {
+            "responses": len(judged), "sources": sorted({f[3] for f in found
+                                                         if f[2] is not None}),
+            "precision": round(tp / (tp + fp), 4) if tp + fp else None,
+            "recall": round(tp / (tp + fn), 4) if tp + fn else None,
+            "true_positive": tp, "false_positive": fp, "false_negative": fn},
+    }
 
 
 def assign_labels(table: pd.DataFrame, sources: list[Source], annotations: pd.DataFrame,

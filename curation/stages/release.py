@@ -60,6 +60,7 @@ def run(context: Context) -> StageResult:
         dedup=context.input_report("dedup", "dedup"),
         families=context.input_report("families", "families"),
         labels=context.input_report("labels", "label"),
+        signals=context.input_report("signals", "label"),
         split_report=context.input_report("splits", "split"), params=context.params_file.raw,
         vocabulary=context.vocabulary)
     target = release(inputs, context.params.release, paths.releases_dir,
@@ -128,7 +129,7 @@ def build(inputs: ReleaseInputs, params: ReleaseParams, folder: Path,
         (folder / "data" / config).mkdir()
         rows[config] = {}
         for name, frame in splits.items():
-            pq.write_table(to_arrow(frame, inputs.vocabulary.arrow_type()),
+            pq.write_table(to_arrow(frame, inputs.vocabulary.arrow_type(), signals=True),
                            folder / "data" / config / f"{name}.parquet", compression="zstd")
             rows[config][name] = len(frame)
     shutil.copytree(inputs.schema_dir, folder / "schemas",

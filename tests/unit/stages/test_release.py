@@ -134,3 +134,30 @@ def test_a_staging_folder_left_by_a_killed_release_is_removed(release_project: P
     stale.mkdir(parents=True)
     assert curate(release_project, "release").returncode == 0
     assert not stale.parent.exists()
+
+
+def test_every_released_response_carries_its_signals_and_the_card_their_rates(
+        built: Path) -> None:
+    loaded = datasets.load_dataset(str(built / "releases" / VERSION), "default")
+    responses = [r for split in loaded.values() for rs in split["responses"] for r in rs]
+    assert len(responses) > 100
+    assert all(isinstance(r["signals"]["refusal"], bool)
+               and isinstance(r["signals"]["referral"], bool) for r in responses)
+    assert 0 < sum(r["signals"]["refusal"] for r in responses) < len(responses)
+    assert 0 < sum(r["signals"]["referral"] for r in responses) < len(responses)
+    report = json.loads((built / "reports" / "signals.json").read_text())
+    human = report["refusal_vs_human"]
+    # pyrit_refusal ships 60 human refusal labels (30 refusals) on the responses kept
+    assert human["responses"] == 60 and human["sources"] == ["pyrit_refusal"]
+    assert human["true_positive"] + human["false_negative"] == 30
+    assert human["precision"] == 1.0 and 0.3 <= human["recall"] <= 0.5
+    card = (built / "releases" / VERSION / "README.md").read_text()
+    assert (f"the refusal rule has precision {human['precision']} and recall "
+            f"{human['recall']}") in card
+    rows = re.findall(r"^\| (\w+) \| (\d+) \| (\d+%|-) \| (\d+%|-) \| (\d+) \|", card, re.M)
+    by_domain = {domain: int(n) for domain, n, *_ in rows}
+    assert set(by_domain) == {"suicide_self_harm", "substance_use", "violence", "weapons",
+                              "sexual_crimes"}
+    harmful = [r for split in loaded.values() for item in split
+               if item["expected_behavior"] == "refuse" for r in item["responses"]]
+    assert sum(by_domain.values()) == len(harmful)
