@@ -77,7 +77,8 @@ def _text(value: Any) -> str:
 
 def pull(client: rg.Argilla, taxonomy: Taxonomy, params: AnnotationConfig,
          annotations_dir: Path, report_path: Path) -> dict[str, Any]:
-    """Write `annotations/<dataset>.parquet` and the agreement report, both or neither."""
+    """Write `annotations/<dataset>.parquet` and the agreement report, both or neither;
+    with no answer on the server yet, neither (`written` is False)."""
     answers = fetch_answers(client, params)
     allowed = {*taxonomy.domain_ids, params.out_of_scope_label}
     domain_answers = answers[answers["question"] == DOMAIN_QUESTION]
@@ -93,12 +94,14 @@ def pull(client: rg.Argilla, taxonomy: Taxonomy, params: AnnotationConfig,
     if client.datasets(name=params.responses_dataset, workspace=params.workspace) is not None:
         rated = fetch_answers(client, params, params.responses_dataset)
         report["response_quality"] = quality_report(rated)
+    if answers.empty and (rated is None or rated.empty):
+        return {**report, "written": False}  # an empty snapshot would only rerun `label`
     with StagedWrites() as out:
         out.parquet(answers, annotations_dir / f"{params.dataset}.parquet")
         if rated is not None:
             out.parquet(rated, annotations_dir / f"{params.responses_dataset}.parquet")
         out.json(report, report_path)
-    return report
+    return {**report, "written": True}
 
 
 def quality_report(answers: pd.DataFrame) -> dict[str, Any]:
@@ -157,10 +160,26 @@ def status_tables(answers: pd.DataFrame, params: AnnotationConfig,
 
 
 def dataset_progress(client: rg.Argilla, params: AnnotationConfig
-                     ) -> tuple[list[list[str]], list[list[str]]]:
-    """`status_tables` for the dataset on the server."""
+                     ) -> tuple[list[list[str]], list[list[str]], list[list[str]]]:
+    """Per dataset (items, and responses when pushed): records, records answered and
+    submitted answers; then `status_tables` for the items dataset."""
     from curation.annotation.push import record_count
 
-    answers = fetch_answers(client, params)
-    dataset = client.datasets(name=params.dataset, workspace=params.workspace)
-    return status_tables(answers, params, record_count(client, dataset))
+    per_dataset = [["dataset", "records", "answered", "submitted answers"]]
+    answers = None
+    for name in (params.dataset, params.responses_dataset):
+        dataset = client.datasets(name=name, workspace=params.workspace)
+        if dataset is None:
+            continue
+        found = fetch_answers(client, params, name)
+        answered = found.drop_duplicates(["record_id", "annotator"])
+        per_dataset.append([name, str(record_count(client, dataset)),
+                            str(answered["record_id"].nunique()),
+                            str(int((answered["status"] == "submitted").sum()))])
+        if answers is None:
+            answers = found
+    if answers is None:
+        raise CurationError("not on the server; run `curate annotate push` first",
+                            file=f"Argilla dataset {params.dataset}")
+    total = int(per_dataset[1][1])
+    return (per_dataset, *status_tables(answers, params, total))

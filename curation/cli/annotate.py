@@ -71,6 +71,10 @@ def annotate_pull(params_path: str, sources_dir: str | None, taxonomy: str,
     ctx, config, client = _setup(params_path, sources_dir, taxonomy, api_url, api_key)
     report = pull(client, ctx.taxonomy, config, ctx.paths.annotations_dir,
                   ctx.paths.report("annotation"))
+    if not report["written"]:
+        click.echo(f"no answers yet in '{config.dataset}' or '{config.responses_dataset}': "
+                   "nothing written (annotations/ is unchanged, so dvc reruns nothing)")
+        return
     click.echo(f"{report['records_answered']} records answered; responses: "
                + ", ".join(f"{k} {v}" for k, v in report["responses"].items()))
     click.echo(f"majority labels: {sum(report['majority_labels'].values())}; to adjudicate: "
@@ -86,11 +90,13 @@ def annotate_pull(params_path: str, sources_dir: str | None, taxonomy: str,
 @API_KEY
 def annotate_status(params_path: str, sources_dir: str | None, taxonomy: str,
                     api_url: str | None, api_key: str | None) -> None:
-    """Progress per annotator and per domain."""
+    """Progress per dataset, per annotator and per domain."""
     from curation.annotation.pull import dataset_progress
 
     _, config, client = _setup(params_path, sources_dir, taxonomy, api_url, api_key)
-    per_annotator, per_domain = dataset_progress(client, config)
+    per_dataset, per_annotator, per_domain = dataset_progress(client, config)
+    print_table(per_dataset)
+    click.echo()
     print_table(per_annotator)
     click.echo()
     print_table(per_domain)

@@ -108,6 +108,20 @@ def test_push_three_times_keeps_one_record_per_item(annotation_project: Path,
     assert server.api_key not in result.stdout + result.stderr
 
 
+def test_pull_before_any_answer_says_so_and_writes_nothing(
+        annotation_project: Path, server: runner.ServerInfo, tmp_path: Path) -> None:
+    project = tmp_path / "fresh"
+    shutil.copytree(annotation_project, project)
+    set_params(project, "annotate", dataset="nobody-answered-yet")
+    assert run(project, server, "annotate", "push", "--all").returncode == 0
+    result = run(project, server, "annotate", "pull")
+    assert result.returncode == 0, result.stderr
+    assert "no answers yet in 'nobody-answered-yet'" in result.stdout
+    assert "nothing written" in result.stdout
+    assert not (project / "annotations").exists()
+    assert not (project / "reports" / "annotation.json").exists()
+
+
 def test_settings_come_from_the_taxonomy(annotation_project: Path,
                                          server: runner.ServerInfo) -> None:
     owner = rg.Argilla(api_url=server.url, api_key=server.api_key)
@@ -207,8 +221,13 @@ def test_pull_aggregates_answers_from_two_annotators(annotation_project: Path,
 
     status = run(annotation_project, server, "annotate", "status")
     assert status.returncode == 0, status.stderr
-    assert status.stdout.splitlines()[1].split() == ["ann1", "17", "0", "0"]
-    assert status.stdout.splitlines()[2].split() == ["ann2", "16", "2", "0"]
+    rows = {line.split()[0]: line.split()[1:] for line in status.stdout.splitlines()
+            if line.strip()}
+    assert rows["ann1"] == ["17", "0", "0"] and rows["ann2"] == ["16", "2", "0"]
+    records = len(pd.read_parquet(annotation_project / "data" / "families.parquet"))
+    # per dataset: records, records answered (two more were discarded), submitted answers
+    assert rows[DATASET] == [str(records), str(len(given) + 2), "33"]
+    assert rows[RESPONSES][1:] == ["0", "0"]
 
     # the label stage takes the majority labels
     labeled = run(annotation_project, server, "label")
