@@ -1,5 +1,6 @@
-"""Annotation aggregation and agreement: majority labels, the adjudication list, and
-Krippendorff's alpha and pairwise Cohen's kappa per question.
+"""Annotation aggregation and agreement: majority labels, the adjudication list, the
+rubric judgments per response, and Krippendorff's alpha and pairwise Cohen's kappa per
+question.
 
 Input is the annotation table of `annotations/*.parquet`: one row per record x annotator x
 question with `value` and `status`; only submitted answers count.
@@ -15,6 +16,8 @@ import krippendorff
 import numpy as np
 import pandas as pd
 from sklearn.metrics import cohen_kappa_score
+
+from curation.core.judgments import Vocabulary
 
 ANNOTATION_COLUMNS = ["dataset", "record_id", "annotator", "question", "value", "status"]
 DOMAIN_QUESTION = "domain"
@@ -78,3 +81,35 @@ def _order_key(value: str) -> tuple[int, float | str]:
         return (0, float(value))
     except ValueError:
         return (1, value)
+
+
+def rubric(annotations: pd.DataFrame, vocabulary: Vocabulary) -> dict[str, dict[str, Any]]:
+    """Per answered record (a response), the annotators' judgments aggregated in the
+    vocabulary's names: a yes/no by majority (a tie: null), a rating by its median (the
+    lower one of an even count), a number by its mean; with the answer count of each.
+    An answer that is not of its judgment's type or scale is left out."""
+    found: dict[str, dict[str, Any]] = {}
+    for judgment in vocabulary.judgments:
+        answers = submitted(annotations, judgment.name)
+        for record, group in answers.groupby("record_id", sort=True):
+            values = []
+            for value in group["value"]:
+                try:
+                    values.append(judgment.coerce(value))
+                except ValueError:
+                    continue
+            if not values:
+                continue
+            entry = found.setdefault(str(record), {"annotated": {}, "annotated_n": {}})
+            entry["annotated"][judgment.name] = _combine(judgment.type, values)
+            entry["annotated_n"][judgment.name] = len(values)
+    return found
+
+
+def _combine(kind: str, values: list[Any]) -> Any:
+    if kind == "bool":
+        yes = sum(bool(v) for v in values)
+        return None if 2 * yes == len(values) else 2 * yes > len(values)
+    if kind == "int":
+        return int(sorted(values)[(len(values) - 1) // 2])
+    return float(np.mean(values))

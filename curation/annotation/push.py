@@ -3,7 +3,6 @@ never duplicates), with the source category map's domain as a suggestion."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +18,7 @@ from curation.annotation.settings import (
     response_settings,
 )
 from curation.core.errors import CurationError
+from curation.core.items import response_id
 from curation.core.ledger import DROPPED_COLUMNS
 from curation.core.paths import Paths
 from curation.core.schemas import load_schema
@@ -61,12 +61,6 @@ def item_records(table: pd.DataFrame, sources: list[Source], domain_question_id:
                         "agent": f"category map of source {row.source}"}] if domain else []
         yield {"external_id": row.id, "fields": {"conversation": conversation(row.messages)},
                "metadata": metadata, "suggestions": suggestions}
-
-
-def response_id(item_id: str, response: dict[str, Any]) -> str:
-    """Stable id of a response: its item, text and model."""
-    key = "\x1f".join([item_id, response["text"], response.get("model") or ""])
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
 
 
 def response_records(table: pd.DataFrame) -> Iterator[dict[str, Any]]:

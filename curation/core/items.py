@@ -27,11 +27,21 @@ NESTED = ("messages", "responses")
 SIGNALS = pa.struct([("refusal", pa.bool_()), ("referral", pa.bool_())])
 
 
-def response_type(judgments: pa.StructType, signals: bool = False) -> pa.StructType:
-    """A response; from stage `label` on, with its automatic `signals` (core.signals)."""
+def response_type(judgments: pa.StructType, labelled: bool = False) -> pa.StructType:
+    """A response. From stage `label` on it also carries its automatic `signals`
+    (core.signals) and the annotators' judgments aggregated (`annotated`, in the judgment
+    vocabulary) with how many answers each rests on (`annotated_n`)."""
+    counts = pa.struct([(f.name, pa.int64()) for f in judgments])
     return pa.struct([("text", pa.string()), ("model", pa.string()), ("source", pa.string()),
                       ("source_record_id", pa.string()), ("judgments", judgments),
-                      *([("signals", SIGNALS)] if signals else [])])
+                      *([("signals", SIGNALS), ("annotated", judgments),
+                         ("annotated_n", counts)] if labelled else [])])
+
+
+def response_id(item: str, response: dict[str, Any]) -> str:
+    """Stable id of a response (its Argilla record id): its item, text and model."""
+    key = "\x1f".join([item, response["text"], response.get("model") or ""])
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
 
 
 def item_id(source: str, messages: list[dict[str, str]]) -> str:
@@ -51,7 +61,8 @@ def responses_of(items: pd.DataFrame) -> int:
     return int(items["responses"].map(len).sum())
 
 
-def to_arrow(frame: pd.DataFrame, judgments: pa.StructType, signals: bool = False) -> pa.Table:
+def to_arrow(frame: pd.DataFrame, judgments: pa.StructType, labelled: bool = False
+             ) -> pa.Table:
     """A table of items with its nested columns typed (empty judgments stay typed)."""
     flat = frame.drop(columns=[c for c in NESTED if c in frame.columns])
     table = pa.Table.from_pandas(flat, preserve_index=False).replace_schema_metadata(None)
@@ -59,7 +70,7 @@ def to_arrow(frame: pd.DataFrame, judgments: pa.StructType, signals: bool = Fals
         table = table.set_column(table.column_names.index("contrast_of"), "contrast_of",
                                  table["contrast_of"].cast(pa.string()))
     types = {"messages": pa.list_(MESSAGE),
-             "responses": pa.list_(response_type(judgments, signals))}
+             "responses": pa.list_(response_type(judgments, labelled))}
     for position, name in enumerate(frame.columns):
         if name in NESTED:
             values = [None if v is None else list(v) for v in frame[name]]

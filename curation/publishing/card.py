@@ -143,6 +143,11 @@ def card_body(inputs: ReleaseInputs, params: ReleaseParams, rows: dict[str, dict
         disagreements=len(labels["disagreements"]),
         families=inputs.families,
         signals=inputs.signals["refusal_vs_human"],
+        rubric_answered=labels["rubric"]["responses_annotated"],
+        rubric_rows=[[f["question"], f["level"], f["answers"], f["records"],
+                      "n/a" if f["krippendorff_alpha"] is None else f["krippendorff_alpha"],
+                      "; ".join(f"{pair} {k}" for pair, k in f["cohen_kappa"].items()) or "n/a"]
+                     for f in labels["rubric"]["agreement"]],
         empathy_rows=empathy_rows(default, domains),
         split_threshold=splits["similarity_checked_from"],
         contamination_rows=[[name, _pin_text(inputs.sources[name]) if name in inputs.sources

@@ -7,8 +7,9 @@ of its submitted `domain` answers, once it has at least `min_submitted` of them 
 Items with neither an annotation label nor a mapped category are `unlabeled`; items
 annotators marked out of scope are `out_of_scope`: both are filtered, and are what
 annotators get next. Every kept response gets its automatic `signals` (refusal, referral:
-`curation.core.signals`); `reports/signals.json` measures the refusal rule against the
-human refusal labels the sources ship.
+`curation.core.signals`) and the annotators' rubric judgments from the responses dataset,
+aggregated (`annotated`, with answer counts in `annotated_n`); `reports/signals.json`
+measures the refusal rule against the human refusal labels the sources ship.
 """
 
 from __future__ import annotations
@@ -20,10 +21,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from curation.annotation.agreement import ANNOTATION_COLUMNS, aggregate, submitted
+from curation.annotation.agreement import (
+    ANNOTATION_COLUMNS,
+    aggregate,
+    agreement,
+    rubric,
+    submitted,
+)
 from curation.core.config import LabelParams
 from curation.core.errors import CurationError
-from curation.core.items import responses_of, to_arrow
+from curation.core.items import response_id, responses_of, to_arrow
+from curation.core.judgments import Vocabulary
 from curation.core.ledger import StageLedger
 from curation.core.schemas import load_schema, validate_rows
 from curation.core.signals import Detectors, load_detectors
@@ -72,8 +80,13 @@ def run(context: Context) -> StageResult:
                                           "no annotation and no mapped category")))
     detectors = load_detectors(paths.schemas_dir / "signals.yaml", context.taxonomy)
     kept = labeled[~(out_of_scope | unlabeled)].reset_index(drop=True)
-    kept["responses"] = [[{**r, "signals": detectors.of(r["text"])} for r in responses]
-                         for responses in kept["responses"]]
+    judged = rubric(annotations, context.vocabulary)
+    unjudged = {"annotated": {}, "annotated_n": {j.name: 0 for j in
+                                                 context.vocabulary.judgments}}
+    kept["responses"] = [
+        [{**r, "signals": detectors.of(r["text"]), **_merged(unjudged, judged.get(
+            response_id(item, r), {}))} for r in responses]
+        for item, responses in zip(kept["id"], kept["responses"], strict=True)]
     kept = kept.astype({"domain": "str", "label_source": "str"})
     valid, failures = validate_rows(kept, load_schema("labeled"))
     if not failures.empty:
@@ -85,8 +98,9 @@ def run(context: Context) -> StageResult:
                            item_quarantined=taken_in - kept_responses - filtered)
     summary = ledger.summary(Counter(table["source"]), Counter(valid["source"]))
     report = label_report(labeled, mapped, annotation, votes, valid, domains)
+    report["rubric"] = rubric_report(annotations, valid, context.vocabulary)
     with StagedWrites() as out:
-        out.parquet(to_arrow(valid, context.vocabulary.arrow_type(), signals=True),
+        out.parquet(to_arrow(valid, context.vocabulary.arrow_type(), labelled=True),
                     paths.labeled)
         ledger.write(out, paths, summary)
         out.json(report, paths.report("labels"))
@@ -94,6 +108,25 @@ def run(context: Context) -> StageResult:
     return StageResult(STAGE, summary, report, [
         "domains: " + ", ".join(f"{d} {sum(v.values())}" for d, v in report["by_domain"].items()),
         f"disagreements between annotators and category maps: {len(report['disagreements'])}"])
+
+
+def _merged(empty: dict[str, Any], found: dict[str, Any]) -> dict[str, Any]:
+    return {"annotated": found.get("annotated", empty["annotated"]),
+            "annotated_n": {**empty["annotated_n"], **found.get("annotated_n", {})}}
+
+
+def rubric_report(annotations: pd.DataFrame, kept: pd.DataFrame,
+                  vocabulary: Vocabulary) -> dict[str, Any]:
+    """The annotators' rubric: how many kept responses it reached, and the agreement per
+    judgment (ordinal for ratings, nominal for yes/no)."""
+    names = [j.name for j in vocabulary.judgments
+             if (annotations["question"] == j.name).any()]
+    kinds = {j.name: j.type for j in vocabulary.judgments}
+    reached = sum(any(n for n in r["annotated_n"].values()) for rs in kept["responses"]
+                  for r in rs)
+    return {"responses_annotated": reached,
+            "agreement": [agreement(annotations, name, ordinal=kinds[name] != "bool")
+                          for name in names]}
 
 
 def signals_report(table: pd.DataFrame, detectors: Detectors) -> dict[str, Any]:

@@ -129,7 +129,7 @@ def build(inputs: ReleaseInputs, params: ReleaseParams, folder: Path,
         (folder / "data" / config).mkdir()
         rows[config] = {}
         for name, frame in splits.items():
-            pq.write_table(to_arrow(frame, inputs.vocabulary.arrow_type(), signals=True),
+            pq.write_table(to_arrow(frame, inputs.vocabulary.arrow_type(), labelled=True),
                            folder / "data" / config / f"{name}.parquet", compression="zstd")
             rows[config][name] = len(frame)
     shutil.copytree(inputs.schema_dir, folder / "schemas",

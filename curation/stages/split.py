@@ -168,7 +168,7 @@ def run(context: Context) -> StageResult:
                                     field=str(first["field"]))
             for name in SPLITS:
                 out.parquet(to_arrow(valid[valid["split"] == name].reset_index(drop=True),
-                                     context.vocabulary.arrow_type(), signals=True),
+                                     context.vocabulary.arrow_type(), labelled=True),
                             paths.splits_dir / config / f"{name}.parquet")
         ledger.count_responses(responses_of(table), responses_of(table))
         summary = ledger.summary(Counter(table["source"]), Counter(table["source"]))

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from conftest import REPO, curate, nominal_alpha, set_params
 
+from curation.core.items import response_id
 from curation.localserver import runner
 
 PASSWORD = "annotator-pass-1"
@@ -258,6 +259,18 @@ def test_response_quality_answers_are_pulled_with_their_agreement(
     assert quality["is_refusal"]["krippendorff_alpha"] == 1.0
     assert quality["relevance"]["level"] == "ordinal"
     assert report["response_quality"]["records_answered"] == 6
+    # the label stage carries the rubric to the responses it keeps, with its agreement
+    assert run(annotation_project, server, "label").returncode == 0
+    labels = json.loads((annotation_project / "reports" / "labels.json").read_text())
+    rubric = {f["question"]: f for f in labels["rubric"]["agreement"]}
+    assert rubric["is_refusal"]["krippendorff_alpha"] == 1.0
+    assert rubric["relevance"] == quality["relevance"]
+    kept = pd.read_parquet(annotation_project / "data" / "labeled.parquet")
+    rated = {r["external_id"] for r in records[:6]}
+    carried = [r for item, rs in zip(kept["id"], kept["responses"], strict=True) for r in rs
+               if response_id(item, r) in rated]
+    assert labels["rubric"]["responses_annotated"] == len(carried)
+    assert all(r["annotated_n"]["is_refusal"] == 2 for r in carried)
 
 
 def test_bad_connections_and_settings(annotation_project: Path,

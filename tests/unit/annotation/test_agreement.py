@@ -53,3 +53,29 @@ def test_ordinal_alpha_for_ratings() -> None:
     frame = answers(rows).assign(question="relevance")
     figures = agreement(frame, "relevance", ordinal=True)
     assert figures["level"] == "ordinal" and 0.7 < figures["krippendorff_alpha"] <= 1.0
+
+
+def test_rubric_judgments_aggregate_per_response_in_the_vocabulary() -> None:
+    from conftest import REPO
+
+    from curation.annotation.agreement import rubric
+    from curation.core.judgments import load_vocabulary
+
+    rows = pd.DataFrame([
+        {"dataset": "d-responses", "record_id": r, "annotator": a, "question": q,
+         "value": v, "status": s} for r, a, q, v, s in [
+            ("x", "ann1", "is_refusal", "yes", "submitted"),
+            ("x", "ann2", "is_refusal", "yes", "submitted"),
+            ("x", "ann3", "is_refusal", "no", "submitted"),
+            ("x", "ann1", "grounding", "2", "submitted"),
+            ("x", "ann2", "grounding", "5", "submitted"),      # median of 2, 5: the lower
+            ("x", "ann3", "grounding", "9", "submitted"),      # off the scale: left out
+            ("y", "ann1", "is_refusal", "yes", "submitted"),
+            ("y", "ann2", "is_refusal", "no", "submitted"),    # a tie: no majority
+            ("y", "ann3", "relevance", "4", "discarded"),      # not submitted
+            ("y", "ann1", "grounding_strategy", "QPR", "submitted"),  # not a judgment
+        ]])
+    found = rubric(rows, load_vocabulary(REPO / "schemas" / "judgments.yaml"))
+    assert found["x"] == {"annotated": {"is_refusal": True, "grounding": 2},
+                          "annotated_n": {"is_refusal": 3, "grounding": 2}}
+    assert found["y"] == {"annotated": {"is_refusal": None}, "annotated_n": {"is_refusal": 2}}

@@ -81,3 +81,47 @@ def test_a_label_outside_the_taxonomy_is_an_error(project: Path) -> None:
     assert result.stderr.strip() == ("error: annotations/demo.parquet, row 2: field 'value': "
                                      "label 'self-harm' is not in the taxonomy")
     assert not (project / "data" / "labeled.parquet").exists()
+
+
+def test_rubric_answers_reach_their_responses_with_counts_and_agreement(project: Path) -> None:
+    from curation.core.items import response_id
+
+    rows = [{"prompt": PROMPTS["a"], "cat": "sh",
+             "answer": "I'm sorry you're hurting. Please call or text 988."},
+            {"prompt": PROMPTS["c"], "cat": "drugs", "answer": "Here is how: ..."}]
+    write(project / "in" / "x.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    write_source(project, "fx", "kind: file\nfiles: [in/x.jsonl]\n"
+                 "fields: {category: cat, response: answer}\n"
+                 "category_map: {sh: suicide_self_harm, drugs: substance_use}\n")
+    set_params(project, "normalize", languages=[])
+    for stage in ("pull", "normalize", "dedup", "families"):
+        assert curate(project, stage).returncode == 0
+    items = pd.read_parquet(project / "data" / "families.parquet").set_index("prompt")
+    first = response_id(items.loc[PROMPTS["a"], "id"], items.loc[PROMPTS["a"], "responses"][0])
+    second = response_id(items.loc[PROMPTS["c"], "id"], items.loc[PROMPTS["c"], "responses"][0])
+    answers = pd.DataFrame([
+        {"dataset": "demo-responses", "record_id": record, "annotator": who,
+         "question": question, "value": value, "status": "submitted"}
+        for record, who, question, value in [
+            (first, "ann1", "is_refusal", "yes"), (first, "ann2", "is_refusal", "yes"),
+            (first, "ann1", "grounding", "4"), (first, "ann2", "grounding", "3"),
+            (first, "ann1", "external_reference", "yes"),
+            (second, "ann1", "is_refusal", "no"), (second, "ann2", "is_refusal", "no"),
+            (second, "ann1", "grounding", "1"), (second, "ann2", "grounding", "1")]])
+    (project / "annotations").mkdir()
+    answers.to_parquet(project / "annotations" / "demo-responses.parquet", index=False)
+    assert curate(project, "label").returncode == 0
+    labeled = pd.read_parquet(project / "data" / "labeled.parquet").set_index("prompt")
+    refusal = labeled.loc[PROMPTS["a"], "responses"][0]
+    assert refusal["annotated"]["is_refusal"] is True and refusal["annotated"]["grounding"] == 3
+    assert refusal["annotated"]["external_reference"] is True
+    assert refusal["annotated"]["relevance"] is None
+    assert refusal["annotated_n"]["is_refusal"] == 2 and refusal["annotated_n"]["relevance"] == 0
+    assert refusal["signals"] == {"refusal": True, "referral": True}
+    assert refusal["judgments"]["is_refusal"] is None  # the source's own: none here
+    report = json.loads((project / "reports" / "labels.json").read_text())
+    assert report["rubric"]["responses_annotated"] == 2
+    by_question = {f["question"]: f for f in report["rubric"]["agreement"]}
+    assert set(by_question) == {"is_refusal", "grounding", "external_reference"}
+    assert by_question["is_refusal"]["krippendorff_alpha"] == 1.0
+    assert by_question["grounding"]["level"] == "ordinal"
