@@ -80,13 +80,9 @@ def run(context: Context) -> StageResult:
                                           "no annotation and no mapped category")))
     detectors = load_detectors(paths.schemas_dir / "signals.yaml", context.taxonomy)
     kept = labeled[~(out_of_scope | unlabeled)].reset_index(drop=True)
-    judged = rubric(annotations, context.vocabulary)
-    unjudged = {"annotated": {}, "annotated_n": {j.name: 0 for j in
-                                                 context.vocabulary.judgments}}
-    kept["responses"] = [
-        [{**r, "signals": detectors.of(r["text"]), **_merged(unjudged, judged.get(
-            response_id(item, r), {}))} for r in responses]
-        for item, responses in zip(kept["id"], kept["responses"], strict=True)]
+    kept["responses"] = with_signals_and_rubric(kept, detectors,
+                                                rubric(annotations, context.vocabulary),
+                                                context.vocabulary)
     kept = kept.astype({"domain": "str", "label_source": "str"})
     valid, failures = validate_rows(kept, load_schema("labeled"))
     if not failures.empty:
@@ -110,9 +106,22 @@ def run(context: Context) -> StageResult:
         f"disagreements between annotators and category maps: {len(report['disagreements'])}"])
 
 
-def _merged(empty: dict[str, Any], found: dict[str, Any]) -> dict[str, Any]:
-    return {"annotated": found.get("annotated", empty["annotated"]),
-            "annotated_n": {**empty["annotated_n"], **found.get("annotated_n", {})}}
+def with_signals_and_rubric(items: pd.DataFrame, detectors: Detectors,
+                            judged: dict[str, dict[str, Any]],
+                            vocabulary: Vocabulary) -> list[list[dict[str, Any]]]:
+    """Each item's responses, each with its automatic signals and the annotators' rubric
+    (none yet: every judgment null, with 0 answers)."""
+    zero = {j.name: 0 for j in vocabulary.judgments}
+    done = []
+    for item, responses in zip(items["id"], items["responses"], strict=True):
+        enriched = []
+        for response in responses:
+            found = judged.get(response_id(item, response), {})
+            enriched.append({**response, "signals": detectors.of(response["text"]),
+                             "annotated": found.get("annotated", {}),
+                             "annotated_n": {**zero, **found.get("annotated_n", {})}})
+        done.append(enriched)
+    return done
 
 
 def rubric_report(annotations: pd.DataFrame, kept: pd.DataFrame,
