@@ -14,6 +14,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import settings
+
+# Property tests explore the same examples on every run: a CI result must not be luck.
+settings.register_profile("deterministic", derandomize=True)
+settings.load_profile("deterministic")
 
 # `datasets` caches what it loads; a rebuilt release at a reused path must not load stale.
 os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="hf-datasets-")
