@@ -28,6 +28,12 @@ class SearchParams:
     ivf_probes: int
     num_threads: int
 
+    @classmethod
+    def of(cls, params: Any) -> SearchParams:
+        """The search settings of `families` params."""
+        return cls(params.neighbours, params.exact_search_limit, params.ivf_probes,
+                   params.num_threads)
+
 
 def index_for(vectors: np.ndarray, params: SearchParams) -> Any:
     """A faiss inner-product index holding `vectors`: flat (exact) or IVF (approximate)."""

@@ -32,7 +32,7 @@ from curation.core.tableio import StagedWrites
 from curation.core.text import clean_text
 from curation.neardup.clusters import cluster, representatives
 from curation.neardup.embeddings import Embedder, resolve_model
-from curation.neardup.families import SearchParams, link, nearest, neighbours
+from curation.neardup.families import SearchParams, cosines, link, nearest, neighbours
 from curation.neardup.lsh import candidate_pairs
 from curation.neardup.minhash import MinHashParams, Sketches, band_keys, sketch
 from curation.neardup.store import embeddings_table, load_sketches
@@ -71,12 +71,11 @@ def run(context: Context) -> StageResult:
     model = resolve_model(params.model, paths.cache, context.params_file.error)
     embedder = Embedder(model, paths.cache, params.device, params.batch_size,
                         params.num_threads, context.params_file.error)
-    vectors = embedder.embed(texts)
-    ref_vectors = embedder.embed(references.texts)
+    both = embedder.embed(texts + references.texts)  # one pass over the cache
+    vectors, ref_vectors = both[:len(texts)], both[len(texts):]
     minhash = MinHashParams.of(context.params.dedup)
     sketches = load_sketches(paths.signatures, table["id"].tolist())
-    search = SearchParams(params.neighbours, params.exact_search_limit, params.ivf_probes,
-                          params.num_threads)
+    search = SearchParams.of(params)
 
     ledger = StageLedger(STAGE)
     dropped: Counter[str] = Counter()
@@ -251,7 +250,7 @@ def _drop_paraphrases(table: pd.DataFrame, vectors: np.ndarray, labels: np.ndarr
     rep = representatives(members, tuple(source_priority)).to_numpy()
     gone = rep != members["row"].to_numpy()
     if gone.any():
-        cosine = np.einsum("ij,ij->i", vectors[gone], vectors[rep[gone]])
+        cosine = cosines(vectors, np.column_stack([np.flatnonzero(gone), rep[gone]]))
         rows = table[gone]
         dropped["item_semantic_duplicate"] += responses_of(rows)
         ledger.drop(rows, "duplicate", "semantic_duplicate",

@@ -194,8 +194,7 @@ def split_report(configs: dict[str, pd.DataFrame], excluded: dict[str, int],
     found, jaccard = similar_pairs(sketches, MinHashParams.of(dedup),
                                    params.similarity_report_threshold, dedup.max_bucket_size)
     vectors = load_embeddings(context.paths.embeddings, ids)
-    search = SearchParams(families.neighbours, families.exact_search_limit,
-                          families.ivf_probes, families.num_threads)
+    search = SearchParams.of(families)
     report: dict[str, Any] = {"configs": {}, "groups": int(len(np.unique(groups))),
                               "reserved_ids": list(params.reserved_ids)}
     for config, frame in configs.items():
