@@ -21,6 +21,10 @@ from curation.core.judgments import Vocabulary
 
 ANNOTATION_COLUMNS = ["dataset", "record_id", "annotator", "question", "value", "status"]
 DOMAIN_QUESTION = "domain"
+# Rubric questions outside the judgment vocabulary: the strategy a grounded response draws
+# on (free text), and the turn that refuses first and its phase of the refusal experience.
+STRATEGY_QUESTION, TURN_QUESTION, PHASE_QUESTION = (
+    "grounding_strategy", "refusal_turn", "refusal_phase")
 
 
 def submitted(annotations: pd.DataFrame, question: str) -> pd.DataFrame:
@@ -103,6 +107,37 @@ def rubric(annotations: pd.DataFrame, vocabulary: Vocabulary) -> dict[str, dict[
             entry = found.setdefault(str(record), {"annotated": {}, "annotated_n": {}})
             entry["annotated"][judgment.name] = _combine(judgment.type, values)
             entry["annotated_n"][judgment.name] = len(values)
+    for record, detail in rubric_detail(annotations).items():
+        found.setdefault(record, {"annotated": {}, "annotated_n": {}})["annotated_detail"] = (
+            detail)
+    return found
+
+
+def rubric_detail(annotations: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per record, what the rubric's other questions add: the grounding strategies
+    annotators named (distinct, sorted), the first refusing turn (lower median) and its
+    phase (majority; a tie: null), with the answer counts of the last two."""
+    found: dict[str, dict[str, Any]] = {}
+
+    def entry(record: str) -> dict[str, Any]:
+        return found.setdefault(record, {"grounding_strategies": [], "refusal_turn": None,
+                                         "refusal_turn_n": 0, "refusal_phase": None,
+                                         "refusal_phase_n": 0})
+
+    for record, group in submitted(annotations, STRATEGY_QUESTION).groupby("record_id"):
+        named = sorted({str(v).strip() for v in group["value"] if str(v).strip()})
+        if named:
+            entry(str(record))["grounding_strategies"] = named
+    for record, group in submitted(annotations, TURN_QUESTION).groupby("record_id"):
+        turns = [int(v) for v in group["value"] if str(v).isdigit() and int(v) >= 1]
+        if turns:
+            entry(str(record)).update(refusal_turn=_combine("int", turns),
+                                      refusal_turn_n=len(turns))
+    for record, group in submitted(annotations, PHASE_QUESTION).groupby("record_id"):
+        counts = Counter(str(v) for v in group["value"]).most_common()
+        tied = len(counts) > 1 and counts[1][1] == counts[0][1]
+        entry(str(record)).update(refusal_phase=None if tied else counts[0][0],
+                                  refusal_phase_n=int(len(group)))
     return found
 
 

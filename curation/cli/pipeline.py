@@ -20,7 +20,12 @@ STAGES = {
     "families": "Embed prompts; remove items too close to a reference set; group paraphrases.\n\n"
                 "Writes data/families.parquet (with family_id), data/embeddings.parquet and "
                 "reports/families.json; embeddings are cached by text and model.",
-    "label": "Give each item one domain (annotators first, then category maps).\n\n"
+    "suggest": "Suggest a domain (or out of scope) with a calibrated score for every item.\n\n"
+               "Learns from annotations and category maps over the families' embeddings; "
+               "writes data/suggestions.parquet and reports/suggest.json (macro-F1 on "
+               "held-out sources, reliability of the score).",
+    "label": "Give each item one domain (annotators, then category maps, then suggestions "
+             "above label.accept_model_above if set).\n\n"
              "Writes data/labeled.parquet and reports/labels.json.",
     "split": "Build the default and held-out-domain configurations under data/splits/.",
 }

@@ -134,6 +134,7 @@ def _model_of(annotation: Any) -> Any:
 
 Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
 PositiveInt = Annotated[int, Field(ge=1)]
+PositiveFloat = Annotated[float, Field(gt=0.0)]
 _SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?$")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(-[a-z]{2,4})?$")
 
@@ -233,9 +234,17 @@ class FamiliesParams(ConfigModel):
     contamination: ContaminationParams
 
 
+class SuggestParams(ConfigModel):
+    regularization: PositiveFloat  # inverse strength of the logistic regression's L2 penalty
+    folds: Annotated[int, Field(ge=2)]  # out-of-fold predictions (families kept whole)
+    seed: int
+
+
 class LabelParams(ConfigModel):
     min_submitted: PositiveInt   # submitted answers an item needs before its majority counts
     out_of_scope_label: Annotated[str, Field(min_length=1)]
+    accept_model_above: Fraction | None = None  # accept model suggestions at this score or
+                                                #   more (None: people's labels only)
 
 
 SplitSize = StrictInt | StrictFloat
@@ -299,6 +308,7 @@ class Params(ConfigModel):
     normalize: NormalizeParams
     dedup: DedupParams
     families: FamiliesParams
+    suggest: SuggestParams
     label: LabelParams
     split: SplitParams
     release: ReleaseParams

@@ -25,17 +25,23 @@ NESTED = ("messages", "responses")
 
 
 SIGNALS = pa.struct([("refusal", pa.bool_()), ("referral", pa.bool_())])
+# What annotators add beyond the judgment vocabulary (curation.annotation.agreement).
+ANNOTATED_DETAIL = pa.struct([("grounding_strategies", pa.list_(pa.string())),
+                              ("refusal_turn", pa.int64()), ("refusal_turn_n", pa.int64()),
+                              ("refusal_phase", pa.string()), ("refusal_phase_n", pa.int64())])
 
 
 def response_type(judgments: pa.StructType, labelled: bool = False) -> pa.StructType:
     """A response. From stage `label` on it also carries its automatic `signals`
     (core.signals) and the annotators' judgments aggregated (`annotated`, in the judgment
-    vocabulary) with how many answers each rests on (`annotated_n`)."""
+    vocabulary) with how many answers each rests on (`annotated_n`), and what the rubric's
+    other questions add (`annotated_detail`: strategies, first refusing turn, its phase)."""
     counts = pa.struct([(f.name, pa.int64()) for f in judgments])
     return pa.struct([("text", pa.string()), ("model", pa.string()), ("source", pa.string()),
                       ("source_record_id", pa.string()), ("judgments", judgments),
                       *([("signals", SIGNALS), ("annotated", judgments),
-                         ("annotated_n", counts)] if labelled else [])])
+                         ("annotated_n", counts), ("annotated_detail", ANNOTATED_DETAIL)]
+                        if labelled else [])])
 
 
 def response_id(item: str, response: dict[str, Any]) -> str:

@@ -59,6 +59,10 @@ class Paths:
         return self.data / "embeddings.parquet"
 
     @property
+    def suggestions(self) -> Path:
+        return self.data / "suggestions.parquet"
+
+    @property
     def labeled(self) -> Path:
         return self.data / "labeled.parquet"
 

@@ -44,6 +44,7 @@ class ReleaseInputs:
     families: dict[str, Any]                     # reports/families.json
     labels: dict[str, Any]                       # reports/labels.json
     signals: dict[str, Any]                      # reports/signals.json
+    suggest: dict[str, Any]                      # reports/suggest.json
     split_report: dict[str, Any]                 # reports/splits.json
     params: dict[str, Any]                       # the whole params.yaml, as written
     vocabulary: Vocabulary                       # schemas/judgments.yaml
@@ -93,7 +94,9 @@ def dataset_card(inputs: ReleaseInputs, params: ReleaseParams, rows: dict[str, d
         language=languages,
         task_categories=["text-classification", "text-generation"],
         size_categories=[_size_category(len(default))],
-        annotations_creators=(["expert-generated", "found"] if annotated else ["found"]),
+        annotations_creators=(["expert-generated"] if annotated else [])
+        + (["machine-generated"] if (default["label_source"] == "model").any() else [])
+        + ["found"],
         source_datasets=[f"{s}: {inputs.sources[s]['homepage']}" for s in used_sources],
         tags=["safety", "refusal", "red-teaming", "mental-health", "risk-domains"],
         configs=[{"config_name": config, "data_files": [
@@ -141,6 +144,12 @@ def card_body(inputs: ReleaseInputs, params: ReleaseParams, rows: dict[str, dict
         unlabelled=labels["items"] - labels["labeled"],
         agreement="n/a" if labels["mean_agreement"] is None else labels["mean_agreement"],
         disagreements=len(labels["disagreements"]),
+        model=labels["model"], suggest=inputs.suggest,
+        model_labelled=labels["by_label_source"].get("model", 0),
+        suggest_figures=_suggest_figures(inputs.suggest),
+        model_agreement={who: _agreement_text(labels["model"][key]) for who, key in (
+            ("annotators", "agreement_with_annotators"),
+            ("maps", "agreement_with_category_maps"))},
         families=inputs.families,
         signals=inputs.signals["refusal_vs_human"],
         rubric_answered=labels["rubric"]["responses_annotated"],
@@ -162,6 +171,20 @@ def card_body(inputs: ReleaseInputs, params: ReleaseParams, rows: dict[str, dict
                       for config, figures in splits["configs"].items()],
         citations=[inputs.sources[s]["citation"] for s in used_sources],
     )
+
+
+def _suggest_figures(report: dict[str, Any]) -> dict[str, Any]:
+    if not report.get("trained"):
+        return {"out_of_fold": "n/a", "held_out": "n/a", "ece": "n/a"}
+    return {"out_of_fold": report["out_of_fold"]["macro_f1"],
+            "held_out": report["held_out_sources"]["macro_f1"],
+            "ece": report["out_of_fold"]["expected_calibration_error"]}
+
+
+def _agreement_text(figures: dict[str, Any]) -> str:
+    if not figures["items"]:
+        return "no items"
+    return f"{figures['agree']} of {figures['items']} ({figures['rate']:.0%})"
 
 
 def _pin_text(pin: dict[str, Any]) -> str:

@@ -190,9 +190,10 @@ class Source(ConfigModel):
         return {k.casefold(): v for k, v in self.category_map.items()}
 
 
-def load_source(path: str | Path, domain_ids: tuple[str, ...],
+def load_source(path: str | Path, labels: tuple[str, ...],
                 judgment_names: tuple[str, ...]) -> Source:
-    """Parse and check one source file; every problem names the file, line and field."""
+    """Parse and check one source file; every problem names the file, line and field.
+    `labels` are what a category map may give: the domains and the out-of-scope label."""
     doc = YamlFile(path)
     data = doc.data
     if not isinstance(data, dict):
@@ -210,9 +211,9 @@ def load_source(path: str | Path, domain_ids: tuple[str, ...],
                             f"'{folded[category.casefold()]}' are the same category (keys "
                             "match case-insensitively)")
         folded[category.casefold()] = category
-        if domain not in domain_ids:
+        if domain not in labels:
             raise doc.error(f"category_map.{category}",
-                            f"unknown domain '{domain}' (taxonomy has {', '.join(domain_ids)})")
+                            f"unknown domain '{domain}' (it may be {', '.join(labels)})")
     for name in source.judgments:
         if name not in judgment_names:
             raise doc.error(f"judgments.{name}", f"unknown judgment '{name}' (the vocabulary "
@@ -226,13 +227,13 @@ def load_source(path: str | Path, domain_ids: tuple[str, ...],
     return source
 
 
-def load_sources(directory: str | Path, domain_ids: tuple[str, ...],
+def load_sources(directory: str | Path, labels: tuple[str, ...],
                  judgment_names: tuple[str, ...]) -> list[Source]:
     """Every `*.yaml` source in a folder, sorted by name; names must be unique."""
     paths = sorted(Path(directory).glob("*.yaml"))
     if not paths:
         raise CurationError("no source files (*.yaml) found", file=str(directory))
-    sources = [load_source(p, domain_ids, judgment_names) for p in paths]
+    sources = [load_source(p, labels, judgment_names) for p in paths]
     seen: dict[str, str] = {}
     for source in sources:
         if source.name in seen:

@@ -49,6 +49,11 @@ class Context:
         return load_vocabulary(self.paths.schemas_dir / "judgments.yaml")
 
     @property
+    def category_labels(self) -> tuple[str, ...]:
+        """What a category map or an annotator may give an item: a domain, or out of scope."""
+        return (*self.taxonomy.domain_ids, self.params.label.out_of_scope_label)
+
+    @property
     def sources_folder(self) -> Path:
         return self.sources_dir or self.paths.root / self.params.pull.sources_dir
 

@@ -1,12 +1,10 @@
 """Stage `label`: one risk domain per item, from annotators where they agree, else from
-the source's category map.
+the source's category map (`curation.annotation.labels`), else, only when a curator sets
+`label.accept_model_above`, from the suggestion model at that score or more.
 
-Annotations are the human input in `annotations/*.parquet` (one row per record x
-annotator x question, pulled from Argilla). An item's annotation label is the majority
-of its submitted `domain` answers, once it has at least `min_submitted` of them and no tie.
-Items with neither an annotation label nor a mapped category are `unlabeled`; items
-annotators marked out of scope are `out_of_scope`: both are filtered, and are what
-annotators get next. Every kept response gets its automatic `signals` (refusal, referral:
+Items with no label are `unlabeled`; items annotators, a category map or an accepted
+suggestion put out of scope are `out_of_scope`: both are filtered, and unlabeled items
+are what annotators get next. Every kept response gets its automatic `signals` (refusal, referral:
 `curation.core.signals`) and the annotators' rubric judgments from the responses dataset,
 aggregated (`annotated`, with answer counts in `annotated_n`); `reports/signals.json`
 measures the refusal rule against the human refusal labels the sources ship.
@@ -15,64 +13,48 @@ measures the refusal rule against the human refusal labels the sources ship.
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from curation.annotation.agreement import (
-    ANNOTATION_COLUMNS,
-    aggregate,
-    agreement,
-    rubric,
-    submitted,
-)
-from curation.core.config import LabelParams
-from curation.core.errors import CurationError
+from curation.annotation.agreement import PHASE_QUESTION, TURN_QUESTION, agreement, rubric
+from curation.annotation.labels import assign_labels, read_annotations
 from curation.core.items import response_id, responses_of, to_arrow
 from curation.core.judgments import Vocabulary
 from curation.core.ledger import StageLedger
 from curation.core.schemas import load_schema, validate_rows
 from curation.core.signals import Detectors, load_detectors
 from curation.core.tableio import StagedWrites, read_input
-from curation.sources.spec import Source, load_sources
+from curation.sources.spec import load_sources
 from curation.stages.base import Context, StageResult
 
 STAGE = "label"
-
-
-def read_annotations(folder: Path, allowed: set[str]) -> pd.DataFrame:
-    """Every annotation snapshot in `folder`, checked: labels must be in the taxonomy."""
-    frames = []
-    for path in sorted(folder.glob("*.parquet")):
-        frame = read_input(path, "annotate pull", ANNOTATION_COLUMNS)
-        answers = submitted(frame, "domain")
-        unknown = answers[~answers["value"].isin(allowed)]
-        if not unknown.empty:
-            row = int(unknown.index[0]) + 1
-            raise CurationError(f"label '{unknown['value'].iloc[0]}' is not in the taxonomy",
-                                file=str(path), row=row, field="value")
-        frames.append(frame[ANNOTATION_COLUMNS])
-    if not frames:
-        return pd.DataFrame({c: pd.Series(dtype="str") for c in ANNOTATION_COLUMNS})
-    return pd.concat(frames, ignore_index=True)
+NO_DETAIL = {"grounding_strategies": [], "refusal_turn": None, "refusal_turn_n": 0,
+             "refusal_phase": None, "refusal_phase_n": 0}
+OUT_OF_SCOPE_BY = {"annotation": "annotators: no domain applies",
+                   "source_map": "category map: out of scope",
+                   "model": "suggestion model: out of scope, above label.accept_model_above"}
 
 
 def run(context: Context) -> StageResult:
     """Give each item its domain and write the labeled table, dropped rows and report."""
     params, paths = context.params.label, context.paths
     domains = context.taxonomy.domain_ids
-    annotations = read_annotations(paths.annotations_dir, {*domains, params.out_of_scope_label})
+    annotations = read_annotations(paths.annotations_dir, set(context.category_labels))
     table = context.input_table(paths.families, "families", "families")
-    sources = load_sources(context.sources_folder, domains,
+    sources = load_sources(context.sources_folder, context.category_labels,
                            tuple(context.vocabulary.by_name()))
     labeled, mapped, annotation, votes = assign_labels(table, sources, annotations,
-                                                       params)
+                                                       params.min_submitted)
+    suggestions = read_input(paths.suggestions, "suggest",
+                             load_schema("suggestions").columns).set_index("id")
+    labeled = with_model_labels(labeled, suggestions, params.accept_model_above)
     ledger = StageLedger(STAGE)
     out_of_scope = labeled["domain"] == params.out_of_scope_label
     ledger.drop(labeled[out_of_scope], "filtered", "out_of_scope", field="domain",
-                detail="annotators: no domain applies")
+                detail=labeled.loc[out_of_scope, "label_source"].map(OUT_OF_SCOPE_BY)
+                .reset_index(drop=True))
     unlabeled = labeled["domain"].isna()
     pending = labeled["n_annotations"].to_numpy() > 0
     ledger.drop(labeled[unlabeled], "filtered", "unlabeled", field="domain",
@@ -94,6 +76,8 @@ def run(context: Context) -> StageResult:
                            item_quarantined=taken_in - kept_responses - filtered)
     summary = ledger.summary(Counter(table["source"]), Counter(valid["source"]))
     report = label_report(labeled, mapped, annotation, votes, valid, domains)
+    report["model"] = model_report(labeled, annotation, mapped, suggestions,
+                                   params.accept_model_above)
     report["rubric"] = rubric_report(annotations, valid, context.vocabulary)
     with StagedWrites() as out:
         out.parquet(to_arrow(valid, context.vocabulary.arrow_type(), labelled=True),
@@ -119,7 +103,8 @@ def with_signals_and_rubric(items: pd.DataFrame, detectors: Detectors,
             found = judged.get(response_id(item, response), {})
             enriched.append({**response, "signals": detectors.of(response["text"]),
                              "annotated": found.get("annotated", {}),
-                             "annotated_n": {**zero, **found.get("annotated_n", {})}})
+                             "annotated_n": {**zero, **found.get("annotated_n", {})},
+                             "annotated_detail": found.get("annotated_detail", NO_DETAIL)})
         done.append(enriched)
     return done
 
@@ -127,10 +112,11 @@ def with_signals_and_rubric(items: pd.DataFrame, detectors: Detectors,
 def rubric_report(annotations: pd.DataFrame, kept: pd.DataFrame,
                   vocabulary: Vocabulary) -> dict[str, Any]:
     """The annotators' rubric: how many kept responses it reached, and the agreement per
-    judgment (ordinal for ratings, nominal for yes/no)."""
-    names = [j.name for j in vocabulary.judgments
-             if (annotations["question"] == j.name).any()]
+    judgment and on the first refusing turn and its phase (ordinal for ratings and turns,
+    nominal for yes/no and phases)."""
     kinds = {j.name: j.type for j in vocabulary.judgments}
+    kinds.update({TURN_QUESTION: "int", PHASE_QUESTION: "bool"})  # ordinal; nominal
+    names = [name for name in kinds if (annotations["question"] == name).any()]
     reached = sum(any(n for n in r["annotated_n"].values()) for rs in kept["responses"]
                   for r in rs)
     return {"responses_annotated": reached,
@@ -162,33 +148,42 @@ def signals_report(table: pd.DataFrame, detectors: Detectors) -> dict[str, Any]:
     }
 
 
-def assign_labels(table: pd.DataFrame, sources: list[Source], annotations: pd.DataFrame,
-                  params: LabelParams) -> tuple[pd.DataFrame, pd.Series, pd.Series,
-                                                pd.DataFrame]:
-    """Each item's domain (annotation majority, else category map) and its provenance;
-    also the mapped and annotated domains apart, and the vote table, for the report."""
-    by_name = {s.name: s for s in sources}
-    unknown = sorted(set(table["source"]) - set(by_name))
-    if unknown:
-        raise CurationError(f"rows come from source '{unknown[0]}', which has no source file",
-                            file="sources", field="source")
-    mapped = pd.Series([by_name[s].domain_of(c) for s, c in
-                        zip(table["source"], table["source_category"].astype(object).where(
-                            table["source_category"].notna(), None), strict=True)],
-                       index=table.index, dtype="object")
-    votes = aggregate(annotations, params.min_submitted).set_index("id")
-    joined = votes.reindex(table["id"])
-    annotation = pd.Series(joined["annotation"].to_numpy(dtype=object), index=table.index)
-    annotation = annotation.where(annotation.notna(), None)
-    domain = annotation.where(annotation.notna(), mapped)
-    labeled = table.assign(
-        domain=domain,
-        label_source=np.where(annotation.notna(), "annotation",
-                              np.where(mapped.notna(), "source_map", None)),
-        n_annotations=joined["n_annotations"].fillna(0).astype("int64").to_numpy(),
-        agreement=joined["agreement"].to_numpy(dtype="float64"),
-    )
-    return labeled, mapped, annotation, votes
+def with_model_labels(labeled: pd.DataFrame, suggestions: pd.DataFrame,
+                      threshold: float | None) -> pd.DataFrame:
+    """Unlabelled items whose suggestion scores `threshold` or more take it, as
+    `label_source: model` with its score in `label_score` (null for people's labels)."""
+    found = suggestions.reindex(labeled["id"])
+    score = found["score"].to_numpy(dtype="float64")
+    accept = (labeled["domain"].isna().to_numpy() & (score >= threshold)
+              if threshold is not None else np.zeros(len(labeled), dtype=bool))
+    return labeled.assign(
+        domain=labeled["domain"].where(~accept, found["suggestion"].to_numpy(dtype=object)),
+        label_source=np.where(accept, "model", labeled["label_source"].to_numpy(dtype=object)),
+        label_score=np.where(accept, score, np.nan))
+
+
+def model_report(labeled: pd.DataFrame, annotation: pd.Series, mapped: pd.Series,
+                 suggestions: pd.DataFrame, threshold: float | None) -> dict[str, Any]:
+    """What the suggestion model labelled, and how it agrees with people on items both
+    labelled (out-of-fold suggestions at the acceptance threshold, or all without one)."""
+    found = suggestions.reindex(labeled["id"])
+    honest = found["out_of_fold"].fillna(False).to_numpy(dtype=bool)
+    if threshold is not None:
+        honest = honest & (found["score"].to_numpy(dtype="float64") >= threshold)
+    suggested = pd.Series(found["suggestion"].to_numpy(dtype=object), index=labeled.index)
+
+    def agreement_with(people: pd.Series) -> dict[str, Any]:
+        both = honest & people.notna().to_numpy()
+        agree = int((suggested[both] == people[both]).sum())
+        return {"items": int(both.sum()), "agree": agree,
+                "rate": round(agree / both.sum(), 4) if both.any() else None}
+
+    by_model = labeled[labeled["label_source"] == "model"]
+    return {"accept_above": threshold, "accepted": len(by_model),
+            "by_label": {k: int(v) for k, v in
+                         by_model["domain"].value_counts().sort_index().items()},
+            "agreement_with_annotators": agreement_with(annotation),
+            "agreement_with_category_maps": agreement_with(mapped)}
 
 
 def label_report(labeled: pd.DataFrame, mapped: pd.Series, annotation: pd.Series,
@@ -196,9 +191,9 @@ def label_report(labeled: pd.DataFrame, mapped: pd.Series, annotation: pd.Series
                  domains: tuple[str, ...]) -> dict[str, Any]:
     """Counts by domain and provenance, and where annotators and category maps disagree."""
     disagree = annotation.notna() & mapped.notna() & (annotation != mapped)
-    by_domain = {d: {"annotation": 0, "source_map": 0} for d in domains}
+    by_domain = {d: {"annotation": 0, "source_map": 0, "model": 0} for d in domains}
     for (domain, source), n in kept.groupby(["domain", "label_source"]).size().items():
-        by_domain.setdefault(domain, {"annotation": 0, "source_map": 0})[source] = int(n)
+        by_domain[domain][source] = int(n)
     return {
         "items": len(labeled),
         "labeled": len(kept),

@@ -53,7 +53,7 @@ def run(context: Context) -> StageResult:
     """
     paths = context.paths
     vocabulary = context.vocabulary
-    sources = load_sources(context.sources_folder, context.taxonomy.domain_ids,
+    sources = load_sources(context.sources_folder, context.category_labels,
                            tuple(vocabulary.by_name()))
     roots = [paths.root, *(paths.root / root for root in context.params.pull.data_roots)]
     ledger, references = StageLedger(STAGE), StageLedger(STAGE)

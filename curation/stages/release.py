@@ -61,6 +61,7 @@ def run(context: Context) -> StageResult:
         families=context.input_report("families", "families"),
         labels=context.input_report("labels", "label"),
         signals=context.input_report("signals", "label"),
+        suggest=context.input_report("suggest", "suggest"),
         split_report=context.input_report("splits", "split"), params=context.params_file.raw,
         vocabulary=context.vocabulary)
     target = release(inputs, context.params.release, paths.releases_dir,

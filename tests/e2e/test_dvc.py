@@ -12,7 +12,7 @@ import pytest
 import yaml
 from conftest import DVC, REPO, run
 
-STAGES = ("pull", "normalize", "dedup", "families", "label", "split", "release")
+STAGES = ("pull", "normalize", "dedup", "families", "suggest", "label", "split", "release")
 
 
 def module_file(name: str) -> Path | None:

@@ -73,9 +73,21 @@ def test_rubric_judgments_aggregate_per_response_in_the_vocabulary() -> None:
             ("y", "ann1", "is_refusal", "yes", "submitted"),
             ("y", "ann2", "is_refusal", "no", "submitted"),    # a tie: no majority
             ("y", "ann3", "relevance", "4", "discarded"),      # not submitted
-            ("y", "ann1", "grounding_strategy", "QPR", "submitted"),  # not a judgment
+            ("y", "ann1", "grounding_strategy", "QPR", "submitted"),  # not a judgment:
+            ("y", "ann2", "grounding_strategy", " Safety Planning ", "submitted"),  # detail
+            ("y", "ann3", "grounding_strategy", "QPR", "submitted"),
+            ("y", "ann1", "refusal_turn", "3", "submitted"),
+            ("y", "ann2", "refusal_turn", "2", "submitted"),
+            ("y", "ann1", "refusal_phase", "trigger", "submitted"),
+            ("y", "ann2", "refusal_phase", "resource_referral", "submitted"),  # a tie
+            ("z", "ann1", "refusal_phase", "trigger", "submitted"),
         ]])
     found = rubric(rows, load_vocabulary(REPO / "schemas" / "judgments.yaml"))
     assert found["x"] == {"annotated": {"is_refusal": True, "grounding": 2},
                           "annotated_n": {"is_refusal": 3, "grounding": 2}}
-    assert found["y"] == {"annotated": {"is_refusal": None}, "annotated_n": {"is_refusal": 2}}
+    assert found["y"] == {"annotated": {"is_refusal": None}, "annotated_n": {"is_refusal": 2},
+                          "annotated_detail": {
+                              "grounding_strategies": ["QPR", "Safety Planning"],
+                              "refusal_turn": 2, "refusal_turn_n": 2,
+                              "refusal_phase": None, "refusal_phase_n": 2}}
+    assert found["z"]["annotated_detail"]["refusal_phase"] == "trigger"

@@ -36,6 +36,7 @@ def build_labels(project: Path, annotations: list[tuple[str, str, str, str]]) ->
          for key, who, value, status in annotations])
     (project / "annotations").mkdir(exist_ok=True)
     frame.to_parquet(project / "annotations" / "demo.parquet", index=False)
+    assert curate(project, "suggest").returncode == 0
     result = curate(project, "label")
     assert result.returncode == 0, result.stderr
     return json.loads((project / "reports" / "labels.json").read_text())
@@ -107,10 +108,15 @@ def test_rubric_answers_reach_their_responses_with_counts_and_agreement(project:
             (first, "ann1", "grounding", "4"), (first, "ann2", "grounding", "3"),
             (first, "ann1", "external_reference", "yes"),
             (second, "ann1", "is_refusal", "no"), (second, "ann2", "is_refusal", "no"),
-            (second, "ann1", "grounding", "1"), (second, "ann2", "grounding", "1")]])
+            (second, "ann1", "grounding", "1"), (second, "ann2", "grounding", "1"),
+            (first, "ann1", "grounding_strategy", "Safety Planning"),
+            (first, "ann1", "refusal_turn", "1"), (first, "ann2", "refusal_turn", "1"),
+            (first, "ann1", "refusal_phase", "resource_referral"),
+            (first, "ann2", "refusal_phase", "resource_referral")]])
     (project / "annotations").mkdir()
     answers.to_parquet(project / "annotations" / "demo-responses.parquet", index=False)
-    assert curate(project, "label").returncode == 0
+    for stage in ("suggest", "label"):
+        assert curate(project, stage).returncode == 0
     labeled = pd.read_parquet(project / "data" / "labeled.parquet").set_index("prompt")
     refusal = labeled.loc[PROMPTS["a"], "responses"][0]
     assert refusal["annotated"]["is_refusal"] is True and refusal["annotated"]["grounding"] == 3
@@ -118,10 +124,19 @@ def test_rubric_answers_reach_their_responses_with_counts_and_agreement(project:
     assert refusal["annotated"]["relevance"] is None
     assert refusal["annotated_n"]["is_refusal"] == 2 and refusal["annotated_n"]["relevance"] == 0
     assert refusal["signals"] == {"refusal": True, "referral": True}
+    detail = refusal["annotated_detail"]
+    assert {**detail, "grounding_strategies": list(detail["grounding_strategies"])} == {
+        "grounding_strategies": ["Safety Planning"], "refusal_turn": 1, "refusal_turn_n": 2,
+        "refusal_phase": "resource_referral", "refusal_phase_n": 2}
+    other = labeled.loc[PROMPTS["c"], "responses"][0]["annotated_detail"]
+    assert list(other["grounding_strategies"]) == [] and other["refusal_phase"] is None
     assert refusal["judgments"]["is_refusal"] is None  # the source's own: none here
     report = json.loads((project / "reports" / "labels.json").read_text())
     assert report["rubric"]["responses_annotated"] == 2
     by_question = {f["question"]: f for f in report["rubric"]["agreement"]}
-    assert set(by_question) == {"is_refusal", "grounding", "external_reference"}
+    assert set(by_question) == {"is_refusal", "grounding", "external_reference",
+                                "refusal_turn", "refusal_phase"}
+    assert by_question["refusal_phase"]["level"] == "nominal"
+    assert by_question["refusal_turn"]["level"] == "ordinal"
     assert by_question["is_refusal"]["krippendorff_alpha"] == 1.0
     assert by_question["grounding"]["level"] == "ordinal"

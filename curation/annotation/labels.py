@@ -1,0 +1,71 @@
+"""Trusted labels: what people said an item's domain is. The annotators' majority comes
+first, then the source's category map; the label stage releases them and the suggestion
+model learns from them.
+
+Annotations are the human input in `annotations/*.parquet` (one row per record x
+annotator x question, pulled from Argilla). An item's annotation label is the majority
+of its submitted `domain` answers, once it has at least `min_submitted` of them and no tie.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from curation.annotation.agreement import ANNOTATION_COLUMNS, aggregate, submitted
+from curation.core.errors import CurationError
+from curation.core.tableio import read_input
+from curation.sources.spec import Source
+
+
+def read_annotations(folder: Path, allowed: set[str]) -> pd.DataFrame:
+    """Every annotation snapshot in `folder`, checked: labels must be in the taxonomy."""
+    frames = []
+    for path in sorted(folder.glob("*.parquet")):
+        frame = read_input(path, "annotate pull", ANNOTATION_COLUMNS)
+        answers = submitted(frame, "domain")
+        unknown = answers[~answers["value"].isin(allowed)]
+        if not unknown.empty:
+            row = int(unknown.index[0]) + 1
+            raise CurationError(f"label '{unknown['value'].iloc[0]}' is not in the taxonomy",
+                                file=str(path), row=row, field="value")
+        frames.append(frame[ANNOTATION_COLUMNS])
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype="str") for c in ANNOTATION_COLUMNS})
+    return pd.concat(frames, ignore_index=True)
+
+
+def mapped_domains(table: pd.DataFrame, sources: list[Source]) -> pd.Series:
+    """Each item's label from its source's category map (None where the map is silent)."""
+    by_name = {s.name: s for s in sources}
+    unknown = sorted(set(table["source"]) - set(by_name))
+    if unknown:
+        raise CurationError(f"rows come from source '{unknown[0]}', which has no source file",
+                            file="sources", field="source")
+    categories = table["source_category"].astype(object)
+    return pd.Series([by_name[s].domain_of(c) for s, c in
+                      zip(table["source"], categories.where(categories.notna(), None),
+                          strict=True)], index=table.index, dtype="object")
+
+
+def assign_labels(table: pd.DataFrame, sources: list[Source], annotations: pd.DataFrame,
+                  min_submitted: int) -> tuple[pd.DataFrame, pd.Series, pd.Series,
+                                               pd.DataFrame]:
+    """Each item's domain (annotation majority, else category map) and its provenance;
+    also the mapped and annotated domains apart, and the vote table, for the report."""
+    mapped = mapped_domains(table, sources)
+    votes = aggregate(annotations, min_submitted).set_index("id")
+    joined = votes.reindex(table["id"])
+    annotation = pd.Series(joined["annotation"].to_numpy(dtype=object), index=table.index)
+    annotation = annotation.where(annotation.notna(), None)
+    domain = annotation.where(annotation.notna(), mapped)
+    labeled = table.assign(
+        domain=domain,
+        label_source=np.where(annotation.notna(), "annotation",
+                              np.where(mapped.notna(), "source_map", None)),
+        n_annotations=joined["n_annotations"].fillna(0).astype("int64").to_numpy(),
+        agreement=joined["agreement"].to_numpy(dtype="float64"),
+    )
+    return labeled, mapped, annotation, votes
