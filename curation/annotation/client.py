@@ -3,6 +3,7 @@ that `curate argilla serve` started."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import argilla as rg
@@ -40,3 +41,17 @@ def connect(api_url: str, api_key: str) -> rg.Argilla:
         raise CurationError(f"Argilla at {api_url} answered HTTP {answer.status_code}",
                             field="ARGILLA_API_URL")
     return rg.Argilla(api_url=api_url, api_key=api_key)
+
+
+def find_workspace(client: rg.Argilla, name: str) -> rg.Workspace | None:
+    """The workspace, or None (without the SDK's warning: not there yet is normal)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return client.workspaces(name)
+
+
+def find_dataset(client: rg.Argilla, name: str, workspace: str) -> rg.Dataset | None:
+    """The dataset, or None (without the SDK's warning: not there yet is normal)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return client.datasets(name=name, workspace=workspace)

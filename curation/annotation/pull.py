@@ -20,6 +20,7 @@ from curation.annotation.agreement import (
     aggregate,
     agreement,
 )
+from curation.annotation.client import find_dataset
 from curation.annotation.settings import ORDINAL_QUESTIONS, AnnotationConfig
 from curation.core.errors import CurationError
 from curation.core.tableio import StagedWrites
@@ -34,7 +35,7 @@ def fetch_answers(client: rg.Argilla, params: AnnotationConfig,
     A response discarded without any values becomes one row with no question and no value.
     """
     name = name or params.dataset
-    dataset = client.datasets(name=name, workspace=params.workspace)
+    dataset = find_dataset(client, name, params.workspace)
     if dataset is None:
         raise CurationError(f"no Argilla dataset '{name}' in workspace "
                             f"'{params.workspace}'; run `curate annotate push` first",
@@ -91,7 +92,7 @@ def pull(client: rg.Argilla, taxonomy: Taxonomy, params: AnnotationConfig,
                             file=f"Argilla dataset {params.dataset}", field=DOMAIN_QUESTION)
     report = annotation_report(answers, params)
     rated = None
-    if client.datasets(name=params.responses_dataset, workspace=params.workspace) is not None:
+    if find_dataset(client, params.responses_dataset, params.workspace) is not None:
         rated = fetch_answers(client, params, params.responses_dataset)
         report["response_quality"] = quality_report(rated)
     if answers.empty and (rated is None or rated.empty):
@@ -168,7 +169,7 @@ def dataset_progress(client: rg.Argilla, params: AnnotationConfig
     per_dataset = [["dataset", "records", "answered", "submitted answers"]]
     answers = None
     for name in (params.dataset, params.responses_dataset):
-        dataset = client.datasets(name=name, workspace=params.workspace)
+        dataset = find_dataset(client, name, params.workspace)
         if dataset is None:
             continue
         found = fetch_answers(client, params, name)

@@ -1,5 +1,8 @@
 """Push items to Argilla: one record per item, keyed by item id (pushing again updates,
-never duplicates), with the source category map's domain as a suggestion."""
+never duplicates), with a suggestion: the source category map's domain where it has
+one, else the suggestion model's, with its score and margin as metadata. The dataset URL
+printed after a push sorts the queue by that margin, so annotators start with the items
+the model is least sure of."""
 
 from __future__ import annotations
 
@@ -26,16 +29,25 @@ from curation.core.tableio import read_input
 from curation.core.taxonomy import Taxonomy
 from curation.sources.spec import Source
 
+# The web UI's sort (its URL form) that starts an annotator's queue where the model is
+# least sure: without a sort, Argilla shuffles each annotator's queue.
+LEAST_SURE_FIRST = "metadata.suggestion_margin.asc"
+
 
 def items_to_push(paths: Paths, everything: bool) -> pd.DataFrame:
-    """The deduplicated items; unless `everything`, only those the label stage left
+    """The items to label, each with its model suggestion (columns `suggestion`, `score`,
+    `margin`), lowest margin first; unless `everything`, only those the label stage left
     unlabeled (what annotators are needed for)."""
     table = read_input(paths.families, "families", load_schema("families").columns)
-    if everything:
-        return table
-    unlabeled = read_input(paths.dropped("label"), "label", DROPPED_COLUMNS)
-    todo = unlabeled.loc[unlabeled["reason"] == "unlabeled", "id"]
-    return table[table["id"].isin(todo)].reset_index(drop=True)
+    if not everything:
+        unlabeled = read_input(paths.dropped("label"), "label", DROPPED_COLUMNS)
+        todo = unlabeled.loc[unlabeled["reason"] == "unlabeled", "id"]
+        table = table[table["id"].isin(todo)]
+    suggestions = read_input(paths.suggestions, "suggest", load_schema("suggestions").columns)
+    table = table.merge(suggestions[["id", "suggestion", "score", "margin"]], on="id",
+                        how="left", validate="one_to_one")
+    return table.sort_values(["margin", "id"], na_position="last",
+                             kind="stable").reset_index(drop=True)
 
 
 def conversation(messages: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -43,10 +55,10 @@ def conversation(messages: list[dict[str, str]]) -> list[dict[str, str]]:
     return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
-def item_records(table: pd.DataFrame, sources: list[Source], domain_question_id: str
-                 ) -> Iterator[dict[str, Any]]:
+def item_records(table: pd.DataFrame, sources: list[Source], domain_question_id: str,
+                 agent: str) -> Iterator[dict[str, Any]]:
     """One record per item (the bulk API's JSON), keyed by item id, with the source
-    category map's domain as a suggestion."""
+    category map's domain as a suggestion, else the model's with its score."""
     by_name = {s.name: s for s in sources}
     for row in table.itertuples(index=False):
         category = row.source_category if isinstance(row.source_category, str) else None
@@ -57,8 +69,16 @@ def item_records(table: pd.DataFrame, sources: list[Source], domain_question_id:
             metadata["source_category"] = category
         source = by_name.get(row.source)
         domain = source.domain_of(category) if source is not None else None
-        suggestions = [{"question_id": domain_question_id, "value": domain, "type": "human",
-                        "agent": f"category map of source {row.source}"}] if domain else []
+        if domain:
+            suggestions = [{"question_id": domain_question_id, "value": domain,
+                            "type": "human", "agent": f"category map of source {row.source}"}]
+        elif isinstance(row.suggestion, str):
+            suggestions = [{"question_id": domain_question_id, "value": row.suggestion,
+                            "type": "model", "agent": agent, "score": float(row.score)}]
+            metadata.update(suggestion_score=float(row.score),
+                            suggestion_margin=float(row.margin))
+        else:
+            suggestions = []
         yield {"external_id": row.id, "fields": {"conversation": conversation(row.messages)},
                "metadata": metadata, "suggestions": suggestions}
 
@@ -77,7 +97,7 @@ def response_records(table: pd.DataFrame) -> Iterator[dict[str, Any]]:
 
 
 def push(client: rg.Argilla, table: pd.DataFrame, sources: list[Source], taxonomy: Taxonomy,
-         params: AnnotationConfig) -> dict[str, int]:
+         params: AnnotationConfig, agent: str) -> dict[str, Any]:
     """Create or update both datasets' records, keyed by item and response id.
 
     Records go through the bulk REST endpoint, not `dataset.records.log`: the SDK parses
@@ -86,8 +106,14 @@ def push(client: rg.Argilla, table: pd.DataFrame, sources: list[Source], taxonom
     items = ensure_dataset(client, params.dataset, item_settings(taxonomy, params), params)
     question_id = str(next(q.id for q in items.settings.questions
                            if q.name == DOMAIN_QUESTION))
-    _push_all(client, items, item_records(table, sources, question_id), len(table), params)
-    counts = {"pushed": len(table), "records_in_dataset": record_count(client, items)}
+    _push_all(client, items, item_records(table, sources, question_id, agent), len(table),
+              params)
+    by_map = mapped_count(table, sources)
+    counts = {"pushed": len(table), "records_in_dataset": record_count(client, items),
+              "suggested_by_category_map": by_map,
+              "suggested_by_model": int(table["suggestion"].notna().sum()) - by_map,
+              "url": f"{client.api_url.rstrip('/')}/dataset/{items.id}/annotation-mode"
+                     f"?sort={LEAST_SURE_FIRST}"}
     if params.refusal_rubric:
         responses = ensure_dataset(client, params.responses_dataset, response_settings(params),
                                    params)
@@ -96,6 +122,15 @@ def push(client: rg.Argilla, table: pd.DataFrame, sources: list[Source], taxonom
         counts.update(responses_pushed=total,
                       records_in_responses_dataset=record_count(client, responses))
     return counts
+
+
+def mapped_count(table: pd.DataFrame, sources: list[Source]) -> int:
+    """How many items get their category map's domain as the suggestion."""
+    by_name = {s.name: s for s in sources}
+    return sum(1 for name, category in zip(table["source"], table["source_category"],
+                                           strict=True)
+               if isinstance(category, str) and name in by_name
+               and by_name[name].domain_of(category) is not None)
 
 
 def _push_all(client: rg.Argilla, dataset: rg.Dataset, records: Iterator[dict[str, Any]],

@@ -46,14 +46,19 @@ def annotate_push(params_path: str, sources_dir: str | None, taxonomy: str,
     """Create or update the Argilla dataset and its records (keyed by item id)."""
     from curation.annotation.push import items_to_push, push
     from curation.sources.spec import load_sources
+    from curation.stages.suggest import agent
 
     table = items_to_push(Paths(), everything)
     ctx, config, client = _setup(params_path, sources_dir, taxonomy, api_url, api_key)
-    sources = load_sources(ctx.sources_folder, ctx.taxonomy.domain_ids,
+    sources = load_sources(ctx.sources_folder, ctx.category_labels,
                            tuple(ctx.vocabulary.by_name()))
-    counts = push(client, table, sources, ctx.taxonomy, config)
-    click.echo(f"pushed {counts['pushed']} records; the dataset '{config.dataset}' has "
+    counts = push(client, table, sources, ctx.taxonomy, config,
+                  agent(ctx.params.families.model))
+    click.echo(f"pushed {counts['pushed']} records ({counts['suggested_by_model']} with the "
+               f"model's suggestion and score, {counts['suggested_by_category_map']} with a "
+               f"category map's); the dataset '{config.dataset}' has "
                f"{counts['records_in_dataset']}")
+    click.echo(f"annotate, least sure suggestion first: {counts['url']}")
     if "responses_pushed" in counts:
         click.echo(f"pushed {counts['responses_pushed']} responses; the dataset "
                    f"'{config.responses_dataset}' has {counts['records_in_responses_dataset']}")

@@ -12,17 +12,23 @@ import warnings
 from pathlib import Path
 
 import argilla as rg
+import datasets
 import httpx
 import pandas as pd
 import pytest
+import yaml
 from conftest import REPO, curate, nominal_alpha, set_params
 
+from curation.annotation.push import LEAST_SURE_FIRST
 from curation.core.items import response_id
 from curation.localserver import runner
 
 PASSWORD = "annotator-pass-1"
 DATASET = "refusal-domains"
 RESPONSES = f"{DATASET}-responses"
+TITLES = {"suicide_self_harm": "Suicide and self-harm", "substance_use": "Substance use",
+          "violence": "Violence", "weapons": "Weapons", "sexual_crimes": "Sexual crimes",
+          "out_of_scope": "None of these (out of scope)"}
 
 
 @pytest.fixture(scope="session")
@@ -60,6 +66,11 @@ def annotation_project(built: Path, server: runner.ServerInfo,
     (project / "data").mkdir()
     items = pd.read_parquet(built / "data" / "families.parquet").groupby("source").head(40)
     items.to_parquet(project / "data" / "families.parquet", index=False)
+    for name in ("embeddings", "suggestions", "signatures"):
+        shutil.copy(built / "data" / f"{name}.parquet", project / "data" / f"{name}.parquet")
+    (project / "reports").mkdir()
+    for name in ("sources", "dedup", "families", "suggest"):  # what a release reports on
+        shutil.copy(built / "reports" / f"{name}.json", project / "reports" / f"{name}.json")
     return project
 
 
@@ -135,7 +146,8 @@ def test_settings_come_from_the_taxonomy(annotation_project: Path,
     assert dataset.settings.distribution.min_submitted == 2
     assert "Suicide and self-harm" in dataset.settings.guidelines
     assert {m.name for m in dataset.settings.metadata} == {
-        "source", "source_category", "language", "expected_behavior", "dup_cluster_size"}
+        "source", "source_category", "language", "expected_behavior", "dup_cluster_size",
+        "suggestion_score", "suggestion_margin"}
     assert [(f.name, type(f).__name__) for f in dataset.settings.fields] == [
         ("conversation", "ChatField")]
     rated = owner.datasets(name=RESPONSES, workspace="curation")
@@ -166,6 +178,40 @@ def test_settings_come_from_the_taxonomy(annotation_project: Path,
     assert suggestion["value"] in ("suicide_self_harm", "violence")
     assert suggestion["agent"] == f"category map of source {row['source']}"
     assert records[row["id"]]["metadata"]["source_category"] == row["source_category"]
+
+
+def test_model_suggestions_come_with_scores_least_sure_first(
+        annotation_project: Path, server: runner.ServerInfo, tmp_path: Path) -> None:
+    project = tmp_path / "suggested"
+    shutil.copytree(annotation_project, project)
+    set_params(project, "annotate", dataset="suggested-first")
+    assert run(project, server, "label").returncode == 0
+    result = run(project, server, "annotate", "push")
+    assert result.returncode == 0, result.stderr
+    unlabeled = pd.read_parquet(project / "data" / "dropped" / "label.parquet")
+    todo = set(unlabeled.loc[unlabeled["reason"] == "unlabeled", "id"])
+    suggestions = pd.read_parquet(project / "data" / "suggestions.parquet").set_index("id")
+    assert f"pushed {len(todo)} records ({len(todo)} with the model's suggestion and score, " \
+           "0 with a category map's)" in result.stdout
+    owner = rg.Argilla(api_url=server.url, api_key=server.api_key)
+    dataset = owner.datasets(name="suggested-first", workspace="curation")
+    assert result.stdout.splitlines()[1] == (
+        f"annotate, least sure suggestion first: {server.url}/dataset/{dataset.id}/"
+        "annotation-mode?sort=metadata.suggestion_margin.asc")
+    assert "Warning" not in result.stderr  # "not found yet" means nothing to a curator
+
+    records = server_records(server, include_suggestions=True, name="suggested-first")
+    assert {r["external_id"] for r in records} == todo
+    model = yaml.safe_load((project / "params.yaml").read_text())["families"]["model"]["pypi"]
+    agent = ("refusal-curation suggest: logistic regression on "
+             f"{model['package']} {model['version']}")
+    for record in records:
+        expected = suggestions.loc[record["external_id"]]
+        [suggestion] = record["suggestions"]
+        assert (suggestion["value"], suggestion["type"]) == (expected["suggestion"], "model")
+        assert suggestion["score"] == pytest.approx(expected["score"])
+        assert suggestion["agent"] == agent
+        assert record["metadata"]["suggestion_margin"] == pytest.approx(expected["margin"])
 
 
 def answer_records(server: runner.ServerInfo,
@@ -239,13 +285,15 @@ def test_pull_aggregates_answers_from_two_annotators(annotation_project: Path,
 
 def test_response_quality_answers_are_pulled_with_their_agreement(
         annotation_project: Path, server: runner.ServerInfo,
-        annotators: dict[str, httpx.Client]) -> None:
+        annotators: dict[str, httpx.Client], tmp_path: Path) -> None:
     records = sorted(server_records(server, name=RESPONSES), key=lambda r: r["external_id"])
     for i, record in enumerate(records[:6]):
         for name in ("ann1", "ann2"):
             refused = "yes" if i % 2 else "no"
             values = {"is_refusal": {"value": refused},
-                      "relevance": {"value": 4 if name == "ann1" else 3 + i % 3}}
+                      "relevance": {"value": 4 if name == "ann1" else 3 + i % 3},
+                      "grounding_strategy": {"value": "Safety Planning"},
+                      "refusal_phase": {"value": "resource_referral"}}
             answer = annotators[name].post(f"/api/v1/records/{record['id']}/responses",
                                            json={"values": values, "status": "submitted"})
             assert answer.status_code == 201, answer.text
@@ -271,6 +319,37 @@ def test_response_quality_answers_are_pulled_with_their_agreement(
                if response_id(item, r) in rated]
     assert labels["rubric"]["responses_annotated"] == len(carried)
     assert all(r["annotated_n"]["is_refusal"] == 2 for r in carried)
+
+    # ... and the release carries them, its card the agreement and the empathy table (a
+    # copy of the project accepts confident suggestions: 40 items per source are too few
+    # to split otherwise)
+    project = tmp_path / "released"
+    shutil.copytree(annotation_project, project)
+    set_params(project, "label", accept_model_above=0.9)
+    for stage in ("label", "split", "release"):
+        result = run(project, server, stage)
+        assert result.returncode == 0, result.stderr
+    [release] = [p for p in (project / "releases").iterdir() if p.is_dir()]
+    # its own cache: `datasets` caches a local folder by its name and config only, and the
+    # demo's release has the same version name
+    loaded = datasets.load_dataset(str(release), "default", cache_dir=str(tmp_path / "hf"))
+    released = [r for split in loaded.values() for item in split for r in item["responses"]
+                if r["annotated_n"]["is_refusal"] == 2]
+    assert len(released) == len(carried) > 0
+    assert all(r["annotated"]["is_refusal"] is not None for r in released)
+    assert all(r["annotated_detail"]["grounding_strategies"] == ["Safety Planning"]
+               and r["annotated_detail"]["refusal_phase"] == "resource_referral"
+               and r["annotated_detail"]["refusal_phase_n"] == 2 for r in released)
+    card = (release / "README.md").read_text()
+    assert f"{len(carried)} released responses carry annotators' judgments" in card
+    agreement = card[card.index("Agreement per dimension"):]
+    for question in ("is_refusal", "relevance", "refusal_phase"):
+        assert f"| {question} |" in agreement
+    assert "| domain | harmful: responses | refused | referred |" in card
+    model_labelled = json.loads((project / "reports" / "labels.json").read_text())[
+        "by_label_source"]["model"]
+    assert f", {model_labelled} by the suggestion model at a score of at least 0.9" in card
+    assert "machine-generated" in card[:card.index("\n---", 4)]  # annotations_creators
 
 
 def test_bad_connections_and_settings(annotation_project: Path,
@@ -332,9 +411,20 @@ def test_a_label_submitted_in_the_web_ui_is_pulled(annotation_project: Path,
         wait.until(lambda b: "/sign-in" not in b.current_url)
         owner = rg.Argilla(api_url=server.url, api_key=server.api_key)
         dataset = owner.datasets(name=DATASET, workspace="curation")
-        browser.get(f"{server.url}/dataset/{dataset.id}/annotation-mode")
+        expected = _least_sure_pending(server, "ann1")
+        # the queue the push prints: sorted by the suggestion's margin, least sure first
+        browser.get(f"{server.url}/dataset/{dataset.id}/annotation-mode"
+                    f"?sort={LEAST_SURE_FIRST}")
         label = wait.until(seen.element_to_be_clickable(
             (By.XPATH, "//*[normalize-space(text())='Sexual crimes']")))
+        shown = expected["fields"]["conversation"][-1]["content"]
+        wait.until(lambda b: shown in b.find_element(By.TAG_NAME, "body").text)
+        [suggestion] = expected["suggestions"]
+        chip = browser.find_element(
+            By.XPATH, f"//*[normalize-space(text())='{TITLES[suggestion['value']]}']/..")
+        assert f"{suggestion['score']:.1f}" in chip.text  # the score, beside the label
+        screenshot = annotation_project / "least-sure-first.png"
+        assert browser.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 10_000
         label.click()
         wait.until(seen.element_to_be_clickable(
             (By.XPATH, "//button[contains(., 'Submit')]"))).click()
@@ -352,6 +442,19 @@ def test_a_label_submitted_in_the_web_ui_is_pulled(annotation_project: Path,
     assert mine[["question", "status"]].values.tolist() == [["domain", "submitted"]]
     assert mine["record_id"].iloc[0] in set(
         pd.read_parquet(annotation_project / "data" / "families.parquet")["id"])
+
+
+def _least_sure_pending(server: runner.ServerInfo, annotator: str) -> dict:
+    """The record with the lowest suggestion margin that `annotator` still has to answer."""
+    owner = rg.Argilla(api_url=server.url, api_key=server.api_key)
+    user = owner.users(annotator)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        records = server_records(server, include_responses=True, include_suggestions=True)
+    pending = [r for r in records if "suggestion_margin" in r["metadata"]
+               and r["status"] == "pending"
+               and not any(x["user_id"] == str(user.id) for x in r.get("responses") or [])]
+    return min(pending, key=lambda r: r["metadata"]["suggestion_margin"])
 
 
 def _ui_answers(server: runner.ServerInfo) -> list[dict]:
