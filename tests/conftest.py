@@ -82,7 +82,8 @@ def fresh_cache(folder: Path) -> Path:
     return folder
 
 
-PROJECT_FILES = ["dvc.yaml", ".dvcignore", "params.yaml", "schemas", "sources", "curation", "annotations"]
+PROJECT_FILES = ["dvc.yaml", ".dvcignore", "params.yaml", "released.yaml", "schemas", "sources",
+                 "curation", "annotations"]
 
 
 def copy_project(target: Path) -> Path:

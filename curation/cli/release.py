@@ -37,6 +37,7 @@ def release_publish(version: str, repo_id: str, private: bool, yes: bool,
     one commit and tags it; the token comes from HF_TOKEN or `hf auth login`.
     """
     from curation.publishing.hub import authenticated_api, plan_publish, publish
+    from curation.publishing.registry import freeze
 
     folder = Paths().releases_dir / version
     plan = plan_publish(folder, repo_id, private)
@@ -49,6 +50,26 @@ def release_publish(version: str, repo_id: str, private: bool, yes: bool,
         click.echo("dry run: nothing sent (add --yes to publish)")
         return
     click.echo(publish(authenticated_api(timeout), plan, folder))
+    freeze(Paths().released, version, plan.content_sha256, published=plan.repo_id)
+    click.echo(f"{version} is frozen in released.yaml: commit it")
+
+
+@release_group.command("freeze")
+@click.argument("version")
+def release_freeze(version: str) -> None:
+    """Mark releases/<version> as released in released.yaml (commit that file).
+
+    A frozen version is never rebuilt with other content; until then a version is a working
+    build that `curate release` (and `dvc exp run`) rebuild freely. Publishing freezes too.
+    """
+    from curation.publishing.registry import freeze
+    from curation.stages.release import manifest_of
+
+    paths = Paths()
+    manifest = manifest_of(paths.releases_dir / version)
+    added = freeze(paths.released, version, manifest["content_sha256"])
+    click.echo(f"{version} {'frozen' if added else 'was already frozen'} in {paths.released} "
+               f"(content {manifest['content_sha256'][:12]}…); commit it")
 
 
 @release_group.command("diff")

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from curation.core.errors import CurationError
+from curation.core.metrics import Figures, flat
 from curation.core.paths import Paths
 from curation.core.tableio import StagedWrites
 
@@ -88,10 +89,23 @@ class StageLedger:
         check_adds_up(report)
         return report
 
-    def write(self, out: StagedWrites, paths: Paths, summary: dict[str, Any]) -> None:
-        """Stage the dropped rows and the counts beside the stage's other outputs."""
+    def write(self, out: StagedWrites, paths: Paths, summary: dict[str, Any],
+              figures: dict[str, Any] | None = None) -> None:
+        """Stage the dropped rows and the counts beside the stage's other outputs, and the
+        stage's metrics: its ledger in numbers and the stage's own `figures`."""
         out.parquet(self.dropped(), paths.dropped(self.stage))
         out.json(summary, paths.stage_ledger(self.stage))
+        out.json({**ledger_figures(summary), **flat(figures or {})}, paths.metrics(self.stage))
+
+
+def ledger_figures(summary: dict[str, Any]) -> Figures:
+    """A stage's ledger in numbers: rows in, kept and dropped, responses kept (the reasons
+    stay in the ledger report)."""
+    figures: Figures = {"rows_in": summary["rows_in"], "kept": summary["kept"],
+                        "dropped": dropped_total(summary)}
+    if "responses" in summary:
+        figures["responses_kept"] = summary["responses"]["kept"]
+    return figures
 
 
 def _column(value: pd.Series | str | None, rows: pd.DataFrame) -> Any:

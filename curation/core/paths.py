@@ -58,6 +58,19 @@ class Paths:
     def embeddings(self) -> Path:
         return self.data / "embeddings.parquet"
 
+    def metrics(self, stage: str) -> Path:
+        """A stage's numbers for dvc metrics (git-tracked, small)."""
+        return self.root / "metrics" / f"{stage}.json"
+
+    def plot(self, name: str) -> Path:
+        """A table for dvc plots (git-tracked, small)."""
+        return self.root / "plots" / f"{name}.csv"
+
+    @property
+    def released(self) -> Path:
+        """The versions that were released (frozen), with their content fingerprints."""
+        return self.root / "released.yaml"
+
     @property
     def suggestions(self) -> Path:
         return self.data / "suggestions.parquet"

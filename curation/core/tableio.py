@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import glob
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -106,6 +108,14 @@ class StagedWrites:
 
     def text(self, text: str, target: str | Path) -> None:
         self._temporary(target).write_text(text, encoding="utf-8")
+
+    def csv(self, columns: list[str], rows: list[list[Any]], target: str | Path) -> None:
+        """A small table (a dvc plot's data): a header, then one line per row."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(rows)
+        self.text(buffer.getvalue(), target)
 
     def __enter__(self) -> StagedWrites:
         return self

@@ -129,7 +129,10 @@ def run(context: Context) -> StageResult:
         report = dedup_report(n, clusters, found.stats, params)
         out.parquet(clusters[CLUSTER_COLUMNS].reset_index(drop=True), paths.dup_clusters)
         write_sketches(out, paths.signatures, kept_ids, prompts, kept_rows)
-        ledger.write(out, paths, summary)
+        ledger.write(out, paths, summary, {k: report[k] for k in (
+            "exact_duplicates", "near_duplicates", "clusters", "largest_cluster")})
+        out.csv(["size", "clusters"], [[int(k), v] for k, v in report["clusters_by_size"].items()],
+                paths.plot("dup_cluster_sizes"))
         out.json(report, paths.report("dedup"))
     return StageResult(STAGE, summary, report, [
         f"clusters: {report['clusters']} (largest {report['largest_cluster']}), "

@@ -115,7 +115,11 @@ def run(context: Context) -> StageResult:
     with StagedWrites() as out:
         out.parquet(to_arrow(valid, context.vocabulary.arrow_type()), paths.families)
         out.parquet(embeddings_table(valid["id"].tolist(), vectors), paths.embeddings)
-        ledger.write(out, paths, summary)
+        ledger.write(out, paths, summary, {k: report[k] for k in (
+            "families", "families_with_several_items", "largest_family")})
+        out.csv(["size", "families"],
+                [[int(k), v] for k, v in report["size_distribution"].items()],
+                paths.plot("family_sizes"))
         out.json(report, paths.report("families"))
     # The cache's work is printed, not reported: a rerun must write the same bytes.
     lines = [f"families: {report['families']} (largest {report['largest_family']}); "

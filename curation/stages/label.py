@@ -18,7 +18,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from curation.annotation.agreement import PHASE_QUESTION, TURN_QUESTION, agreement, rubric
+from curation.annotation.agreement import (
+    DOMAIN_QUESTION,
+    PHASE_QUESTION,
+    TURN_QUESTION,
+    agreement,
+    rubric,
+)
 from curation.annotation.labels import assign_labels, read_annotations
 from curation.core.items import response_id, responses_of, to_arrow
 from curation.core.judgments import Vocabulary
@@ -79,15 +85,33 @@ def run(context: Context) -> StageResult:
     report["model"] = model_report(labeled, annotation, mapped, suggestions,
                                    params.accept_model_above)
     report["rubric"] = rubric_report(annotations, valid, context.vocabulary)
+    report["agreement"] = ([agreement(annotations, DOMAIN_QUESTION, ordinal=False)]
+                           if (annotations["question"] == DOMAIN_QUESTION).any() else []
+                           ) + report["rubric"]["agreement"]
+    signals = signals_report(table, detectors)
     with StagedWrites() as out:
         out.parquet(to_arrow(valid, context.vocabulary.arrow_type(), labelled=True),
                     paths.labeled)
-        ledger.write(out, paths, summary)
+        ledger.write(out, paths, summary, label_figures(report, signals))
+        out.csv(["question", "krippendorff_alpha"],
+                [[f["question"], f["krippendorff_alpha"]] for f in report["agreement"]],
+                paths.plot("agreement"))
         out.json(report, paths.report("labels"))
-        out.json(signals_report(table, detectors), paths.report("signals"))
+        out.json(signals, paths.report("signals"))
     return StageResult(STAGE, summary, report, [
         "domains: " + ", ".join(f"{d} {sum(v.values())}" for d, v in report["by_domain"].items()),
         f"disagreements between annotators and category maps: {len(report['disagreements'])}"])
+
+
+def label_figures(report: dict[str, Any], signals: dict[str, Any]) -> dict[str, Any]:
+    """The label stage's metrics: items per domain and provenance, agreement, the
+    refusal rule against people."""
+    return {**{f"domain_{d}": sum(v.values()) for d, v in report["by_domain"].items()},
+            **{f"by_{k}": v for k, v in report["by_label_source"].items()},
+            "mean_agreement": report["mean_agreement"],
+            "responses_annotated": report["rubric"]["responses_annotated"],
+            "refusal_rule_precision": signals["refusal_vs_human"]["precision"],
+            "refusal_rule_recall": signals["refusal_vs_human"]["recall"]}
 
 
 def with_signals_and_rubric(items: pd.DataFrame, detectors: Detectors,

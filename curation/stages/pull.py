@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from curation.core.items import to_arrow
 from curation.core.judgments import Vocabulary
-from curation.core.ledger import StageLedger
+from curation.core.ledger import StageLedger, ledger_figures
 from curation.core.schemas import load_schema, validate_rows
 from curation.core.tableio import StagedWrites
 from curation.core.text import clean_text
@@ -73,6 +73,8 @@ def run(context: Context) -> StageResult:
         out.parquet(pd.concat([ledger.dropped(), references.dropped()], ignore_index=True),
                     paths.dropped(STAGE))
         out.json(summary, paths.stage_ledger(STAGE))
+        out.json({**ledger_figures(summary), "references_kept": summary["references"]["kept"]},
+                 paths.metrics(STAGE))
         out.json(pins, paths.report("sources"))
     paths.references_dir.mkdir(parents=True, exist_ok=True)  # a dvc output, even if empty
     for folder, written in ((paths.raw_dir, items), (paths.references_dir, reference_sets)):

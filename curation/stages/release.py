@@ -5,9 +5,11 @@ built with huggingface_hub's card API, its YAML header listing the configuration
 domain-distribution chart, `manifest.json` (sha256 and rows of every file, params, source
 pins, toolkit version) and a copy of the schemas and taxonomy.
 
-A version is immutable: rebuilding it with different content is an error, and rebuilding
-it with the same content writes the same bytes. Content means the released rows and the
-schemas; its fingerprint is `content_sha256` in the manifest.
+A released version is immutable: once frozen in `released.yaml` (`curate release freeze`,
+or publishing), rebuilding it with different content is an error; until then it is a
+working build, rebuilt freely (so `dvc exp run -S <param>` works). The same content always
+writes the same bytes. Content means the released rows and the schemas; its fingerprint
+is `content_sha256` in the manifest.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from curation import __version__
-from curation.core.config import ParamsFile, ReleaseParams
+from curation.core.config import ReleaseParams
 from curation.core.errors import CurationError
 from curation.core.items import to_arrow
 from curation.core.paths import SPLITS
@@ -32,6 +34,7 @@ from curation.core.schemas import load_schema
 from curation.core.tableio import StagedWrites, read_input, sha256_of
 from curation.publishing.card import CHART, ReleaseInputs, dataset_card, domain_chart
 from curation.publishing.changelog import changelog, diff, labels, previous
+from curation.publishing.registry import frozen
 from curation.stages.base import Context, StageResult
 
 STAGE = "release"
@@ -64,8 +67,7 @@ def run(context: Context) -> StageResult:
         suggest=context.input_report("suggest", "suggest"),
         split_report=context.input_report("splits", "split"), params=context.params_file.raw,
         vocabulary=context.vocabulary)
-    target = release(inputs, context.params.release, paths.releases_dir,
-                     context.params_file)
+    target = release(inputs, context.params.release, paths.releases_dir, paths.released)
     return StageResult(STAGE, None, {"release": str(target)}, [
         f"release: {target}",
         f'load it: datasets.load_dataset("{target}", "heldout-'
@@ -73,8 +75,8 @@ def run(context: Context) -> StageResult:
 
 
 def release(inputs: ReleaseInputs, params: ReleaseParams, releases: Path,
-            params_file: ParamsFile) -> Path:
-    """Build `releases/<version>/`, refusing to change an existing version's content, and
+            registry: Path) -> Path:
+    """Build `releases/<version>/`, refusing to change a frozen version's content, and
     rewrite `releases/CHANGELOG.md`."""
     target = releases / params.version
     for stale in releases.glob(f".{params.version}.*"):  # staging left by a killed run
@@ -86,20 +88,25 @@ def release(inputs: ReleaseInputs, params: ReleaseParams, releases: Path,
         staging = Path(tmp) / params.version
         build(inputs, params, staging, change)
         manifest = json.loads((staging / "manifest.json").read_text(encoding="utf-8"))
-        if target.exists():
-            if _existing_fingerprint(target) != manifest["content_sha256"]:
-                found = diff(labels(target), now)
-                raise params_file.error(
-                    "release.version",
-                    f"release {params.version} already exists with different content "
-                    f"({len(found['added'])} ids added, {len(found['removed'])} removed, "
-                    f"{len(found['relabelled'])} relabelled, or other values changed); "
-                    "set a new release.version")
+        released = frozen(registry).get(params.version)
+        if released and released["content_sha256"] != manifest["content_sha256"]:
+            found = (f" ({_changes(diff(labels(target), now))})"
+                     if _existing_fingerprint(target) == released["content_sha256"] else "")
+            raise CurationError(
+                f"version {params.version} was released with other content{found}; a "
+                "released version never changes: set a new release.version",
+                file=str(registry), field=f"versions.{params.version}")
+        if target.exists():  # a working build: replaced
             shutil.rmtree(target)
         staging.rename(target)
     with StagedWrites() as out:
         out.text(changelog(releases), releases / "CHANGELOG.md")
     return target
+
+
+def _changes(found: dict[str, Any]) -> str:
+    return (f"{len(found['added'])} ids added, {len(found['removed'])} removed, "
+            f"{len(found['relabelled'])} relabelled, or other values changed")
 
 
 def _default_labels(inputs: ReleaseInputs) -> pd.Series:
@@ -110,6 +117,18 @@ def _default_labels(inputs: ReleaseInputs) -> pd.Series:
 def _made(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def manifest_of(folder: Path) -> dict[str, Any]:
+    """A built release's manifest; one line if there is none."""
+    path = folder / "manifest.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CurationError("no such release; run `curate release` first",
+                            file=str(path)) from None
+    except json.JSONDecodeError as exc:
+        raise CurationError(f"not a release manifest ({exc.msg})", file=str(path)) from None
 
 
 def _existing_fingerprint(target: Path) -> str | None:

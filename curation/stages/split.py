@@ -173,7 +173,15 @@ def run(context: Context) -> StageResult:
         ledger.count_responses(responses_of(table), responses_of(table))
         summary = ledger.summary(Counter(table["source"]), Counter(table["source"]))
         report = split_report(configs, excluded, table, groups, context, params)
-        ledger.write(out, paths, summary)
+        ledger.write(out, paths, summary, split_figures(report))
+        for config, figures in report["configs"].items():
+            out.csv(["domain_split", "items"],
+                    [[f"{domain} / {name}", n] for name, counts in figures["by_domain"].items()
+                     for domain, n in counts.items()], paths.plot(f"splits/{config}"))
+        out.csv(["configuration", "max_cross_split_cosine", "max_cross_split_jaccard"],
+                [[config, f["max_cross_split_cosine"], f["max_cross_split_jaccard"]]
+                 for config, f in report["configs"].items()],
+                paths.plot("cross_split_similarity"))
         out.json(report, paths.report("splits"))
     return StageResult(STAGE, summary, report, [
         f"{config}: train {figures['rows']['train']}, validation "
@@ -237,3 +245,18 @@ def _max_across(pairs: np.ndarray, scores: np.ndarray, ids: list[str],
              if ids[i] in split_of and ids[j] in split_of
              and split_of[ids[i]] != split_of[ids[j]]]
     return round(float(max(cross)), 4) if cross else 0.0
+
+
+def split_figures(report: dict[str, Any]) -> dict[str, Any]:
+    """The split stage's metrics: the default configuration's split sizes, the smallest
+    held-out test, and the highest similarities across splits (over every configuration)."""
+    configs = report["configs"]
+    figures: dict[str, Any] = {f"default_{name}": rows
+                               for name, rows in configs["default"]["rows"].items()}
+    held_out = [f["rows"]["test"] for c, f in configs.items() if c != "default"]
+    figures["smallest_heldout_test"] = min(held_out) if held_out else None
+    for kind in ("cosine", "jaccard"):
+        values = [f[f"max_cross_split_{kind}"] for f in configs.values()
+                  if f[f"max_cross_split_{kind}"] is not None]
+        figures[f"max_cross_split_{kind}"] = max(values) if values else None
+    return figures

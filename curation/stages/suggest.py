@@ -101,6 +101,11 @@ def run(context: Context) -> StageResult:
     with StagedWrites() as out:
         out.parquet(valid, paths.suggestions)
         out.json(report, paths.report("suggest"))
+        out.json(suggest_figures(report), paths.metrics(STAGE))
+        out.csv(["mean_score", "accuracy", "items"],
+                [[b["mean_score"], b["accuracy"], b["items"]]
+                 for b in report.get("out_of_fold", {}).get("reliability", [])],
+                paths.plot("suggestion_reliability"))
     return StageResult(STAGE, None, report, lines)
 
 
@@ -110,3 +115,15 @@ def acceptance(unlabelled: pd.DataFrame) -> list[dict[str, Any]]:
              "by_label": {k: int(v) for k, v in unlabelled.loc[
                  unlabelled["score"] >= t, "suggestion"].value_counts().sort_index().items()}}
             for t in THRESHOLDS]
+
+
+def suggest_figures(report: dict[str, Any]) -> dict[str, Any]:
+    """The suggest stage's metrics: its quality and what a 0.9 threshold would accept."""
+    if not report["trained"]:
+        return {"unlabelled": report["unlabelled"]}
+    at = {a["score_at_least"]: a["items"] for a in report["acceptance"]}
+    return {"unlabelled": report["unlabelled"],
+            "macro_f1_out_of_fold": report["out_of_fold"]["macro_f1"],
+            "macro_f1_held_out_sources": report["held_out_sources"]["macro_f1"],
+            "calibration_error": report["out_of_fold"]["expected_calibration_error"],
+            "accepted_at_0_9": at[0.9]}

@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from conftest import DVC, REPO, run
@@ -78,3 +79,53 @@ def test_editing_the_category_rule_reruns_label(built: Path, tmp_path: Path) -> 
     repro = run([DVC, "repro"], project).stdout
     assert "Running stage 'label'" in repro
     assert "Running stage 'normalize'" not in repro  # pull wrote the same rows
+
+
+def test_an_experiment_runs_end_to_end_and_its_metrics_compare(built: Path,
+                                                               tmp_path: Path) -> None:
+    """`dvc exp run -S` rebuilds the working release (not frozen); metrics are numbers that
+    `dvc exp show` and `dvc metrics diff` compare; `dvc plots show` draws every plot."""
+    project = tmp_path / "repo"
+    shutil.copytree(built, project, symlinks=True)
+    items = pd.read_parquet(project / "data" / "families.parquet")["id"].head(6)
+    (project / "annotations").mkdir(exist_ok=True)
+    pd.DataFrame([{"dataset": "d", "record_id": item, "annotator": who, "question": "domain",
+                   "value": "violence" if who == "a1" or i % 2 else "weapons",
+                   "status": "submitted"} for i, item in enumerate(items)
+                  for who in ("a1", "a2")]).to_parquet(project / "annotations" / "d.parquet")
+    run([DVC, "repro"], project)
+    run(["git", "add", "-A"], project)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline"],
+        project)
+    for metrics in (project / "metrics").glob("*.json"):
+        figures = json.loads(metrics.read_text())
+        assert figures and all(v is None or isinstance(v, int | float)
+                               for v in figures.values()), metrics.name
+
+    result = run([DVC, "exp", "run", "-S", "dedup.threshold=0.7"], project)
+    assert "Running stage 'release'" in result.stdout
+    shown = json.loads(run([DVC, "exp", "show", "--json"], project).stdout)
+    values = {}
+    for commit in shown:
+        for rev in [commit, *(e for x in commit.get("experiments") or []
+                              for e in x.get("revs") or [])]:
+            data = rev.get("data") or {}
+            dedup = data.get("metrics", {}).get("metrics/dedup.json", {}).get("data", {})
+            threshold = data.get("params", {}).get("params.yaml", {}).get("data", {}).get(
+                "dedup", {}).get("threshold")
+            if dedup:
+                values[threshold] = dedup["near_duplicates"]
+    assert set(values) == {0.8, 0.7} and values[0.7] > values[0.8]
+    diff = json.loads(run([DVC, "metrics", "diff", "--json"], project).stdout)
+    change = diff["metrics/dedup.json"]["near_duplicates"]
+    assert (change["old"], change["new"]) == (values[0.8], values[0.7])
+
+    out = tmp_path / "plots"
+    run([DVC, "plots", "show", "-o", str(out)], project)
+    page = (out / "index.html").read_text()
+    for title in ("Items per domain and split", "Duplicate clusters by size",
+                  "Paraphrase families by size",
+                  "Highest cosine between items in different splits",
+                  "Annotator agreement per question", "Suggestion score reliability"):
+        assert title in page, title
+    assert page.count("Items per domain and split") >= 6  # one per configuration

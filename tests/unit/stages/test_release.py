@@ -97,25 +97,41 @@ def test_same_content_rebuilds_byte_identical(release_project: Path) -> None:
     assert snapshot(folder) == before
 
 
-def test_different_content_under_an_existing_version_is_refused(release_project: Path) -> None:
+def test_a_working_build_is_rebuilt_and_a_frozen_version_never_changes(
+        release_project: Path) -> None:
     folder = release_project / "releases" / VERSION
+    registry = release_project / "released.yaml"
+    frozen = curate(release_project, "release", "freeze", VERSION)
+    assert frozen.returncode == 0, frozen.stderr
+    assert f"{VERSION} frozen in" in frozen.stdout
+    content = json.loads((folder / "manifest.json").read_text())["content_sha256"]
+    assert yaml.safe_load(registry.read_text()) == {
+        "versions": {VERSION: {"content_sha256": content}}}
+    assert "was already frozen" in curate(release_project, "release", "freeze",
+                                          VERSION).stdout
     before = snapshot(folder)
     test_file = release_project / "data" / "splits" / "default" / "test.parquet"
     rows = datasets.Dataset.from_parquet(str(test_file)).select(range(3))
     rows.to_parquet(str(test_file))
     result = curate(release_project, "release")
     assert result.returncode == 1
-    assert re.match(rf"error: params.yaml, line \d+: field 'release.version': release "
-                    rf"{re.escape(VERSION)} already exists with different content \(",
-                    result.stderr)
+    assert result.stderr.startswith(
+        f"error: released.yaml: field 'versions.{VERSION}': version {VERSION} was released "
+        "with other content (0 ids added, 25 removed, 0 relabelled")
     assert "removed" in result.stderr and "set a new release.version" in result.stderr
     assert snapshot(folder) == before
+
     set_params(release_project, "release", version="9.0.0")
     assert curate(release_project, "release").returncode == 0
     assert (release_project / "releases" / "9.0.0" / "manifest.json").exists()
     assert versions(release_project) == [VERSION, "9.0.0"]
     changelog = (release_project / "releases" / "CHANGELOG.md").read_text()
     assert "## 9.0.0" in changelog and "removed" in changelog
+
+    set_params(release_project, "release", version=VERSION)
+    registry.write_text("versions: {}\n")  # not frozen: a working build, rebuilt
+    assert curate(release_project, "release").returncode == 0
+    assert json.loads((folder / "manifest.json").read_text())["rows"]["default"]["test"] == 3
 
 
 def test_an_invalid_version_is_refused_before_anything_is_written(
