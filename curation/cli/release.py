@@ -6,6 +6,7 @@ import click
 
 from curation.cli.common import config_options, print_table
 from curation.cli.pipeline import run_stage
+from curation.core.errors import CurationError
 from curation.core.paths import Paths
 
 
@@ -24,12 +25,14 @@ def release_group(ctx: click.Context, params_path: str, sources_dir: str | None,
 
 @release_group.command("publish")
 @click.argument("version")
-@click.option("--repo", "repo_id", required=True, help="Hub dataset repository, org/name.")
+@click.option("--repo", "repo_id", default=None,
+              help="Hub dataset repository, org/name (default: release.hub_repo, which the "
+                   "card names).")
 @click.option("--private", is_flag=True, help="Create the repository as private.")
 @click.option("--yes", is_flag=True, help="Really upload (default: print the plan only).")
 @click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Seconds a Hub request may take before it is given up.")
-def release_publish(version: str, repo_id: str, private: bool, yes: bool,
+def release_publish(version: str, repo_id: str | None, private: bool, yes: bool,
                     timeout: float) -> None:
     """Publish releases/<version> to a Hub dataset repo, tagged v<version>.
 
@@ -38,8 +41,14 @@ def release_publish(version: str, repo_id: str, private: bool, yes: bool,
     """
     from curation.publishing.hub import authenticated_api, plan_publish, publish
     from curation.publishing.registry import freeze
+    from curation.stages.release import manifest_of
 
     folder = Paths().releases_dir / version
+    if repo_id is None:
+        repo_id = (manifest_of(folder)["params"].get("release") or {}).get("hub_repo")
+        if not repo_id:
+            raise CurationError("no --repo, and the release names no release.hub_repo",
+                                field="--repo")
     plan = plan_publish(folder, repo_id, private)
     click.echo(f"repository: {plan.repo_id} (dataset{', private' if plan.private else ''})")
     click.echo(f"tag:        {plan.tag}")

@@ -266,11 +266,24 @@ class SplitParams(ConfigModel):
         return size
 
 
+GateField = Literal["text", "checkbox", "date_picker", "country"]
+
+
+class GateParams(ConfigModel):
+    """The Hub's access gate (the card's `extra_gated_*` fields): harmful content is not
+    one click away."""
+
+    enabled: bool
+    prompt: Annotated[str, Field(min_length=1)]
+    fields: dict[str, GateField] = {}
+
+
 class ReleaseParams(ConfigModel):
     version: str                 # semver; a released version is immutable
     pretty_name: Annotated[str, Field(min_length=1)]
     description: str
     hub_repo: str | None = None  # the Hub dataset repository it is published to
+    gated: GateParams
 
     @field_validator("version")
     @classmethod

@@ -4,6 +4,8 @@ huggingface_hub's card data), and the documentation body."""
 from __future__ import annotations
 
 import io
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,20 +90,28 @@ def dataset_card(inputs: ReleaseInputs, params: ReleaseParams, rows: dict[str, d
     licenses = sorted({inputs.sources[s]["license"].lower() for s in used_sources})
     languages = sorted(set(default["language"]) - {"und"}) or ["en"]
     annotated = (default["label_source"] == "annotation").any()
+    gate = ({"extra_gated_prompt": params.gated.prompt,
+             "extra_gated_fields": dict(params.gated.fields)} if params.gated.enabled else {})
     data = DatasetCardData(
         pretty_name=params.pretty_name,
         license=licenses if len(licenses) > 1 else licenses[0],
         language=languages,
+        language_creators=["found"],
+        multilinguality=["monolingual" if len(languages) == 1 else "multilingual"],
         task_categories=["text-classification", "text-generation"],
+        task_ids=["multi-class-classification"],
         size_categories=[_size_category(len(default))],
         annotations_creators=(["expert-generated"] if annotated else [])
         + (["machine-generated"] if (default["label_source"] == "model").any() else [])
-        + ["found"],
-        source_datasets=[f"{s}: {inputs.sources[s]['homepage']}" for s in used_sources],
+        + (["found"] if (default["label_source"] == "source_map").any() else []),
+        source_datasets=["extended"] + sorted(
+            f"extended|{inputs.sources[s]['hub']['path']}" for s in used_sources
+            if "hub" in inputs.sources[s]),
         tags=["safety", "refusal", "red-teaming", "mental-health", "risk-domains"],
         configs=[{"config_name": config, "data_files": [
             {"split": name, "path": f"data/{config}/{name}.parquet"} for name in SPLITS]}
             for config in inputs.splits],
+        **gate,
     )
     body = card_body(inputs, params, rows, default, used_sources, change)
     return DatasetCard(f"---\n{data.to_yaml()}\n---\n{body}")
@@ -130,10 +140,13 @@ def card_body(inputs: ReleaseInputs, params: ReleaseParams, rows: dict[str, dict
         tag=f"{TAG_PREFIX}{params.version}",
         changes=diff_markdown(change[0], params.version, change[1]) if change else None,
         taxonomy_rows=[[d["id"], d["title"], d["definition"],
-                        "; ".join(f["name"] for f in d.get("intervention_frameworks", [])),
-                        "; ".join(f"{r['name']} ({r['contact']}, {r['region']})"
-                                  for r in d.get("referral_resources", []))]
+                        "; ".join(f["name"] for f in d.get("intervention_frameworks", []))]
                        for d in inputs.taxonomy.domains],
+        referral_rows=[[d["title"], r["name"], r["contact"], r["region"]]
+                       for d in inputs.taxonomy.domains
+                       for r in d.get("referral_resources", [])],
+        example=example_instance(inputs.splits["default"]["train"]),
+        dataset_citation=dataset_citation(params, __version__),
         source_rows=[[s, inputs.sources[s]["description"], inputs.sources[s]["license"],
                       int((default["source"] == s).sum()), _pin_text(inputs.sources[s])]
                      for s in used_sources],
@@ -169,8 +182,40 @@ def card_body(inputs: ReleaseInputs, params: ReleaseParams, rows: dict[str, dict
                        max(map(int, figures["family_sizes"]), default=0),
                        ", ".join(f"{size}: {n}" for size, n in figures["family_sizes"].items())]
                       for config, figures in splits["configs"].items()],
-        citations=[inputs.sources[s]["citation"] for s in used_sources],
+        citations=list(dict.fromkeys(inputs.sources[s]["citation"].strip()
+                                     for s in used_sources if inputs.sources[s]["citation"])),
     )
+
+
+def example_instance(train: pd.DataFrame, limit: int = 300) -> str:
+    """One training item as JSON (the first by id with a response, texts cut at `limit`):
+    what a row looks like once loaded."""
+    with_response = train[train["responses"].map(len) > 0]
+    row = (with_response if len(with_response) else train).sort_values("id").iloc[0]
+
+    def cut(value: Any) -> Any:
+        if isinstance(value, str):
+            return value if len(value) <= limit else value[:limit] + "…"
+        if isinstance(value, dict):
+            return {k: cut(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [cut(v) for v in value[:2]]
+        if isinstance(value, float) and value != value:  # NaN: a null
+            return None
+        return value.item() if hasattr(value, "item") else value
+
+    return json.dumps(cut(row.to_dict()), ensure_ascii=False, indent=2, default=str)
+
+
+def dataset_citation(params: ReleaseParams, toolkit_version: str) -> str:
+    """A BibTeX entry for the dataset itself (no year: the same inputs give the same card)."""
+    key = re.sub(r"[^a-z0-9]+", "_", (params.hub_repo or params.pretty_name).lower()).strip("_")
+    where = (f"\n  howpublished = {{\\url{{https://huggingface.co/datasets/{params.hub_repo}}}}},"
+             if params.hub_repo else "")
+    return (f"@misc{{{key}_{params.version.replace('.', '_')},\n"
+            f"  title = {{{{{params.pretty_name}}}}},\n"
+            f"  note = {{Version {params.version}, built with refusal-curation "
+            f"{toolkit_version}}},{where}\n}}")
 
 
 def _suggest_figures(report: dict[str, Any]) -> dict[str, Any]:

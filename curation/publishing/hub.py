@@ -54,6 +54,11 @@ def plan_publish(release_dir: Path, repo_id: str, private: bool) -> PublishPlan:
     if not manifest_path.exists():
         raise CurationError("not a release folder (no manifest.json)", file=str(release_dir))
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    carded = (manifest.get("params", {}).get("release") or {}).get("hub_repo")
+    if carded != repo_id:
+        raise CurationError(f"the card's load snippet and citation name {carded!r}, not "
+                            f"{repo_id!r}: set release.hub_repo to {repo_id!r} and run "
+                            "`curate release` (the rows do not change)", field="--repo")
     files = []
     for path, entry in sorted(manifest["files"].items()):
         local = release_dir / path

@@ -21,6 +21,7 @@ from huggingface_hub.hf_api import CommitInfo, GitRefInfo, GitRefs
 from curation.publishing.hub import plan_publish, publish
 
 VERSION = yaml.safe_load((REPO / "params.yaml").read_text())["release"]["version"]
+HUB = yaml.safe_load((REPO / "params.yaml").read_text())["release"]["hub_repo"]
 SECRET = "hf_THIS_IS_A_SECRET_TEST_TOKEN_1234567890"
 
 
@@ -77,11 +78,11 @@ class MemoryHub(HfApi):
 
 def test_dry_run_plan_needs_no_token_and_lists_every_file(built: Path, monkeypatch) -> None:
     monkeypatch.setenv("HF_TOKEN", SECRET)
-    result = curate(built, "release", "publish", VERSION, "--repo", "org/name")
+    result = curate(built, "release", "publish", VERSION, "--repo", HUB)
     assert result.returncode == 0, result.stderr
     manifest = json.loads((built / "releases" / VERSION / "manifest.json").read_text())
     lines = result.stdout.splitlines()
-    assert lines[0] == "repository: org/name (dataset)" and lines[1] == f"tag:        v{VERSION}"
+    assert lines[0] == f"repository: {HUB} (dataset)" and lines[1] == f"tag:        v{VERSION}"
     for path, entry in manifest["files"].items():
         assert any(line.split() == [path, str(entry["bytes"]), entry["sha256"]]
                    for line in lines), path
@@ -94,13 +95,13 @@ def test_yes_without_a_token_or_without_the_hub_fails_cleanly(built: Path, monke
                                                               tmp_path: Path) -> None:
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # no stored login either
-    result = curate(built, "release", "publish", VERSION, "--repo", "org/name", "--yes")
+    result = curate(built, "release", "publish", VERSION, "--repo", HUB, "--yes")
     assert result.returncode == 1
     assert result.stderr.strip() == ("error: field 'HF_TOKEN': no Hugging Face token: set "
                                      "HF_TOKEN or run `hf auth login`")
     monkeypatch.setenv("HF_TOKEN", SECRET)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    result = curate(built, "release", "publish", VERSION, "--repo", "org/name", "--yes")
+    result = curate(built, "release", "publish", VERSION, "--repo", HUB, "--yes")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: field 'HF_HUB_OFFLINE': cannot reach the Hub")
     assert SECRET not in result.stdout + result.stderr
@@ -109,9 +110,9 @@ def test_yes_without_a_token_or_without_the_hub_fails_cleanly(built: Path, monke
 def test_publish_commits_the_manifest_files_and_tags_them(built: Path, tmp_path: Path) -> None:
     folder = built / "releases" / VERSION
     hub = MemoryHub(tmp_path)
-    plan = plan_publish(folder, "org/name", private=True)
+    plan = plan_publish(folder, HUB, private=True)
     message = publish(hub, plan, folder)
-    assert message.startswith(f"published org/name@v{VERSION} (commit ")
+    assert message.startswith(f"published {HUB}@v{VERSION} (commit ")
     (repo_id, operations, commit_message), = hub.commits
     assert commit_message == f"Release {VERSION}"
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -120,8 +121,8 @@ def test_publish_commits_the_manifest_files_and_tags_them(built: Path, tmp_path:
     for path, entry in manifest["files"].items():
         assert adds[path].upload_info.sha256.hex() == entry["sha256"]
         assert adds[path].upload_info.size == entry["bytes"]
-    assert hub.repos["org/name"]["private"] is True
-    assert list(hub.repos["org/name"]["tags"]) == [f"v{VERSION}"]
+    assert hub.repos[HUB]["private"] is True
+    assert list(hub.repos[HUB]["tags"]) == [f"v{VERSION}"]
 
     assert publish(hub, plan, folder).endswith("already holds this release: nothing to do")
     assert len(hub.commits) == 1
@@ -132,22 +133,33 @@ def test_a_tag_with_other_content_is_refused_and_stale_files_are_removed(
     hub = MemoryHub(tmp_path)
     folder = tmp_path / "release"
     shutil.copytree(built / "releases" / VERSION, folder)
-    publish(hub, plan_publish(folder, "org/name", False), folder)
+    publish(hub, plan_publish(folder, HUB, False), folder)
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["content_sha256"] = "0" * 64
     (folder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(Exception, match="already has tag v.* with different content"):
-        publish(hub, plan_publish(folder, "org/name", False), folder)
+        publish(hub, plan_publish(folder, HUB, False), folder)
     assert len(hub.commits) == 1
 
-    hub.repos["org/name"]["files"]["data/old-config/train.parquet"] = b"left by an old release"
+    hub.repos[HUB]["files"]["data/old-config/train.parquet"] = b"left by an old release"
     manifest.update(version="9.9.9")
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    publish(hub, plan_publish(folder, "org/name", False), folder)
+    publish(hub, plan_publish(folder, HUB, False), folder)
     deletes = [op.path_in_repo for op in hub.commits[-1][1]
                if isinstance(op, CommitOperationDelete)]
     assert deletes == ["data/old-config/train.parquet"]
-    assert list(hub.repos["org/name"]["tags"]) == [f"v{VERSION}", "v9.9.9"]
+    assert list(hub.repos[HUB]["tags"]) == [f"v{VERSION}", "v9.9.9"]
+
+
+def test_publishing_elsewhere_than_the_card_names_is_refused(built: Path) -> None:
+    result = curate(built, "release", "publish", VERSION, "--repo", "someone/else")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: field '--repo': the card's load snippet and citation name '{HUB}', not "
+        "'someone/else': set release.hub_repo to 'someone/else' and run `curate release` "
+        "(the rows do not change)")
+    default = curate(built, "release", "publish", VERSION)  # --repo: the card's
+    assert default.returncode == 0 and default.stdout.startswith(f"repository: {HUB} ")
 
 
 def test_a_changed_release_file_is_refused(built: Path, tmp_path: Path) -> None:
@@ -155,7 +167,7 @@ def test_a_changed_release_file_is_refused(built: Path, tmp_path: Path) -> None:
     shutil.copytree(built / "releases" / VERSION, folder)
     (folder / "README.md").write_text("edited by hand")
     with pytest.raises(Exception, match="differs from the manifest"):
-        plan_publish(folder, "org/name", False)
+        plan_publish(folder, HUB, False)
 
 
 def test_changelog_between_two_releases_built_with_different_params(
@@ -226,7 +238,7 @@ def test_every_hub_failure_is_one_line(built: Path, monkeypatch, status: int | N
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setenv("HF_TOKEN", SECRET)
     try:
-        result = curate(built, "release", "publish", VERSION, "--repo", "org/name", "--yes",
+        result = curate(built, "release", "publish", VERSION, "--repo", HUB, "--yes",
                         "--timeout", "1")
     finally:
         if status is not None:

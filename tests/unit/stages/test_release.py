@@ -47,26 +47,51 @@ def test_every_configuration_loads_and_matches_the_manifest(built: Path,
 
 
 def test_the_dataset_card(built: Path) -> None:
+    from huggingface_hub import DatasetCard, DatasetCardData
+
     card = (built / "releases" / VERSION / "README.md").read_text()
     header = yaml.safe_load(card.split("---\n")[1])
+    # the header is huggingface_hub's card data, and reads back the same
+    loaded = DatasetCard.load(built / "releases" / VERSION / "README.md")
+    assert isinstance(loaded.data, DatasetCardData)
+    assert DatasetCardData(**header).to_dict() == loaded.data.to_dict() == header
     assert [c["config_name"] for c in header["configs"]][0] == "default"
     assert header["license"] == ["apache-2.0", "mit"] and header["language"] == ["en"]
-    for key in ("task_categories", "size_categories", "annotations_creators",
-                "source_datasets", "pretty_name", "tags"):
+    assert header["source_datasets"] == ["extended"]  # no source is a Hub dataset
+    assert header["language_creators"] == ["found"]
+    assert header["multilinguality"] == ["monolingual"]
+    assert header["task_ids"] == ["multi-class-classification"]
+    assert header["annotations_creators"] == ["found"]  # category maps only, in the demo
+    assert "harmful requests" in header["extra_gated_prompt"]
+    assert header["extra_gated_fields"]["Affiliation"] == "text"
+    for key in ("task_categories", "size_categories", "pretty_name", "tags"):
         assert header[key], key
-    for heading in ("Content warning", "## Summary", "## Configurations",
-                    "### Items per configuration, split and domain", "## How to load",
-                    "## Risk domains", "## Sources", "## How it was built", "## Limitations",
-                    "## Citation", "## Data fields"):
-        assert heading in card, heading
+    headings = [line for line in card.splitlines() if line.startswith("#")]
+    for heading in ("## Summary", "## Uses", "### Direct use", "### Out-of-scope use",
+                    "## Configurations", "### Items per configuration, split and domain",
+                    "## How to load", "## Risk domains", "### Referral resources",
+                    "## Sources", "## How it was built", "## Example instance",
+                    "## Data fields", "## Personal and sensitive information",
+                    "## Bias, risks and limitations", "## Citation"):
+        assert heading in headings, heading
+    assert "Content warning" in card
+    example = json.loads(card.split("## Example instance")[1].split("```json\n")[1]
+                         .split("\n```")[0])
+    assert example["domain"] and example["messages"] and "annotated_detail" in str(example)
     assert "![Items per risk domain](domain_distribution.png)" in card
     assert (built / "releases" / VERSION / "domain_distribution.png").read_bytes()[:4] == (
         b"\x89PNG")
     for source in ("Wang, Yuxia", "Microsoft AI Red Team"):
         assert source in card
+    entries = re.findall(r"^@\w+\{[^,]+,", card, flags=re.M)
+    assert len(entries) == len(set(entries)) >= 3  # the dataset's own, and each source's once
+    assert entries[0].startswith("@misc{refusal_curation_refusal_domains_demo_")
     assert "Zou, Andy" not in card  # AdvBench is a reference set: in the contamination table only
     assert "| heldout-weapons | test | 0 | 0 | 0 |" in card
-    assert "988 Suicide & Crisis Lifeline" in card
+    assert ("| Suicide and self-harm | 988 Suicide & Crisis Lifeline | call or text 988 | US |"
+            in card)
+    hub_snippet = card.split("## How to load")[1].split("\n## ")[0]
+    assert 'load_dataset("refusal-curation/refusal-domains-demo"' in hub_snippet
 
 
 @pytest.fixture
