@@ -16,12 +16,17 @@ install: $(VENV)/.installed
 TORCH ?= torch==2.13.0
 
 $(VENV)/.installed: pyproject.toml
+	@echo "Creating $(VENV) with $(PYTHON) (a first install takes a few minutes)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "Installing $(TORCH) first (pinned; see TORCH above for CUDA or CPU-only builds)"
 	$(BIN)/python -m pip install --quiet --quiet --disable-pip-version-check $(TORCH)
+	@echo "Installing refusal-curation and its dependencies (sentence-transformers, faiss, dvc, argilla, datasets, ...)"
 	$(BIN)/python -m pip install --quiet --quiet --disable-pip-version-check -e '.[dev]'
+	@echo "Installed into $(VENV)"
 	touch $@
 
 demo: install
+	@echo "Running the pipeline (dvc repro): pull, normalize, dedup, families, suggest, label, split, release"
 	dvc repro
 	@echo
 	@echo "Ledger:  reports/ledger.json (curate ledger prints it)"
