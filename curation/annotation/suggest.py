@@ -20,6 +20,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 from sklearn.model_selection import GroupKFold
 
+from curation.core.progress import bar
+
 RELIABILITY_BINS = 10
 ABSENT = -1e4  # the logit of a class a fold's model never saw
 
@@ -106,31 +108,41 @@ def evaluate(vectors: np.ndarray, labels: np.ndarray, groups: np.ndarray,
     the score (accuracy per score bin, and the expected calibration error). Items whose
     label no other source holds cannot be learnt that way: they are counted, not scored."""
     truth, predicted, scores, per_source = [], [], [], []
-    for source in sorted(set(sources.tolist())):
-        train = sources != source
-        known = set(labels[train].tolist())
-        test = (sources == source) & np.isin(labels, sorted(known))
-        entry: dict[str, Any] = {"source": source, "items": int((sources == source).sum()),
-                                 "scored": int(test.sum()),
-                                 "labels_no_other_source_has": sorted(
-                                     set(labels[sources == source].tolist()) - known)}
-        if len(known) < 2 or not test.any():
-            per_source.append({**entry, "macro_f1": None})
-            continue
-        model, _ = fit(vectors[train], labels[train], groups[train], folds, regularization,
-                       seed)
-        best, score, _ = top_two(model.probabilities(vectors[test]), model.classes)
-        present = sorted(set(labels[test].tolist()))
-        per_source.append({**entry, "labels": present,
-                           "macro_f1": round(float(f1_score(
-                               labels[test], best, labels=present, average="macro",
-                               zero_division=0)), 4),
-                           "accuracy": round(float(np.mean(np.array(best) == labels[test])),
-                                             4)})
-        truth += labels[test].tolist()
-        predicted += best
-        scores += score.tolist()
+    names = sorted(set(sources.tolist()))
+    with bar(len(names), "suggest: held-out sources", " sources") as progress:
+        for source in names:
+            progress.update(1)
+            entry, found = _held_out(vectors, labels, groups, sources, source, folds,
+                                     regularization, seed)
+            per_source.append(entry)
+            if found is not None:
+                truth += found[0]
+                predicted += found[1]
+                scores += found[2]
     return {"held_out_by_source": per_source, **pooled(truth, predicted, np.array(scores))}
+
+
+def _held_out(vectors: np.ndarray, labels: np.ndarray, groups: np.ndarray,
+              sources: np.ndarray, source: str, folds: int, regularization: float,
+              seed: int) -> tuple[dict[str, Any], tuple[list, list, list] | None]:
+    """One held-out source: its figures, and its (truth, predicted, score) lists."""
+    train = sources != source
+    known = set(labels[train].tolist())
+    test = (sources == source) & np.isin(labels, sorted(known))
+    entry: dict[str, Any] = {"source": source, "items": int((sources == source).sum()),
+                             "scored": int(test.sum()),
+                             "labels_no_other_source_has": sorted(
+                                 set(labels[sources == source].tolist()) - known)}
+    if len(known) < 2 or not test.any():
+        return {**entry, "macro_f1": None}, None
+    model, _ = fit(vectors[train], labels[train], groups[train], folds, regularization, seed)
+    best, score, _ = top_two(model.probabilities(vectors[test]), model.classes)
+    present = sorted(set(labels[test].tolist()))
+    entry.update(labels=present,
+                 macro_f1=round(float(f1_score(labels[test], best, labels=present,
+                                               average="macro", zero_division=0)), 4),
+                 accuracy=round(float(np.mean(np.array(best) == labels[test])), 4))
+    return entry, (labels[test].tolist(), best, score.tolist())
 
 
 def pooled(truth: list[str], predicted: list[str], scores: np.ndarray) -> dict[str, Any]:
