@@ -108,10 +108,10 @@ def push(client: rg.Argilla, table: pd.DataFrame, sources: list[Source], taxonom
                            if q.name == DOMAIN_QUESTION))
     _push_all(client, items, item_records(table, sources, question_id, agent), len(table),
               params)
-    by_map = mapped_count(table, sources)
+    mapped = mapped_items(table, sources)
     counts = {"pushed": len(table), "records_in_dataset": record_count(client, items),
-              "suggested_by_category_map": by_map,
-              "suggested_by_model": int(table["suggestion"].notna().sum()) - by_map,
+              "suggested_by_category_map": int(mapped.sum()),
+              "suggested_by_model": int((table["suggestion"].notna() & ~mapped).sum()),
               "url": f"{client.api_url.rstrip('/')}/dataset/{items.id}/annotation-mode"
                      f"?sort={LEAST_SURE_FIRST}"}
     if params.refusal_rubric:
@@ -124,13 +124,13 @@ def push(client: rg.Argilla, table: pd.DataFrame, sources: list[Source], taxonom
     return counts
 
 
-def mapped_count(table: pd.DataFrame, sources: list[Source]) -> int:
-    """How many items get their category map's domain as the suggestion."""
+def mapped_items(table: pd.DataFrame, sources: list[Source]) -> pd.Series:
+    """Which items get their category map's domain as the suggestion."""
     by_name = {s.name: s for s in sources}
-    return sum(1 for name, category in zip(table["source"], table["source_category"],
-                                           strict=True)
-               if isinstance(category, str) and name in by_name
-               and by_name[name].domain_of(category) is not None)
+    return pd.Series([isinstance(category, str) and name in by_name
+                      and by_name[name].domain_of(category) is not None
+                      for name, category in zip(table["source"], table["source_category"],
+                                                strict=True)], index=table.index, dtype=bool)
 
 
 def _push_all(client: rg.Argilla, dataset: rg.Dataset, records: Iterator[dict[str, Any]],

@@ -56,9 +56,10 @@ def _classifier(regularization: float, seed: int) -> LogisticRegression:
 
 
 def fit(vectors: np.ndarray, labels: np.ndarray, groups: np.ndarray, folds: int,
-        regularization: float, seed: int) -> tuple[Suggester, np.ndarray]:
-    """The model on every labelled item, and each item's out-of-fold probabilities (from
-    a model that saw neither it nor its family), which fit the temperature."""
+        regularization: float, seed: int) -> tuple[Suggester, np.ndarray, np.ndarray]:
+    """The model on every labelled item, each item's out-of-fold probabilities (from a
+    model that saw neither it nor its family), which fit the temperature, and which items
+    have them (a fold whose training part holds one label cannot score its items)."""
     classes = tuple(sorted(set(labels.tolist())))
     held_out = np.zeros((len(labels), len(classes)))
     splits = min(folds, len(set(groups.tolist())))
@@ -71,13 +72,17 @@ def fit(vectors: np.ndarray, labels: np.ndarray, groups: np.ndarray, folds: int,
             held_out[test] = logits(model, vectors[test], classes)
     temperature = fit_temperature(held_out, np.array([classes.index(x) for x in labels]))
     model = _classifier(regularization, seed).fit(vectors, labels)
-    return (Suggester(model, classes, temperature),
-            softmax(held_out / temperature, axis=1))
+    return (Suggester(model, classes, temperature), softmax(held_out / temperature, axis=1),
+            (held_out > ABSENT).sum(axis=1) >= 2)
 
 
 def fit_temperature(held_out_logits: np.ndarray, truth: np.ndarray) -> float:
-    """The temperature that minimises the out-of-fold negative log-likelihood."""
-    usable = (held_out_logits > ABSENT).sum(axis=1) >= 2
+    """The temperature that minimises the out-of-fold negative log-likelihood, over the
+    items whose fold model could score them and knew their label (a label a fold never saw
+    is wrong at any temperature, and would push it to its bound)."""
+    rows = np.arange(len(truth))
+    usable = (((held_out_logits > ABSENT).sum(axis=1) >= 2)
+              & (held_out_logits[rows, truth] > ABSENT))
     if not usable.any():
         return 1.0
     scores, answers = held_out_logits[usable], truth[usable]
@@ -106,7 +111,8 @@ def evaluate(vectors: np.ndarray, labels: np.ndarray, groups: np.ndarray,
     """Leave one source out: train on the others, score the one left out. Macro-F1 per
     held-out source and pooled, precision and recall per label, and the reliability of
     the score (accuracy per score bin, and the expected calibration error). Items whose
-    label no other source holds cannot be learnt that way: they are counted, not scored."""
+    label no other source holds cannot be learnt that way: they are counted, not scored.
+    Families are kept whole: a family with items in the held-out source trains nothing."""
     truth, predicted, scores, per_source = [], [], [], []
     names = sorted(set(sources.tolist()))
     with bar(len(names), "suggest: held-out sources", " sources") as progress:
@@ -126,7 +132,8 @@ def _held_out(vectors: np.ndarray, labels: np.ndarray, groups: np.ndarray,
               sources: np.ndarray, source: str, folds: int, regularization: float,
               seed: int) -> tuple[dict[str, Any], tuple[list, list, list] | None]:
     """One held-out source: its figures, and its (truth, predicted, score) lists."""
-    train = sources != source
+    own_families = np.isin(groups, groups[sources == source])
+    train = (sources != source) & ~own_families  # its paraphrases elsewhere stay out too
     known = set(labels[train].tolist())
     test = (sources == source) & np.isin(labels, sorted(known))
     entry: dict[str, Any] = {"source": source, "items": int((sources == source).sum()),
@@ -135,7 +142,7 @@ def _held_out(vectors: np.ndarray, labels: np.ndarray, groups: np.ndarray,
                                  set(labels[sources == source].tolist()) - known)}
     if len(known) < 2 or not test.any():
         return {**entry, "macro_f1": None}, None
-    model, _ = fit(vectors[train], labels[train], groups[train], folds, regularization, seed)
+    model, *_ = fit(vectors[train], labels[train], groups[train], folds, regularization, seed)
     best, score, _ = top_two(model.probabilities(vectors[test]), model.classes)
     present = sorted(set(labels[test].tolist()))
     entry.update(labels=present,

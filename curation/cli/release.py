@@ -40,7 +40,7 @@ def release_publish(version: str, repo_id: str | None, private: bool, yes: bool,
     one commit and tags it; the token comes from HF_TOKEN or `hf auth login`.
     """
     from curation.publishing.hub import authenticated_api, plan_publish, publish
-    from curation.publishing.registry import freeze
+    from curation.publishing.registry import freeze, frozen
     from curation.stages.release import manifest_of
 
     folder = Paths().releases_dir / version
@@ -50,6 +50,11 @@ def release_publish(version: str, repo_id: str | None, private: bool, yes: bool,
             raise CurationError("no --repo, and the release names no release.hub_repo",
                                 field="--repo")
     plan = plan_publish(folder, repo_id, private)
+    released = frozen(Paths().released).get(version)
+    if released and released["content_sha256"] != plan.content_sha256:
+        raise CurationError(f"version {version} was released with other content; this "
+                            "build is not it", file=str(Paths().released),
+                            field=f"versions.{version}")
     click.echo(f"repository: {plan.repo_id} (dataset{', private' if plan.private else ''})")
     click.echo(f"tag:        {plan.tag}")
     click.echo(f"commit:     {plan.commit_message}")

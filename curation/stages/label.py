@@ -26,6 +26,7 @@ from curation.annotation.agreement import (
     rubric,
 )
 from curation.annotation.labels import assign_labels, read_annotations
+from curation.core.errors import CurationError
 from curation.core.items import response_id, responses_of, to_arrow
 from curation.core.judgments import Vocabulary
 from curation.core.ledger import StageLedger
@@ -55,6 +56,10 @@ def run(context: Context) -> StageResult:
                                                        params.min_submitted)
     suggestions = read_input(paths.suggestions, "suggest",
                              load_schema("suggestions").columns).set_index("id")
+    if len(suggestions) and set(suggestions.index) != set(table["id"]):
+        raise CurationError("suggestions are for other items than data/families.parquet "
+                            "holds; run `curate suggest` again", file=str(paths.suggestions),
+                            field="id")
     labeled = with_model_labels(labeled, suggestions, params.accept_model_above)
     ledger = StageLedger(STAGE)
     out_of_scope = labeled["domain"] == params.out_of_scope_label
@@ -107,7 +112,8 @@ def label_figures(report: dict[str, Any], signals: dict[str, Any]) -> dict[str, 
     """The label stage's metrics: items per domain and provenance, agreement, the
     refusal rule against people."""
     return {**{f"domain_{d}": sum(v.values()) for d, v in report["by_domain"].items()},
-            **{f"by_{k}": v for k, v in report["by_label_source"].items()},
+            **{f"by_{k}": report["by_label_source"].get(k, 0)
+               for k in ("annotation", "source_map", "model")},
             "mean_agreement": report["mean_agreement"],
             "responses_annotated": report["rubric"]["responses_annotated"],
             "refusal_rule_precision": signals["refusal_vs_human"]["precision"],
@@ -174,12 +180,14 @@ def signals_report(table: pd.DataFrame, detectors: Detectors) -> dict[str, Any]:
 
 def with_model_labels(labeled: pd.DataFrame, suggestions: pd.DataFrame,
                       threshold: float | None) -> pd.DataFrame:
-    """Unlabelled items whose suggestion scores `threshold` or more take it, as
-    `label_source: model` with its score in `label_score` (null for people's labels)."""
+    """Unlabelled items no annotator has answered yet whose suggestion scores `threshold`
+    or more take it, as `label_source: model` with its score in `label_score` (null for
+    people's labels). Items with pending or tied answers wait for people."""
     found = suggestions.reindex(labeled["id"])
     score = found["score"].to_numpy(dtype="float64")
-    accept = (labeled["domain"].isna().to_numpy() & (score >= threshold)
-              if threshold is not None else np.zeros(len(labeled), dtype=bool))
+    accept = (labeled["domain"].isna().to_numpy() & (labeled["n_annotations"].to_numpy() == 0)
+              & (score >= threshold) if threshold is not None
+              else np.zeros(len(labeled), dtype=bool))
     return labeled.assign(
         domain=labeled["domain"].where(~accept, found["suggestion"].to_numpy(dtype=object)),
         label_source=np.where(accept, "model", labeled["label_source"].to_numpy(dtype=object)),

@@ -69,21 +69,23 @@ def run(context: Context) -> StageResult:
         report["trained"] = False
         lines = ["no suggestions: the trusted labels hold fewer than two classes"]
     else:
-        model, held_out = fit(vectors[trusted], truth, groups[trusted], params.folds,
-                              params.regularization, params.seed)
+        model, held_out, scored = fit(vectors[trusted], truth, groups[trusted], params.folds,
+                                      params.regularization, params.seed)
         probabilities = model.probabilities(vectors)
-        probabilities[trusted] = held_out
+        out_of_fold = trusted.copy()
+        out_of_fold[trusted] = scored
+        probabilities[out_of_fold] = held_out[scored]
         best, score, margin = top_two(probabilities, model.classes)
         suggestions = pd.DataFrame({"id": table["id"].to_numpy(dtype=str), "suggestion": best,
                                     "score": np.round(score, 6),
-                                    "margin": np.round(margin, 6), "out_of_fold": trusted})
+                                    "margin": np.round(margin, 6), "out_of_fold": out_of_fold})
         evaluation = evaluate(vectors[trusted], truth, groups[trusted],
                               labeled.loc[trusted, "source"].to_numpy(dtype=str),
                               params.folds, params.regularization, params.seed)
-        seen, seen_score, _ = top_two(held_out, model.classes)
+        seen, seen_score, _ = top_two(held_out[scored], model.classes)
         report.update(trained=True, classes=list(model.classes),
                       temperature=model.temperature,
-                      out_of_fold=pooled(truth.tolist(), seen, seen_score),
+                      out_of_fold=pooled(truth[scored].tolist(), seen, seen_score),
                       held_out_sources=evaluation,
                       acceptance=acceptance(suggestions[~trusted]))
         lines = [f"suggestions for {int((~trusted).sum())} unlabelled items; macro-F1 "
@@ -120,7 +122,9 @@ def acceptance(unlabelled: pd.DataFrame) -> list[dict[str, Any]]:
 def suggest_figures(report: dict[str, Any]) -> dict[str, Any]:
     """The suggest stage's metrics: its quality and what a 0.9 threshold would accept."""
     if not report["trained"]:
-        return {"unlabelled": report["unlabelled"]}
+        return {"unlabelled": report["unlabelled"], "macro_f1_out_of_fold": None,
+                "macro_f1_held_out_sources": None, "calibration_error": None,
+                "accepted_at_0_9": None}
     at = {a["score_at_least"]: a["items"] for a in report["acceptance"]}
     return {"unlabelled": report["unlabelled"],
             "macro_f1_out_of_fold": report["out_of_fold"]["macro_f1"],

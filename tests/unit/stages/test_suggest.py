@@ -70,7 +70,6 @@ def test_suggestions_for_every_item_and_an_honest_evaluation(project: Path) -> N
     for topic, prompt in UNMAPPED.items():
         row = suggestions.loc[prompt]
         assert row["suggestion"] == expected[topic] and not row["out_of_fold"]
-        assert row["margin"] <= row["score"]
     assert suggestions["out_of_fold"].sum() == 27  # every mapped item, scored out of fold
     report = json.loads((project / "reports" / "suggest.json").read_text())
     assert report["trained_on"] == {"out_of_scope": 9, "suicide_self_harm": 9, "weapons": 9}
@@ -79,7 +78,9 @@ def test_suggestions_for_every_item_and_an_honest_evaluation(project: Path) -> N
     assert [(h["source"], h["scored"]) for h in held] == [("src_a", 15), ("src_b", 12)]
     assert report["held_out_sources"]["macro_f1"] > 0.8
     assert [a["score_at_least"] for a in report["acceptance"]] == [0.5, 0.7, 0.8, 0.9, 0.95]
-    assert report["acceptance"][0]["items"] <= 3
+    unlabelled = suggestions[~suggestions["out_of_fold"]]
+    assert [a["items"] for a in report["acceptance"]] == [
+        int((unlabelled["score"] >= t).sum()) for t in (0.5, 0.7, 0.8, 0.9, 0.95)]
 
     outputs = [project / "data" / "suggestions.parquet", project / "reports" / "suggest.json"]
     before = [path.read_bytes() for path in outputs]
@@ -146,4 +147,8 @@ def test_annotations_are_trusted_labels_and_one_class_trains_nothing(project: Pa
     assert report["trained"] is True
     assert report["trained_on"] == {"out_of_scope": 1, "suicide_self_harm": 4}
     suggestions = pd.read_parquet(project / "data" / "suggestions.parquet")
-    assert suggestions["out_of_fold"].all() and len(suggestions) == 5
+    # the out-of-scope item's fold trained on self-harm alone: it gets the final model's
+    # suggestion, not an out-of-fold one
+    assert len(suggestions) == 5 and suggestions["out_of_fold"].sum() == 4
+    item_row = suggestions.set_index("id").loc[item]
+    assert not item_row["out_of_fold"]
