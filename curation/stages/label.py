@@ -56,10 +56,11 @@ def run(context: Context) -> StageResult:
                                                        params.min_submitted)
     suggestions = read_input(paths.suggestions, "suggest",
                              load_schema("suggestions").columns).set_index("id")
-    if len(suggestions) and set(suggestions.index) != set(table["id"]):
-        raise CurationError("suggestions are for other items than data/families.parquet "
-                            "holds; run `curate suggest` again", file=str(paths.suggestions),
-                            field="id")
+    missing = ~table["id"].isin(suggestions.index)
+    if len(suggestions) and missing.any():
+        raise CurationError(f"no suggestion for item {table.loc[missing, 'id'].iloc[0]} of "
+                            "data/families.parquet; run `curate suggest` again",
+                            file=str(paths.suggestions), field="id")
     labeled = with_model_labels(labeled, suggestions, params.accept_model_above)
     ledger = StageLedger(STAGE)
     out_of_scope = labeled["domain"] == params.out_of_scope_label

@@ -120,6 +120,16 @@ def test_label_accepts_suggestions_only_above_the_threshold(project: Path) -> No
     report = json.loads((project / "reports" / "labels.json").read_text())
     assert report["model"]["accepted"] == 0
 
+    # suggestions made before the items changed (curate suggest not rerun): one line
+    path = project / "data" / "suggestions.parquet"
+    stale = pd.read_parquet(path)
+    stale.iloc[1:].to_parquet(path, index=False)
+    result = curate(project, "label")
+    assert result.returncode == 1
+    assert result.stderr == (f"error: data/suggestions.parquet: field 'id': no suggestion for "
+                             f"item {stale['id'].iloc[0]} of data/families.parquet; run "
+                             "`curate suggest` again\n")
+
 
 def test_annotations_are_trusted_labels_and_one_class_trains_nothing(project: Path) -> None:
     write(project / "in" / "x.jsonl", "".join(
