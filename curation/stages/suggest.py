@@ -87,7 +87,8 @@ def run(context: Context) -> StageResult:
                       temperature=model.temperature,
                       out_of_fold=pooled(truth[scored].tolist(), seen, seen_score),
                       held_out_sources=evaluation,
-                      acceptance=acceptance(suggestions[~trusted]))
+                      acceptance=acceptance(suggestions[
+                          ~trusted & (labeled["n_annotations"].to_numpy() == 0)]))
         lines = [f"suggestions for {int((~trusted).sum())} unlabelled items; macro-F1 "
                  f"{report['out_of_fold']['macro_f1']} out of fold, {evaluation['macro_f1']} "
                  f"on held-out sources (ECE {report['out_of_fold']['expected_calibration_error']}"
@@ -112,7 +113,8 @@ def run(context: Context) -> StageResult:
 
 
 def acceptance(unlabelled: pd.DataFrame) -> list[dict[str, Any]]:
-    """How many unlabelled items each threshold would accept, per suggested label."""
+    """How many unlabelled items each threshold would accept, per suggested label (items
+    with pending or tied answers wait for people, as in the label stage)."""
     return [{"score_at_least": t, "items": int((unlabelled["score"] >= t).sum()),
              "by_label": {k: int(v) for k, v in unlabelled.loc[
                  unlabelled["score"] >= t, "suggestion"].value_counts().sort_index().items()}}
