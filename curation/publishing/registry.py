@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from curation.core.errors import CurationError
+from curation.core.tableio import StagedWrites
 
 HEADER = ("# Released versions (committed): their content fingerprints and where they were\n"
           "# published. A version listed here is never rebuilt with other content; add one\n"
@@ -54,5 +55,6 @@ def freeze(path: Path, version: str, content_sha256: str, published: str | None 
         return False
     versions[version] = updated
     body = yaml.safe_dump({"versions": dict(sorted(versions.items()))}, sort_keys=False)
-    path.write_text(HEADER + body, encoding="utf-8")
+    with StagedWrites() as out:  # all or nothing: a committed file
+        out.text(HEADER + body, path)
     return True

@@ -133,9 +133,8 @@ def manifest_of(folder: Path) -> dict[str, Any]:
 
 def _existing_fingerprint(target: Path) -> str | None:
     try:
-        return json.loads((target / "manifest.json").read_text(encoding="utf-8")).get(
-            "content_sha256")
-    except (OSError, json.JSONDecodeError):
+        return manifest_of(target).get("content_sha256")
+    except CurationError:  # no build there, or a broken one: nothing to compare
         return None
 
 
