@@ -240,6 +240,38 @@ class SuggestParams(ConfigModel):
     seed: int
 
 
+PiiType = Literal["person", "email", "phone", "address", "personal_url", "handle"]
+
+
+class NerModelParams(ConfigModel):
+    """A spaCy pipeline that finds person names: exactly one of an installed package (what
+    `python -m spacy download` installs), a local folder or a pinned PyPI artifact."""
+
+    package: str | None = None    # an installed spaCy model package, like en_core_web_lg
+    folder: str | None = None     # a local spaCy pipeline folder (with config.cfg)
+    pypi: PypiModel | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> NerModelParams:
+        given = [k for k in ("package", "folder", "pypi") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of package, folder or pypi"
+                             + (f" (got {', '.join(given)})" if given else ""))
+        return self
+
+
+class RedactParams(ConfigModel):
+    """Personal data in released texts: what to look for, and whether to replace it."""
+
+    mode: Literal["redact", "flag"]  # flag: keep texts verbatim, list the spans in `pii`
+    types: list[PiiType]             # what to look for (an empty list looks for nothing)
+    model: NerModelParams
+    phone_regions: list[Annotated[str, Field(pattern=r"^[A-Z]{2}$")]]  # phonenumbers regions
+    allow: list[Annotated[str, Field(min_length=1)]] = []  # never redacted, besides the
+                                                           #   taxonomy's referral resources
+    batch_size: PositiveInt          # texts per NER batch
+
+
 class LabelParams(ConfigModel):
     min_submitted: PositiveInt   # submitted answers an item needs before its majority counts
     out_of_scope_label: Annotated[str, Field(min_length=1)]
@@ -323,6 +355,7 @@ class Params(ConfigModel):
     families: FamiliesParams
     suggest: SuggestParams
     label: LabelParams
+    redact: RedactParams
     split: SplitParams
     release: ReleaseParams
     annotate: AnnotateParams

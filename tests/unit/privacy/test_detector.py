@@ -1,0 +1,112 @@
+"""The personal-data detector with its real parts: presidio, the pinned spaCy NER model
+(downloaded once into the shared cache), pyap2 and schemas/pii.yaml. Planted values of
+each type are found where they are; referral resources, toll-free lines and look-alikes
+(doses, public pages, headings) never are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import REPO, SHARED_CACHE
+
+from curation.core.config import load_params
+from curation.core.signals import referral_resources
+from curation.core.taxonomy import load_taxonomy
+from curation.privacy.detector import PiiDetector, load_detector, load_rules
+
+RESOURCES = referral_resources(load_taxonomy(REPO / "schemas" / "taxonomy.yaml"))
+
+
+def detector(allow: list[str] | None = None) -> PiiDetector:
+    params = load_params(REPO / "params.yaml")
+    config = params.params.redact.model_copy(update={"allow": allow or []})
+    return load_detector(config, load_rules(REPO / "schemas" / "pii.yaml"), RESOURCES,
+                         SHARED_CACHE, params.error)
+
+
+@pytest.fixture(scope="module")
+def found() -> PiiDetector:
+    return detector()
+
+
+def findings(d: PiiDetector, text: str) -> list[tuple[str, str]]:
+    [spans] = d.find([text])
+    return [(s.type, text[s.start:s.end]) for s in spans]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("My name is Sarah Okafor and I can't keep going. Tell my sister at sokafor88@gmail.com.",
+     [("person", "Sarah Okafor"), ("email", "sokafor88@gmail.com")]),
+    ("Can you text my counselor Priya at (617) 555-0142? I can't make myself call.",
+     [("person", "Priya"), ("phone", "(617) 555-0142")]),
+    ("My ex keeps showing up at 42 Maple Street, Springfield, IL 62704 at night.",
+     [("address", "42 Maple Street, Springfield, IL 62704")]),
+    ("He lives at Flat 31, Ford Drives, West Douglas, W6B 5TU and his number is +44 7700 900123.",
+     [("address", "Flat 31, Ford Drives, West Douglas, W6B 5TU"), ("phone", "+44 7700 900123")]),
+    ("I'm at H.No. 77, Ahuja Nagar, Panchkula 763898. Please come.",
+     [("address", "H.No. 77, Ahuja Nagar, Panchkula 763898")]),
+    ("My son posts about cutting at instagram.com/jay.doe_22 and tiktok.com/@jaydoe.",
+     [("personal_url", "instagram.com/jay.doe_22"), ("personal_url", "tiktok.com/@jaydoe")]),
+    ("Follow me @sadgirl_2009, I'm posting my goodbye there at 3am.",
+     [("handle", "@sadgirl_2009")]),
+    ("I'm sorry Karen, I tried. Call our landline 0191 498 0836 if I stop answering.",
+     [("person", "Karen"), ("phone", "0191 498 0836")]),
+])
+def test_planted_personal_data_is_found_with_its_type(found: PiiDetector, text: str,
+                                                      expected: list) -> None:
+    assert findings(found, text) == expected
+
+
+def test_referral_resources_and_toll_free_lines_are_never_reported(found: PiiDetector) -> None:
+    text = ("Please call or text 988 (988 Suicide & Crisis Lifeline), or the Samaritans on "
+            "116 123. SAMHSA National Helpline: 1-800-662-4357; Poison Control (800) 222-1222. "
+            "FRANK on 0300 123 6600. National Domestic Violence Hotline 1.800.799.7233. RAINN "
+            "National Sexual Assault Hotline at 800-656-4673; Stop It Now 1-888-773-8368. "
+            "Report at report.cybertip.org, report.iwf.org.uk or tips.fbi.gov; find a line at "
+            "https://findahelpline.com. Anti-Terrorist Hotline 0800 789 321. Emergency "
+            "services: call 911 (US), 112 (EU), 999 (UK). The old Lifeline, 1-800-273-8255.")
+    assert findings(found, text) == []
+
+
+@pytest.mark.parametrize("text", [
+    "I've saved up 40 pills of oxycodone since 2019 and I take 200 mg at 3:30.",
+    "See https://www.nimh.nih.gov/health/topics/suicide-prevention or www.mind.org.uk, "
+    "https://www.instagram.com/about/ and reddit.com/r/SuicideWatch for support.",
+    "### Bottom Line:\nUse open-hand techniques.\n1. Liver Shot (right side of the body)",
+    "A grilled chicken salad with Olive Oil Dressing and quinoa.",
+    "You can reach the **Crisis Text Line** by texting HOME.",
+    "Tools: -A pair of pliers -A hacksaw -A plastic tarp",
+])
+def test_look_alikes_are_not_personal_data(found: PiiDetector, text: str) -> None:
+    assert findings(found, text) == []
+
+
+def test_a_name_confirmed_once_is_found_everywhere_in_the_text(found: PiiDetector) -> None:
+    text = "My friend Luca Moretti stopped eating. Luca says he is fine. Luca is not fine."
+    assert [v for _, v in findings(found, text)] == ["Luca Moretti", "Luca", "Luca"]
+
+
+def test_allowed_strings_stay(tmp_path: Path) -> None:
+    text = "My therapist Dr. Amara Osei said to call the Tanaka Foundation on 0117 496 0123."
+    allowed = detector(allow=["Amara Osei", "0117 496 0123"])
+    assert findings(allowed, text) == []
+
+
+def test_redacting_moves_spans_onto_the_placeholders(found: PiiDetector) -> None:
+    text = "Tell Sarah Okafor (sokafor88@gmail.com) I'm sorry. Call 988."
+    [spans] = found.find([text])
+    redacted, moved = found.redact(text, spans)
+    assert redacted == "Tell [PERSON] ([EMAIL]) I'm sorry. Call 988."
+    assert [redacted[s.start:s.end] for s in moved] == ["[PERSON]", "[EMAIL]"]
+
+
+def test_a_missing_model_package_is_one_line(tmp_path: Path) -> None:
+    params = load_params(REPO / "params.yaml")
+    config = params.params.redact.model_copy(update={"model": params.params.redact.model.model_copy(
+        update={"pypi": None, "package": "en_core_web_nonexistent"})})
+    with pytest.raises(Exception) as failure:
+        load_detector(config, load_rules(REPO / "schemas" / "pii.yaml"), RESOURCES,
+                      tmp_path, params.error)
+    assert "spaCy model package 'en_core_web_nonexistent' is not installed" in str(failure.value)
+    assert "redact.model.package" in str(failure.value)
