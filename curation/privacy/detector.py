@@ -63,6 +63,7 @@ _PHONE_SHAPES = [
 ]
 _HANDLE = Pattern("handle", r"(?<![\w@.\-/])@[A-Za-z0-9_](?:[A-Za-z0-9_.]{1,28}[A-Za-z0-9_])?"
                   r"(?![\w@])", 0.6)
+PIECE_CHARS = 100_000  # the longest text spaCy reads at once
 _PAGE = re.compile(r"\.(?:html?|php|aspx?|jsp)$", re.IGNORECASE)
 _NAME_WORD = re.compile(r"^(?:[^\W\d_]+(?:['\u2019-][^\W\d_]+)*(?:['\u2019]s)?|[A-Z]\.)$")
 # Where a title-cased phrase is a heading or a list entry, not a name: after a line's
@@ -301,9 +302,14 @@ class PiiDetector:
         if not self._entities:
             yield from ([] for _ in texts)
             return
-        results = self._batch.analyze_iterator(list(texts), language="en",
-                                               entities=self._entities, batch_size=batch_size)
-        for text, found in zip(texts, results, strict=True):
+        pieces = [_pieces(text) for text in texts]
+        results = iter(self._batch.analyze_iterator(
+            [text[s:e] for text, spans in zip(texts, pieces, strict=True) for s, e in spans],
+            language="en", entities=self._entities, batch_size=batch_size))
+        for text, spans in zip(texts, pieces, strict=True):
+            found = [RecognizerResult(r.entity_type, r.start + s, r.end + s, r.score,
+                                      recognition_metadata=r.recognition_metadata)
+                     for s, _ in spans for r in next(results)]
             yield self._checked(text, found)
 
     def _checked(self, text: str, found: list[RecognizerResult]) -> list[Span]:
@@ -360,6 +366,18 @@ class PiiDetector:
             shift += len(placeholder) - (span.end - span.start)
             at = span.end
         return "".join(pieces) + text[at:], moved
+
+
+def _pieces(text: str, limit: int = PIECE_CHARS) -> list[tuple[int, int]]:
+    """A long text in pieces of at most `limit` characters, cut at a line break or a space
+    (spaCy refuses texts over a million characters, and its memory grows with length)."""
+    pieces, start = [], 0
+    while len(text) - start > limit:
+        cut = max(text.rfind("\n", start, start + limit), text.rfind(" ", start, start + limit))
+        end = cut + 1 if cut > start else start + limit
+        pieces.append((start, end))
+        start = end
+    return [*pieces, (start, len(text))]
 
 
 def _alternation(terms: Sequence[str], flags: re.RegexFlag) -> re.Pattern[str] | None:

@@ -110,3 +110,12 @@ def test_a_missing_model_package_is_one_line(tmp_path: Path) -> None:
                       tmp_path, params.error)
     assert "spaCy model package 'en_core_web_nonexistent' is not installed" in str(failure.value)
     assert "redact.model.package" in str(failure.value)
+
+
+def test_long_and_empty_texts_are_read_in_pieces(found: PiiDetector) -> None:
+    # pieces of 100,000 characters: spaCy refuses over 1,000,000 and slows down long before
+    filler = "I keep thinking about it and nothing helps. " * 2_500  # 110,000 characters
+    text = filler + "Text me at sokafor88@gmail.com tonight. " + filler
+    empty, long = found.find(["", text])
+    assert empty == []
+    assert [(s.type, text[s.start:s.end]) for s in long] == [("email", "sokafor88@gmail.com")]
