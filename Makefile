@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	@echo "Running the pipeline (dvc repro): pull, normalize, dedup, families, suggest, label, split, release"
+	@echo "Running the pipeline (dvc repro): pull, normalize, dedup, families, suggest, label, redact, split, release"
 	dvc repro
 	@echo
 	@echo "Ledger:  reports/ledger.json (curate ledger prints it)"

@@ -27,6 +27,10 @@ STAGES = {
     "label": "Give each item one domain (annotators, then category maps, then suggestions "
              "above label.accept_model_above if set).\n\n"
              "Writes data/labeled.parquet and reports/labels.json.",
+    "redact": "Find personal data in the labeled items' texts; replace it (or, with "
+              "redact.mode flag, list it).\n\n"
+              "Writes data/redacted.parquet (findings in `pii`) and reports/redact.json; "
+              "the taxonomy's referral resources are never redacted.",
     "split": "Build the default and held-out-domain configurations under data/splits/.",
 }
 

@@ -21,7 +21,11 @@ from curation.core.text import ID_LENGTH, clean_text
 
 ROLES = ("system", "user", "assistant")
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
-NESTED = ("messages", "responses")
+NESTED = ("messages", "responses", "pii")
+# Personal data found in an item (stage `redact`): which text (`messages[0].content`,
+# `responses[1].text`), what type, and where it is in the released text (str offsets).
+PII_SPAN = pa.struct([("field", pa.string()), ("type", pa.string()), ("start", pa.int64()),
+                      ("end", pa.int64())])
 
 
 SIGNALS = pa.struct([("refusal", pa.bool_()), ("referral", pa.bool_())])
@@ -76,7 +80,8 @@ def to_arrow(frame: pd.DataFrame, judgments: pa.StructType, labelled: bool = Fal
         table = table.set_column(table.column_names.index("contrast_of"), "contrast_of",
                                  table["contrast_of"].cast(pa.string()))
     types = {"messages": pa.list_(MESSAGE),
-             "responses": pa.list_(response_type(judgments, labelled))}
+             "responses": pa.list_(response_type(judgments, labelled)),
+             "pii": pa.list_(PII_SPAN)}
     for position, name in enumerate(frame.columns):
         if name in NESTED:
             values = [None if v is None else list(v) for v in frame[name]]

@@ -19,7 +19,7 @@ from curation.core.metrics import Figures, flat
 from curation.core.paths import Paths
 from curation.core.tableio import StagedWrites
 
-STAGES = ("pull", "normalize", "dedup", "families", "label", "split", "release")
+STAGES = ("pull", "normalize", "dedup", "families", "label", "redact", "split", "release")
 OUTCOMES = ("filtered", "quarantined", "duplicate", "merged", "contaminated")
 DROPPED_COLUMNS = ["stage", "outcome", "reason", "field", "detail", "duplicate_of",
                    "id", "source", "source_record_id", "record"]
@@ -171,12 +171,21 @@ def ledger_table(ledger: dict[str, Any]) -> Iterable[list[str]]:
     if "references" in ledger["stages"][0]:  # reference sets: pulled aside, never released
         reports.insert(1, ("(references)", ledger["stages"][0]["references"]))
     for name, report in reports:
-        reasons = ", ".join(f"{reason} {n}" for outcome in OUTCOMES
-                            for reason, n in report.get(outcome, {}).items())
+        reasons = ", ".join([f"{reason} {n}" for outcome in OUTCOMES
+                             for reason, n in report.get(outcome, {}).items()]
+                            + ([pii_reasons(report["pii"])] if report.get("pii") else []))
         responses = report.get("responses") or {"in": "-", "kept": "-"}
         yield [name, str(report["rows_in"]), str(report["kept"]),
                *(str(sum(report.get(o, {}).values())) for o in OUTCOMES),
                str(responses["in"]), str(responses["kept"]), reasons or "-"]
+
+
+def pii_reasons(pii: dict[str, Any]) -> str:
+    """Personal data found by the redact stage (its rows are all kept), as a reason cell."""
+    verb = "redacted" if pii["mode"] == "redact" else "flagged"
+    found = ", ".join(f"{kind} {n['found']}" for kind, n in pii["by_type"].items()
+                      if n["found"])
+    return f"pii {verb}: {found or 'none'}"
 
 
 def write_ledger(paths: Paths) -> dict[str, Any]:

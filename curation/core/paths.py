@@ -80,6 +80,10 @@ class Paths:
         return self.data / "labeled.parquet"
 
     @property
+    def redacted(self) -> Path:
+        return self.data / "redacted.parquet"
+
+    @property
     def splits_dir(self) -> Path:
         return self.data / "splits"
 

@@ -48,6 +48,7 @@ class ReleaseInputs:
     signals: dict[str, Any]                      # reports/signals.json
     suggest: dict[str, Any]                      # reports/suggest.json
     split_report: dict[str, Any]                 # reports/splits.json
+    redact: dict[str, Any]                       # reports/redact.json
     params: dict[str, Any]                       # the whole params.yaml, as written
     vocabulary: Vocabulary                       # schemas/judgments.yaml
 
@@ -171,6 +172,9 @@ def card_body(inputs: ReleaseInputs, params: ReleaseParams, rows: dict[str, dict
                       "; ".join(f"{pair} {k}" for pair, k in f["cohen_kappa"].items()) or "n/a"]
                      for f in labels["rubric"]["agreement"]],
         empathy_rows=empathy_rows(default, domains),
+        pii=inputs.redact,
+        pii_rows=[[kind, n["found"], n["items"], n["responses"]]
+                  for kind, n in inputs.redact["by_type"].items()],
         split_threshold=splits["similarity_checked_from"],
         contamination_rows=[[name, _pin_text(inputs.sources[name]) if name in inputs.sources
                              else "", figures["reference_items"], figures["removed"],

@@ -137,7 +137,7 @@ def run(context: Context) -> StageResult:
     """Build every configuration and write data/splits/<config>/<split>.parquet."""
     params, paths = context.params.split, context.paths
     domains = context.taxonomy.domain_ids
-    table = context.input_table(paths.labeled, "label", "labeled")
+    table = context.input_table(paths.redacted, "redact", "redacted")
     table = table.sort_values("id", kind="stable").reset_index(drop=True)
     check_inputs(table, context.taxonomy, context.params_file)
     first_row = table.groupby("family_id", sort=False).cumcount() == 0

@@ -326,7 +326,7 @@ def test_response_quality_answers_are_pulled_with_their_agreement(
     project = tmp_path / "released"
     shutil.copytree(annotation_project, project)
     set_params(project, "label", accept_model_above=0.9)
-    for stage in ("label", "split", "release"):
+    for stage in ("label", "redact", "split", "release"):
         result = run(project, server, stage)
         assert result.returncode == 0, result.stderr
     [release] = [p for p in (project / "releases").iterdir() if p.is_dir()]

@@ -13,7 +13,8 @@ import pytest
 import yaml
 from conftest import DVC, REPO, run
 
-STAGES = ("pull", "normalize", "dedup", "families", "suggest", "label", "split", "release")
+STAGES = ("pull", "normalize", "dedup", "families", "suggest", "label", "redact", "split",
+          "release")
 
 
 def module_file(name: str) -> Path | None:

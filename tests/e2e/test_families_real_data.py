@@ -46,7 +46,7 @@ def test_labelled_rewrites_and_originals_share_a_split_in_every_configuration(
           "question": "domain", "value": "weapons", "status": "submitted"}
          for item in members["id"] for who in ("ann1", "ann2")])
     annotations.to_parquet(project / "annotations" / "families-test.parquet", index=False)
-    for stage in ("label", "split"):
+    for stage in ("label", "redact", "split"):
         result = curate(project, stage)
         assert result.returncode == 0, result.stderr
     root = project / "data" / "splits"

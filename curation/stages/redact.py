@@ -1,0 +1,123 @@
+"""Stage `redact`: personal data out of every text a release carries.
+
+Every message, prompt and response of the labeled items goes through the detector
+(`curation.privacy.detector`: presidio with a spaCy NER model, pyap2 and the rules of
+`schemas/pii.yaml`). With `redact.mode: redact` each finding is replaced by its type's
+placeholder (`[PERSON]`, `[EMAIL]`, ...); with `flag` texts stay verbatim for curators who
+must keep them so. Either way each item lists its findings in `pii` (which text, what
+type, where in the released text), and the counts per type go to the ledger and the card.
+The taxonomy's referral resources and `redact.allow` are never reported: they are what an
+"external reference" judgment is about. Nothing is dropped here.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pandas as pd
+
+from curation.core.config import NerModelParams
+from curation.core.items import responses_of, to_arrow
+from curation.core.ledger import StageLedger
+from curation.core.progress import bar
+from curation.core.schemas import load_schema, validate_rows
+from curation.core.signals import referral_resources
+from curation.core.tableio import StagedWrites
+from curation.privacy.detector import PII_TYPES, PiiDetector, Span, load_detector, load_rules
+from curation.stages.base import Context, StageResult
+
+STAGE = "redact"
+
+
+def run(context: Context) -> StageResult:
+    """Find personal data in the labeled items; write them redacted (or flagged)."""
+    params, paths = context.params.redact, context.paths
+    table = context.input_table(paths.labeled, "label", "labeled")
+    detector = load_detector(params, load_rules(paths.schemas_dir / "pii.yaml"),
+                             referral_resources(context.taxonomy), paths.cache,
+                             context.params_file.error)
+    found = findings(table, detector, params.batch_size)
+    texts = [rewrite(item, found, detector, params.mode) for item in table.itertuples()]
+    out = table.assign(messages=[t[0] for t in texts], prompt=[t[1] for t in texts],
+                       responses=[t[2] for t in texts], pii=[t[3] for t in texts])
+    ledger = StageLedger(STAGE)
+    valid, failures = validate_rows(out, load_schema("redacted"))
+    if not failures.empty:
+        ledger.drop(out.iloc[failures["index"]], "quarantined", failures["check"],
+                    field=failures["field"], detail=failures["detail"])
+    taken_in, kept = responses_of(table), responses_of(valid)
+    ledger.count_responses(taken_in, kept, item_quarantined=taken_in - kept)
+    summary = ledger.summary(Counter(table["source"]), Counter(valid["source"]))
+    report = pii_report(valid, params.mode, params.types, model_name(params.model))
+    summary["pii"] = {"mode": params.mode, "by_type": report["by_type"]}
+    with StagedWrites() as writes:
+        writes.parquet(to_arrow(valid, context.vocabulary.arrow_type(), labelled=True),
+                       paths.redacted)
+        ledger.write(writes, paths, summary, {
+            "items_with_pii": report["items_with_pii"],
+            **{f"pii_{kind}": n["found"] for kind, n in report["by_type"].items()}})
+        writes.json(report, paths.report("redact"))
+    verb = "redacted" if params.mode == "redact" else "flagged"
+    return StageResult(STAGE, summary, report, [
+        f"personal data {verb} in {report['items_with_pii']} of {len(valid)} items: "
+        + (", ".join(f"{k} {n['found']}" for k, n in report["by_type"].items()) or "none")])
+
+
+def model_name(model: NerModelParams) -> str:
+    """The NER model as the card names it."""
+    if model.pypi is not None:
+        pin = model.pypi
+        return f"{pin.package} {pin.version} from PyPI (sha256 {pin.sha256[:12]})"
+    return str(model.package or model.folder)
+
+
+def findings(table: pd.DataFrame, detector: PiiDetector, batch_size: int
+             ) -> dict[str, list[Span]]:
+    """The spans of every distinct text of the items (templated responses once)."""
+    texts = list(dict.fromkeys(
+        [*(m["content"] for ms in table["messages"] for m in ms), *table["prompt"],
+         *(r["text"] for rs in table["responses"] for r in rs)]))
+    spans: dict[str, list[Span]] = {}
+    with bar(len(texts), "redact: personal data", " texts") as progress:
+        for text, found in zip(texts, detector.find(texts, batch_size), strict=True):
+            spans[text] = found
+            progress.update(1)
+    return spans
+
+
+def rewrite(item: Any, found: dict[str, list[Span]], detector: PiiDetector, mode: str
+            ) -> tuple[list[dict[str, str]], str, list[dict[str, Any]], list[dict[str, Any]]]:
+    """An item's messages, prompt and responses as released, and its findings."""
+    pii: list[dict[str, Any]] = []
+
+    def released(text: str, field: str | None) -> str:
+        spans = found[text]
+        if mode == "redact":
+            text, spans = detector.redact(text, spans)
+        if field is not None:
+            pii.extend({"field": field, "type": s.type, "start": s.start, "end": s.end}
+                       for s in spans)
+        return text
+
+    messages = [{**m, "content": released(m["content"], f"messages[{i}].content")}
+                for i, m in enumerate(item.messages)]
+    prompt = released(item.prompt, None)  # the last user turn: listed under messages
+    responses = [{**r, "text": released(r["text"], f"responses[{i}].text")}
+                 for i, r in enumerate(item.responses)]
+    return messages, prompt, responses, pii
+
+
+def pii_report(items: pd.DataFrame, mode: str, types: list[str], model: str
+               ) -> dict[str, Any]:
+    """Findings per type (spans, items, responses) over the items passed on."""
+    spans = Counter(p["type"] for ps in items["pii"] for p in ps)
+    in_items = Counter(t for ps in items["pii"] for t in {p["type"] for p in ps})
+    in_responses = Counter(kind for ps in items["pii"] for kind, _ in {
+        (p["type"], p["field"]) for p in ps if p["field"].startswith("responses")})
+    by_type = {kind: {"found": spans[kind], "items": in_items[kind],
+                      "responses": in_responses[kind]}
+               for kind in PII_TYPES if kind in types}
+    return {"mode": mode, "types": list(types), "model": model, "items": len(items),
+            "items_with_pii": int(sum(bool(ps) for ps in items["pii"])),
+            "by_type": by_type}
