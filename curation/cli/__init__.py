@@ -15,8 +15,7 @@ from curation.cli import pipeline
 from curation.cli.annotate import annotate_group
 from curation.cli.argilla import argilla_group
 from curation.cli.release import release_group
-from curation.core.errors import CurationError
-from curation.localserver.runner import ServerError
+from curation.core.errors import CurationError, ServerError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

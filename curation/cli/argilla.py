@@ -10,7 +10,6 @@ import click
 
 from curation.core.errors import CurationError
 from curation.core.paths import Paths
-from curation.localserver import runner
 
 HOME = click.option("--home", default=str(Paths().argilla_home), show_default=True,
                     type=click.Path(file_okay=False), help="Server data folder (SQLite, logs).")
@@ -30,6 +29,7 @@ def argilla_serve(home: str, port: int | None, detach: bool) -> None:
 
     Prints the URL and the owner's credentials; stops cleanly on Ctrl-C unless --detach.
     """
+    from curation.localserver import runner  # requests, fakeredis: only here
     info = runner.start(Path(home), port, progress=lambda line: click.echo(line, err=True))
     click.echo(f"Argilla is up at {info.url}")
     click.echo(f"  sign in as {info.username} / {info.password}")
@@ -51,6 +51,7 @@ def argilla_serve(home: str, port: int | None, detach: bool) -> None:
 @HOME
 def argilla_stop(home: str) -> None:
     """Stop the local server started with --detach."""
+    from curation.localserver import runner
     click.echo("stopped" if runner.stop(Path(home)) else "not running")
 
 
@@ -58,6 +59,7 @@ def argilla_stop(home: str) -> None:
 @HOME
 def argilla_status(home: str) -> None:
     """Say whether the local server runs, and where."""
+    from curation.localserver import runner
     info = runner.status(Path(home))
     if info is None:
         click.echo("not running")

@@ -8,9 +8,10 @@ from typing import Any
 
 import click
 
-from curation.core.config import load_params
-from curation.core.ledger import OUTCOMES
 from curation.core.paths import Paths
+
+# Heavy modules (pydantic, pandas, the stages) are imported where a command needs them, so
+# `curate --help` and every dvc stage's start stay fast.
 
 PARAMS = click.option("--params", "params_path", default="params.yaml", show_default=True,
                       type=click.Path(dir_okay=False), help="Pipeline parameters file.")
@@ -27,6 +28,7 @@ def config_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def context(params_path: str, sources_dir: str | None, taxonomy: str) -> Any:
     """The stage context for the current project folder (params validated here, once)."""
+    from curation.core.config import load_params
     from curation.stages.base import Context
 
     return Context(Paths(), load_params(params_path),
@@ -41,6 +43,8 @@ def print_table(rows: list[list[str]]) -> None:
 
 
 def ledger_line(summary: dict[str, Any]) -> str:
+    from curation.core.ledger import OUTCOMES
+
     dropped = {o: sum(summary[o].values()) for o in OUTCOMES}
     return (f"{summary['stage']}: {summary['rows_in']} in, {summary['kept']} kept, "
             + ", ".join(f"{n} {o}" for o, n in dropped.items()))

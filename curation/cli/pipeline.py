@@ -8,7 +8,6 @@ import importlib
 import click
 
 from curation.cli.common import config_options, context, ledger_line, print_table
-from curation.core.ledger import ledger_table, write_ledger
 from curation.core.paths import Paths
 
 STAGES = {
@@ -55,6 +54,8 @@ def stage_command(name: str, help_text: str) -> click.Command:
 @click.command("ledger")
 def ledger_command() -> None:
     """Check that every stage's rows add up, write reports/ledger.json, print the table."""
+    from curation.core.ledger import ledger_table, write_ledger
+
     print_table(list(ledger_table(write_ledger(Paths()))))
 
 

@@ -1,4 +1,6 @@
-"""One error type that every stage raises for bad input, so the CLI can print one line."""
+"""The errors the CLI prints as one line: bad input or configuration (every stage), and
+the local Argilla server failing (kept here so `curate` need not import the server's
+runner to catch it)."""
 
 from __future__ import annotations
 
@@ -26,3 +28,7 @@ class CurationError(Exception):
             where += ": "
         field = f"field '{self.field}': " if self.field else ""
         return f"{where}{field}{self.message}"
+
+
+class ServerError(Exception):
+    """The local Argilla server could not be installed, started, reached or stopped."""

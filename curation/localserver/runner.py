@@ -32,6 +32,8 @@ from typing import Any
 
 import requests
 
+from curation.core.errors import ServerError
+
 SERVER_VERSION = "2.8.0"
 SERVER_REQUIREMENTS: tuple[str, ...] = (
     f"argilla-server=={SERVER_VERSION}",
@@ -59,10 +61,6 @@ server.serve_forever()
 _CHILDREN: list[subprocess.Popen] = []  # keeps Popen objects alive (no ResourceWarning)
 
 Progress = Callable[[str], None]
-
-
-class ServerError(Exception):
-    """The local Argilla server could not be installed, started, reached or stopped."""
 
 
 @dataclass(frozen=True)
