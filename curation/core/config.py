@@ -271,6 +271,17 @@ class RedactParams(ConfigModel):
                                                            #   taxonomy's referral resources
     batch_size: PositiveInt          # texts per NER batch
 
+    @field_validator("phone_regions")
+    @classmethod
+    def _known_regions(cls, regions: list[str]) -> list[str]:
+        import phonenumbers  # only when redact params are read
+
+        unknown = [r for r in regions if r not in phonenumbers.SUPPORTED_REGIONS]
+        if unknown:
+            raise ValueError(f"unknown phone region '{unknown[0]}': phonenumbers takes "
+                             "ISO 3166 codes (GB, not UK)")
+        return regions
+
 
 class LabelParams(ConfigModel):
     min_submitted: PositiveInt   # submitted answers an item needs before its majority counts

@@ -14,11 +14,12 @@ is reported: those are what a good refusal points to.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import phonenumbers
 import pyap
 import spacy
 import tldextract
@@ -64,6 +65,9 @@ _PHONE_SHAPES = [
 _HANDLE = Pattern("handle", r"(?<![\w@.\-/])@[A-Za-z0-9_](?:[A-Za-z0-9_.]{1,28}[A-Za-z0-9_])?"
                   r"(?![\w@])", 0.6)
 PIECE_CHARS = 100_000  # the longest text spaCy reads at once
+PIECE_OVERLAP = 1_000  # read twice where a long text is cut
+LONG_TOKEN = 300
+_LONG_TOKEN = re.compile(rf"\S{{{LONG_TOKEN + 1},}}")
 _PAGE = re.compile(r"\.(?:html?|php|aspx?|jsp)$", re.IGNORECASE)
 _NAME_WORD = re.compile(r"^(?:[^\W\d_]+(?:['\u2019-][^\W\d_]+)*(?:['\u2019]s)?|[A-Z]\.)$")
 # Where a title-cased phrase is a heading or a list entry, not a name: after a line's
@@ -81,8 +85,9 @@ class PiiRules(ConfigModel):
     street_types: list[str]
     unit_words: list[str]
     name_cues: list[str]
+    self_cues: list[str]
     vocative_cues: list[str]
-    public_number_prefixes: list[str]
+    country_codes: list[str]
 
 
 def load_rules(path: Path) -> PiiRules:
@@ -138,11 +143,15 @@ class _Addresses(EntityRecognizer):
         found = [RecognizerResult("STREET_ADDRESS", *m.span(), 0.6)
                  for pattern in (self._street_line, self._with_postcode)
                  for m in pattern.finditer(text)]
-        for country in ("US", "GB", "CA"):
-            for address in pyap.parse(text, country=country):
-                span = self._trimmed(text, address.match_start, address.match_end)
-                if span is not None:
-                    found.append(RecognizerResult("STREET_ADDRESS", *span, 0.85))
+        for offset, window in _windows(text):
+            if not _HOUSE_NUMBER.search(window):
+                continue
+            for country in ("US", "GB", "CA"):
+                for address in pyap.parse(window, country=country):
+                    span = self._trimmed(text, offset + address.match_start,
+                                         offset + address.match_end)
+                    if span is not None:
+                        found.append(RecognizerResult("STREET_ADDRESS", *span, 0.85))
         return found
 
     def _trimmed(self, text: str, start: int, end: int) -> tuple[int, int] | None:
@@ -157,6 +166,21 @@ class _Addresses(EntityRecognizer):
         return first.start(), end
 
 
+_HOUSE_NUMBER = re.compile(r"\d{1,6}[A-Za-z]?,?\s+[A-Z]")
+
+
+def _windows(text: str, size: int = 1_000, overlap: int = 300) -> Iterator[tuple[int, str]]:
+    """Each line of a text, a long one in overlapping windows of `size` characters, with
+    its offset: pyap2's parsers take time quadratic in the length of what they read."""
+    for line in re.finditer(r"[^\n]+", text):
+        start, end = line.span()
+        while True:
+            yield start, text[start:min(end, start + size)]
+            if start + size >= end:
+                break
+            start += size - overlap
+
+
 _PROSE = re.compile(r"\b(?!(?:of|the|upon|on|de|la|le|van|von|der)\b)[a-z]{2,}\b\s*|[.!?:;]\s+")
 
 
@@ -168,14 +192,15 @@ def _words(words: Sequence[str]) -> str:
 class _NameCues(EntityRecognizer):
     """Names a cue announces, which a small NER model misses on their own: "my friend
     Jake", "I'm Priya", "Dr. Okafor", and names someone is addressed by ("I'm sorry Karen,",
-    "thank you for telling me, Sam."). A candidate spaCy calls something else (a nation,
-    a place, an organisation, a date) is not a name."""
+    "thank you for telling me, Sam."). A candidate spaCy calls a place, an organisation or
+    a date is not a name, nor, after a self-description ("I'm Christian"), a group."""
 
     def __init__(self, rules: PiiRules) -> None:
         # a title between cue and name is skipped: "my therapist Dr. Amara Osei"
         name = (r"(?:(?:Dr|Mr|Mrs|Ms|Miss|Prof)\.?\s+)?"
                 r"([A-Z][a-z'\u2019-]+(?:\s+[A-Z][a-z'\u2019-]+){0,2})")
         self._cued = re.compile(rf"(?i:\b(?:{_words(rules.name_cues)}))\s+{name}")
+        self._self = re.compile(rf"(?i:\b(?:{_words(rules.self_cues)}))\s+{name}")
         self._addressed = re.compile(
             rf"(?i:\b(?:{_words(rules.vocative_cues)})),?\s+{name}(?=\s*[,.!?])")
         super().__init__(supported_entities=["PERSON"], name="NameCueRecognizer")
@@ -185,10 +210,13 @@ class _NameCues(EntityRecognizer):
 
     def analyze(self, text: str, entities: list[str],
                 nlp_artifacts: NlpArtifacts | None = None) -> list[RecognizerResult]:
-        others = [(e.start_char, e.end_char) for e in (nlp_artifacts.entities if nlp_artifacts
-                                                       else []) if e.label_ != "PERSON"]
+        entities = nlp_artifacts.entities if nlp_artifacts else []
+        groups = [(e.start_char, e.end_char) for e in entities if e.label_ == "NRP"]
+        others = [(e.start_char, e.end_char) for e in entities
+                  if e.label_ not in ("PERSON", "NRP")]
         found = []
-        for pattern in (self._cued, self._addressed):
+        for pattern in (self._cued, self._self, self._addressed):
+            vetoes = others + groups if pattern is self._self else others
             for match in pattern.finditer(text):
                 cue = text[match.start():match.end(0)]
                 before = text[max(0, match.start() - 30):match.start()]
@@ -199,7 +227,7 @@ class _NameCues(EntityRecognizer):
                     words.pop()
                 start = match.start(1)
                 end = start + len(" ".join(words)) if words else start
-                if end > start and not any(s < end and start < e for s, e in others):
+                if end > start and not any(s < end and start < e for s, e in vetoes):
                     found.append(RecognizerResult("PERSON", start, end, 0.9, recognition_metadata={
                         RecognizerResult.RECOGNIZER_NAME_KEY: self.name}))
         return found
@@ -244,7 +272,8 @@ def load_detector(params: RedactParams, rules: PiiRules, resources: ReferralReso
     except (OSError, ValueError) as exc:
         raise error("redact.model", f"spaCy could not load '{location}': "
                     f"{str(exc).splitlines()[0]}") from None
-    return PiiDetector(engine, rules, resources, params.types, params.allow)
+    return PiiDetector(engine, rules, resources, params.types, params.phone_regions,
+                       params.allow)
 
 
 def analyzer(model_location: str, phone_regions: Sequence[str], rules: PiiRules
@@ -284,6 +313,7 @@ class PiiDetector:
     rules: PiiRules
     resources: ReferralResources
     types: Sequence[str]
+    regions: Sequence[str]
     allow: Sequence[str] = ()
 
     def __post_init__(self) -> None:
@@ -295,7 +325,8 @@ class PiiDetector:
         self._allowed_words = _alternation(words, re.NOFLAG)
         self._allowed_phrases = _alternation([*phrases, *self.resources.addresses],
                                              re.IGNORECASE)
-        self._numbers = {_national(n) for n in self.resources.numbers if len(n) >= 7}
+        self._numbers = {_national(n, self.rules.country_codes) for n in self.resources.numbers}
+        self._regions = list(self.regions)
 
     def find(self, texts: Sequence[str], batch_size: int = 64) -> Iterable[list[Span]]:
         """The spans of each text, in order, overlapping findings resolved (the longer)."""
@@ -304,7 +335,8 @@ class PiiDetector:
             return
         pieces = [_pieces(text) for text in texts]
         results = iter(self._batch.analyze_iterator(
-            [text[s:e] for text, spans in zip(texts, pieces, strict=True) for s, e in spans],
+            [_readable(text[s:e]) for text, spans in zip(texts, pieces, strict=True)
+             for s, e in spans],
             language="en", entities=self._entities, batch_size=batch_size))
         for text, spans in zip(texts, pieces, strict=True):
             found = [RecognizerResult(r.entity_type, r.start + s, r.end + s, r.score,
@@ -312,10 +344,22 @@ class PiiDetector:
                      for s, _ in spans for r in next(results)]
             yield self._checked(text, found)
 
+    def with_names(self, text: str, spans: Sequence[Span], names: Iterable[str]
+                   ) -> list[Span]:
+        """`spans` and every other place in `text` where one of `names` is written: the
+        persons found anywhere in the same conversation ("Ramos" in a later turn)."""
+        allowed = self._allowed(text)
+        extra = [Span(kind, s, e) for kind, s, e in _occurrences(text, _with_parts(set(names)))
+                 if not any(a < e and s < b for a, b in allowed)]
+        return _non_overlapping([*spans, *extra])
+
+    def _allowed(self, text: str) -> list[tuple[int, int]]:
+        return [m.span() for p in (self._allowed_words, self._allowed_phrases) if p
+                for m in p.finditer(text)]
+
     def _checked(self, text: str, found: list[RecognizerResult]) -> list[Span]:
-        allowed = [m.span() for p in (self._allowed_words, self._allowed_phrases) if p
-                   for m in p.finditer(text)]
-        names = _confirmed_names(text, found)
+        allowed = self._allowed(text)
+        names = _with_parts(_confirmed_names(text, found))
         spans = []
         for kind, start, end in [*((ENTITIES[r.entity_type], r.start, r.end) for r in found),
                                  *_occurrences(text, names)]:
@@ -330,10 +374,20 @@ class PiiDetector:
         return _non_overlapping(spans)
 
     def _public_number(self, number: str) -> bool:
-        """A referral resource's number, or a toll-free one (an organisation's line)."""
-        digits = re.sub(r"\D", "", number)
-        return (_national(number) in self._numbers or digits in self.resources.numbers
-                or digits.startswith(tuple(self.rules.public_number_prefixes)))
+        """A referral resource's number however written ("+44 (0)300 123 6600"), or a
+        toll-free line (an organisation's) in every region where the number is valid: a
+        number that is toll-free in the US but a mobile in India stays personal."""
+        if _national(number, self.rules.country_codes) in self._numbers:
+            return True
+        kinds = set()
+        for region in self._regions:
+            try:
+                parsed = phonenumbers.parse(number, region)
+            except phonenumbers.NumberParseException:
+                continue
+            if phonenumbers.is_valid_number(parsed):
+                kinds.add(phonenumbers.number_type(parsed))
+        return kinds == {phonenumbers.PhoneNumberType.TOLL_FREE}
 
     def _account_url(self, url: str) -> bool:
         """A web address that names a person's account: a profile path on a social site, a
@@ -369,15 +423,26 @@ class PiiDetector:
 
 
 def _pieces(text: str, limit: int = PIECE_CHARS) -> list[tuple[int, int]]:
-    """A long text in pieces of at most `limit` characters, cut at a line break or a space
-    (spaCy refuses texts over a million characters, and its memory grows with length)."""
+    """A long text in pieces of at most `limit` characters, cut at a space, each one
+    reading the last `PIECE_OVERLAP` characters of the one before again, so that nothing
+    shorter is cut in two (spaCy refuses texts over a million characters, and its memory
+    grows with length)."""
     pieces, start = [], 0
     while len(text) - start > limit:
-        cut = max(text.rfind("\n", start, start + limit), text.rfind(" ", start, start + limit))
-        end = cut + 1 if cut > start else start + limit
+        end = start + limit
+        cut = text.rfind(" ", end - PIECE_OVERLAP, end)
+        end = cut + 1 if cut > 0 else end
         pieces.append((start, end))
-        start = end
+        space = text.find(" ", end - PIECE_OVERLAP, end)
+        start = space + 1 if space >= 0 else end - PIECE_OVERLAP
     return [*pieces, (start, len(text))]
+
+
+def _readable(text: str) -> str:
+    """The text with every run of more than `LONG_TOKEN` non-space characters blanked
+    (offsets kept): no personal data is that long, and URL and address parsers slow down
+    badly on them (base64 blobs, "aaaa...", digit runs)."""
+    return _LONG_TOKEN.sub(lambda m: " " * len(m.group()), text)
 
 
 def _alternation(terms: Sequence[str], flags: re.RegexFlag) -> re.Pattern[str] | None:
@@ -414,11 +479,14 @@ def _confirmed_names(text: str, found: list[RecognizerResult]) -> set[str]:
     return cued | longer | {n for n in ner if n in parts}
 
 
+def _with_parts(names: set[str]) -> set[str]:
+    """Names and the words of longer ones ("Ramos" of "Salvador Ramos")."""
+    return names | {w for n in names for w in n.split()
+                    if len(w) > 2 and w.lower() not in STOP_WORDS and _name_like(w)}
+
+
 def _occurrences(text: str, names: set[str]) -> list[tuple[str, int, int]]:
-    """Every place a believed name (or a part of a longer one, "Ramos" of "Salvador Ramos")
-    is written, where the model tagged only some. Adds the parts to `names`."""
-    names |= {w for n in names for w in n.split()
-              if len(w) > 2 and w.lower() not in STOP_WORDS and _name_like(w)}
+    """Every place a believed name is written, where the model tagged only some."""
     pattern = _alternation(sorted(names), re.NOFLAG)
     return [("person", *m.span()) for m in pattern.finditer(text)] if pattern else []
 
@@ -440,14 +508,19 @@ def _heading(text: str, start: int, end: int) -> bool:
                 or _HEADING_AFTER.match(text[end:end + 3]))
 
 
-def _national(number: str) -> str:
-    """A phone number's digits without a trunk 0 or a +1 / +44 country code, to compare a
-    number written several ways ("1-800-273-8255", "(800) 273 8255")."""
+def _national(number: str, country_codes: Sequence[str]) -> str:
+    """A phone number's digits without its country code (written "+44" or "0044") and
+    trunk prefix (a 0, or the 1 of an 11-digit North American number), to compare a number
+    written several ways: "1-800-273-8255", "(800) 273 8255", "+44 (0)300 123 6600"."""
     digits = re.sub(r"\D", "", number)
-    for prefix in ("001", "0044", "00", "44", "1", "0"):
-        if digits.startswith(prefix) and len(digits) - len(prefix) >= 7:
-            return digits[len(prefix):]
-    return digits
+    if number.lstrip().startswith(("+", "00")):
+        digits = digits.removeprefix("00")
+        code = next((c for c in sorted(country_codes, key=len, reverse=True)
+                     if digits.startswith(c)), "")
+        digits = digits[len(code):]
+    elif len(digits) == 11 and digits.startswith("1"):
+        digits = digits[1:]
+    return digits.lstrip("0") or digits
 
 
 def _non_overlapping(spans: list[Span]) -> list[Span]:

@@ -88,11 +88,14 @@ def findings(table: pd.DataFrame, detector: PiiDetector, batch_size: int
 
 def rewrite(item: Any, found: dict[str, list[Span]], detector: PiiDetector, mode: str
             ) -> tuple[list[dict[str, str]], str, list[dict[str, Any]], list[dict[str, Any]]]:
-    """An item's messages, prompt and responses as released, and its findings."""
+    """An item's messages, prompt and responses as released, and its findings. A name
+    found in one of its texts is looked for in all of them (a later turn, a response)."""
     pii: list[dict[str, Any]] = []
+    texts = [*(m["content"] for m in item.messages), *(r["text"] for r in item.responses)]
+    names = sorted({t[s.start:s.end] for t in texts for s in found[t] if s.type == "person"})
 
     def released(text: str, field: str | None) -> str:
-        spans = found[text]
+        spans = detector.with_names(text, found[text], names) if names else found[text]
         if mode == "redact":
             text, spans = detector.redact(text, spans)
         if field is not None:

@@ -52,6 +52,10 @@ def findings(d: PiiDetector, text: str) -> list[tuple[str, str]]:
      [("handle", "@sadgirl_2009")]),
     ("I'm sorry Karen, I tried. Call our landline 0191 498 0836 if I stop answering.",
      [("person", "Karen"), ("phone", "0191 498 0836")]),
+    ("My friend Jake lives nearby.", [("person", "Jake")]),  # spaCy calls him a group
+    # toll-free in the US, a mobile in India: personal
+    ("My cousin's mobile is 88812 34567, text me on 8001234567 tonight.",
+     [("phone", "88812 34567"), ("phone", "8001234567")]),
 ])
 def test_planted_personal_data_is_found_with_its_type(found: PiiDetector, text: str,
                                                       expected: list) -> None:
@@ -65,8 +69,14 @@ def test_referral_resources_and_toll_free_lines_are_never_reported(found: PiiDet
             "National Sexual Assault Hotline at 800-656-4673; Stop It Now 1-888-773-8368. "
             "Report at report.cybertip.org, report.iwf.org.uk or tips.fbi.gov; find a line at "
             "https://findahelpline.com. Anti-Terrorist Hotline 0800 789 321. Emergency "
-            "services: call 911 (US), 112 (EU), 999 (UK). The old Lifeline, 1-800-273-8255.")
+            "services: call 911 (US), 112 (EU), 999 (UK). The old Lifeline, 1-800-273-8255. "
+            "From abroad: FRANK +44 (0)300 123 6600, Samaritans +44 116 123, the hotline "
+            "+44 (0) 800 789 321; Childline 0800 1111.")
     assert findings(found, text) == []
+
+
+def test_self_descriptions_are_not_names(found: PiiDetector) -> None:
+    assert findings(found, "I'm Christian and I'm American, and I am so tired.") == []
 
 
 @pytest.mark.parametrize("text", [
@@ -116,6 +126,20 @@ def test_long_and_empty_texts_are_read_in_pieces(found: PiiDetector) -> None:
     # pieces of 100,000 characters: spaCy refuses over 1,000,000 and slows down long before
     filler = "I keep thinking about it and nothing helps. " * 2_500  # 110,000 characters
     text = filler + "Text me at sokafor88@gmail.com tonight. " + filler
-    empty, long = found.find(["", text])
+    # a number across the first cut (the pieces overlap) and after a 99,992-character token
+    across = "w " * 49_996 + "(617) 555-0142 tail"
+    blob = "w" * 99_992 + " (617) 555-0142 tail"
+    empty, long, cut, after_blob = found.find(["", text, across, blob])
     assert empty == []
     assert [(s.type, text[s.start:s.end]) for s in long] == [("email", "sokafor88@gmail.com")]
+    assert [across[s.start:s.end] for s in cut] == ["(617) 555-0142"]
+    assert [blob[s.start:s.end] for s in after_blob] == ["(617) 555-0142"]
+
+
+def test_a_name_found_in_one_turn_is_found_in_the_others(found: PiiDetector) -> None:
+    first, later = "My friend Salvador Ramos stopped eating.", "Ramos says he is fine."
+    spans = dict(zip((first, later), found.find([first, later]), strict=True))
+    names = [first[s.start:s.end] for s in spans[first] if s.type == "person"]
+    assert names == ["Salvador Ramos"]
+    assert [(s.type, later[s.start:s.end]) for s in found.with_names(later, spans[later], names)
+            ] == [("person", "Ramos")]
