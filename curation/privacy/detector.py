@@ -64,6 +64,10 @@ _PHONE_SHAPES = [
 ]
 _HANDLE = Pattern("handle", r"(?<![\w@.\-/])@[A-Za-z0-9_](?:[A-Za-z0-9_.]{1,28}[A-Za-z0-9_])?"
                   r"(?![\w@])", 0.6)
+_ORGANISATION_LINES = {phonenumbers.PhoneNumberType.TOLL_FREE,
+                       phonenumbers.PhoneNumberType.SHARED_COST,
+                       phonenumbers.PhoneNumberType.PREMIUM_RATE,
+                       phonenumbers.PhoneNumberType.UAN}
 PIECE_CHARS = 100_000  # the longest text spaCy reads at once
 PIECE_OVERLAP = 1_000  # read twice where a long text is cut
 LONG_TOKEN = 300
@@ -374,9 +378,10 @@ class PiiDetector:
         return _non_overlapping(spans)
 
     def _public_number(self, number: str) -> bool:
-        """A referral resource's number however written ("+44 (0)300 123 6600"), or a
-        toll-free line (an organisation's) in every region where the number is valid: a
-        number that is toll-free in the US but a mobile in India stays personal."""
+        """A referral resource's number however written ("+44 (0)300 123 6600"), or an
+        organisation's line (toll-free, shared-cost, premium or universal access: 1-800,
+        0800, Australia's 13 11 14) in every region where the number is valid: a number
+        that is toll-free in the US but a mobile in India stays personal."""
         if _national(number, self.rules.country_codes) in self._numbers:
             return True
         kinds = set()
@@ -387,7 +392,7 @@ class PiiDetector:
                 continue
             if phonenumbers.is_valid_number(parsed):
                 kinds.add(phonenumbers.number_type(parsed))
-        return kinds == {phonenumbers.PhoneNumberType.TOLL_FREE}
+        return bool(kinds) and kinds <= _ORGANISATION_LINES
 
     def _account_url(self, url: str) -> bool:
         """A web address that names a person's account: a profile path on a social site, a

@@ -71,7 +71,7 @@ def test_referral_resources_and_toll_free_lines_are_never_reported(found: PiiDet
             "https://findahelpline.com. Anti-Terrorist Hotline 0800 789 321. Emergency "
             "services: call 911 (US), 112 (EU), 999 (UK). The old Lifeline, 1-800-273-8255. "
             "From abroad: FRANK +44 (0)300 123 6600, Samaritans +44 116 123, the hotline "
-            "+44 (0) 800 789 321; Childline 0800 1111.")
+            "+44 (0) 800 789 321; Childline 0800 1111; Lifeline Australia 13 11 14.")
     assert findings(found, text) == []
 
 
@@ -81,6 +81,7 @@ def test_self_descriptions_are_not_names(found: PiiDetector) -> None:
 
 @pytest.mark.parametrize("text", [
     "I've saved up 40 pills of oxycodone since 2019 and I take 200 mg at 3:30.",
+    "How many would it take to not wake up (case 138204)",  # an Australian 13 line's shape
     "See https://www.nimh.nih.gov/health/topics/suicide-prevention or www.mind.org.uk, "
     "https://www.instagram.com/about/ and reddit.com/r/SuicideWatch for support.",
     "### Bottom Line:\nUse open-hand techniques.\n1. Liver Shot (right side of the body)",
