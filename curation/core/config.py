@@ -192,6 +192,14 @@ class PypiModel(ConfigModel):
     member: Annotated[str, Field(min_length=1)]  # its path inside the wheel
 
 
+def _exactly_one(model: ConfigModel, keys: tuple[str, str, str]) -> None:
+    """A model is given one way: exactly one of `keys` is set."""
+    given = [k for k in keys if getattr(model, k) is not None]
+    if len(given) != 1:
+        raise ValueError(f"give exactly one of {keys[0]}, {keys[1]} or {keys[2]}"
+                         + (f" (got {', '.join(given)})" if given else ""))
+
+
 class ModelParams(ConfigModel):
     """A sentence-transformers model: exactly one of a Hub id, a local folder or a pinned
     PyPI artifact."""
@@ -203,10 +211,7 @@ class ModelParams(ConfigModel):
 
     @model_validator(mode="after")
     def _one(self) -> ModelParams:
-        given = [k for k in ("hub", "folder", "pypi") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError("give exactly one of hub, folder or pypi"
-                             + (f" (got {', '.join(given)})" if given else ""))
+        _exactly_one(self, ("hub", "folder", "pypi"))
         if self.revision is not None and self.hub is None:
             raise ValueError("revision pins a hub model; there is no hub key")
         return self
@@ -253,10 +258,7 @@ class NerModelParams(ConfigModel):
 
     @model_validator(mode="after")
     def _one(self) -> NerModelParams:
-        given = [k for k in ("package", "folder", "pypi") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError("give exactly one of package, folder or pypi"
-                             + (f" (got {', '.join(given)})" if given else ""))
+        _exactly_one(self, ("package", "folder", "pypi"))
         return self
 
 
