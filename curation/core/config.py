@@ -151,6 +151,9 @@ class NormalizeParams(ConfigModel):
     min_prompt_chars: Annotated[int, Field(ge=0)]
     max_prompt_chars: PositiveInt
     langdetect_seed: int
+    language_first_pass: Literal["fasttext", "none"]  # none: langdetect reads every text
+    fasttext_min_prob: Annotated[float, Field(ge=0, le=1)]  # below: langdetect decides
+    language_max_chars: PositiveInt  # the prefix the detectors read
     num_proc: PositiveInt
     batch_size: PositiveInt
 
@@ -359,9 +362,23 @@ class AnnotateParams(ConfigModel):
     batch_size: Annotated[int, Field(ge=1, le=100)]  # Argilla caps a request at 100
 
 
+class EngineParams(ConfigModel):
+    """Where language ID, MinHash signatures and embeddings run (outputs are the same)."""
+
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = None  # ray: "auto", "ray://host:10001", a GCS address; none: local
+
+    @model_validator(mode="after")
+    def _address_for_ray(self) -> EngineParams:
+        if self.address is not None and self.kind != "ray":
+            raise ValueError("address is for the ray engine (kind: ray)")
+        return self
+
+
 class Params(ConfigModel):
     """The whole of `params.yaml`."""
 
+    engine: EngineParams = EngineParams()
     pull: PullParams = PullParams()
     normalize: NormalizeParams
     dedup: DedupParams

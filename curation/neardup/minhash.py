@@ -17,17 +17,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
-from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
-from multiprocessing import get_context
-from multiprocessing.pool import AsyncResult
+from functools import cached_property, lru_cache, partial
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import xxhash
 from datasketch import MinHash, MinHashLSH
+
+from curation.core.engine import Engine
 
 _TOKEN = re.compile(r"\w+")
 _FMIX32 = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35),
@@ -195,6 +195,39 @@ class Sketches:
             shingles=np.concatenate([self.shingles, other.shingles]),
             lengths=np.concatenate([self.lengths, other.lengths]))
 
+    def to_arrow(self) -> pa.Table:
+        """One row per item: exact key, shingle kind, signature (null for items without
+        shingles) and shingle hashes. How an engine hands sketches back, and how dedup
+        saves them."""
+        has = np.zeros(len(self), dtype=bool)
+        has[self.sketched] = True
+        num_perm = self.signatures.shape[1] if self.signatures.ndim == 2 else 0
+        signature_offsets = np.concatenate([[0], np.cumsum(has * num_perm)]).astype(np.int32)
+        return pa.table({
+            "exact": pa.array(self.exact, pa.uint64()),
+            "kind": pa.array(self.kinds, pa.int8()),
+            "signature": pa.ListArray.from_arrays(
+                pa.array(signature_offsets), pa.array(self.signatures.ravel(), pa.uint32()),
+                mask=pa.array(~has)),
+            "shingles": pa.LargeListArray.from_arrays(
+                pa.array(self.offsets), pa.array(self.shingles, pa.uint32())),
+        })
+
+    @classmethod
+    def from_arrow(cls, table: pa.Table) -> Sketches:
+        """The inverse of `to_arrow`."""
+        signatures = table.column("signature").combine_chunks()
+        shingles = table.column("shingles").combine_chunks()
+        has = signatures.is_valid().to_numpy(zero_copy_only=False)
+        num_perm = len(signatures[int(np.argmax(has))]) if has.any() else 0
+        return cls(
+            exact=table.column("exact").to_numpy(), kinds=table.column("kind").to_numpy(),
+            signatures=signatures.flatten().to_numpy().reshape(-1, num_perm) if num_perm
+            else np.empty((0, 0), dtype=np.uint32),
+            sketched=np.flatnonzero(has),
+            shingles=shingles.flatten().to_numpy(zero_copy_only=False).astype(np.uint32),
+            lengths=np.diff(shingles.offsets.to_numpy()).astype(np.int64))
+
     def take(self, rows: np.ndarray) -> Sketches:
         """The sketches of `rows`, in that order."""
         rows = np.asarray(rows, dtype=np.int64)
@@ -233,21 +266,26 @@ def sketch(texts: Sequence[str], params: MinHashParams) -> Sketches:
     return Sketches(exact, kinds, signatures, sketched, flat, lengths)
 
 
-def sketch_all(batches: Iterable[Sequence[str]], params: MinHashParams, num_proc: int,
+def sketch_step(texts: pa.Table, params: MinHashParams) -> pa.Table:
+    """`sketch` as an engine step: a `text` column in, one row of sketch per text out."""
+    return sketch(texts.column("text").to_pylist(), params).to_arrow()
+
+
+def sketch_all(batches: Iterable[Sequence[str]], params: MinHashParams, engine: Engine,
                progress: object | None = None) -> Sketches:
-    """`sketch` over batches of texts, in `num_proc` worker processes, in order.
+    """`sketch` over batches of texts, on the engine, in order.
 
     Batches are read only as workers free up, so the texts never all sit in memory.
     """
     parts: list[Sketches] = []
     signatures: list[np.ndarray] = []
-    for part in _map(batches, params, num_proc):
+    tables = (pa.table({"text": pa.array(batch, pa.string())}) for batch in batches)
+    for table in engine.map(partial(sketch_step, params=params), tables, progress):
+        part = Sketches.from_arrow(table)
         # The signatures (most of the memory) are copied into one array as they arrive.
-        signatures.append(part.signatures)
+        signatures.append(part.signatures.reshape(-1, params.num_perm))
         parts.append(dataclasses.replace(part, signatures=np.empty((0, params.num_perm),
                                                                      dtype=np.uint32)))
-        if progress is not None:
-            progress.update(len(part.exact))  # type: ignore[attr-defined]
     if not parts:
         return sketch([], params)
     starts = np.cumsum([0, *(len(p.exact) for p in parts[:-1])])
@@ -265,18 +303,3 @@ def sketch_all(batches: Iterable[Sequence[str]], params: MinHashParams, num_proc
         shingles=np.concatenate([p.shingles for p in parts]),
         lengths=np.concatenate([p.lengths for p in parts]),
     )
-
-
-def _map(batches: Iterable[Sequence[str]], params: MinHashParams,
-         num_proc: int) -> Iterator[Sketches]:
-    if num_proc <= 1:
-        yield from (sketch(batch, params) for batch in batches)
-        return
-    with get_context("spawn").Pool(num_proc) as pool:
-        pending: deque[AsyncResult] = deque()
-        for batch in batches:
-            pending.append(pool.apply_async(sketch, (batch, params)))
-            if len(pending) >= 2 * num_proc:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()

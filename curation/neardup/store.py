@@ -33,21 +33,7 @@ def write_sketches(out: StagedWrites, path: Path, ids: list[str], sketches: Sket
 
 def to_table(ids: list[str], sketches: Sketches) -> pa.Table:
     """id, exact key, shingle kind, signature (null for exact-only texts) and shingles."""
-    n = len(sketches)
-    num_perm = sketches.signatures.shape[1] if sketches.signatures.ndim == 2 else 0
-    has = np.zeros(n, dtype=bool)
-    has[sketches.sketched] = True
-    sig_offsets = np.zeros(n + 1, dtype=np.int32)
-    sig_offsets[1:] = np.cumsum(has * num_perm)
-    signatures = pa.ListArray.from_arrays(
-        pa.array(sig_offsets), pa.array(sketches.signatures.ravel(), type=pa.uint32()),
-        mask=pa.array(~has))
-    shingles = pa.LargeListArray.from_arrays(
-        pa.array(sketches.offsets), pa.array(sketches.shingles, type=pa.uint32()))
-    return pa.table({"id": pa.array(ids, type=pa.string()),
-                     "exact": pa.array(sketches.exact, type=pa.uint64()),
-                     "kind": pa.array(sketches.kinds, type=pa.int8()),
-                     "signature": signatures, "shingles": shingles}, schema=SCHEMA)
+    return sketches.to_arrow().add_column(0, "id", pa.array(ids, type=pa.string())).cast(SCHEMA)
 
 
 def load_sketches(path: Path, ids: list[str]) -> Sketches:
@@ -58,17 +44,7 @@ def load_sketches(path: Path, ids: list[str]) -> Sketches:
     if missing:
         raise CurationError(f"no signature for item {missing[0]}; run `curate dedup` again",
                             file=str(path), field="id")
-    signatures = table["signature"].combine_chunks()
-    shingles = table["shingles"].combine_chunks()
-    has = signatures.is_valid().to_numpy(zero_copy_only=False)
-    num_perm = len(signatures[int(np.argmax(has))]) if has.any() else 0
-    saved = Sketches(
-        exact=table["exact"].to_numpy(), kinds=table["kind"].to_numpy(),
-        signatures=signatures.flatten().to_numpy().reshape(-1, num_perm) if num_perm else
-        np.empty((0, 0), dtype=np.uint32),
-        sketched=np.flatnonzero(has),
-        shingles=shingles.flatten().to_numpy(zero_copy_only=False).astype(np.uint32),
-        lengths=np.diff(shingles.offsets.to_numpy()).astype(np.int64))
+    saved = Sketches.from_arrow(table)
     return saved.take(np.array([position[i] for i in ids], dtype=np.int64))
 
 
@@ -95,3 +71,27 @@ def load_embeddings(path: Path, ids: list[str]) -> np.ndarray:
         raise CurationError(f"no embedding for item {missing[0]}; run `curate families` "
                             "again", file=str(path), field="id")
     return matrix[[position[i] for i in ids]]
+
+
+NEIGHBOURS = pa.schema([("a", pa.int32()), ("b", pa.int32()), ("cosine", pa.float32())])
+
+
+def neighbours_table(pairs: np.ndarray, scores: np.ndarray) -> pa.Table:
+    """`data/neighbours.parquet`: each item's nearest neighbours as pairs of rows of
+    `data/embeddings.parquet` (a < b) with their cosine, so split checks leaks in linear
+    time instead of searching again."""
+    return pa.table({"a": pa.array(pairs[:, 0], pa.int32()), "b": pa.array(pairs[:, 1], pa.int32()),
+                     "cosine": pa.array(scores, pa.float32())}, schema=NEIGHBOURS)
+
+
+def load_neighbours(path: Path, embeddings: Path, ids: list[str]) -> tuple[np.ndarray,
+                                                                         np.ndarray]:
+    """The saved neighbour pairs between `ids`, as rows of `ids`, with their cosines."""
+    saved = open_input(path, "families", NEIGHBOURS.names).read()
+    saved_ids = open_input(embeddings, "families", ["id"]).read()["id"].to_pylist()
+    position = {item: i for i, item in enumerate(ids)}
+    row = np.array([position.get(item, -1) for item in saved_ids], dtype=np.int64)
+    a = row[saved["a"].to_numpy()] if len(row) else np.empty(0, dtype=np.int64)
+    b = row[saved["b"].to_numpy()] if len(row) else np.empty(0, dtype=np.int64)
+    both = (a >= 0) & (b >= 0)
+    return np.column_stack([a[both], b[both]]), saved["cosine"].to_numpy()[both]

@@ -20,12 +20,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from curation.core.config import DedupParams
+from curation.core.engine import Engine
 from curation.core.errors import CurationError
 from curation.core.items import from_arrow, to_arrow, user_text
 from curation.core.ledger import StageLedger
+from curation.core.progress import bar
 from curation.core.schemas import load_schema, validate_rows
 from curation.core.tableio import StagedWrites, open_input
 from curation.neardup.clusters import cluster, representatives
@@ -52,13 +53,13 @@ def text_batches(path: Path, include_response: bool, batch_size: int) -> Iterato
         yield texts
 
 
-def sketch_table(path: Path, params: DedupParams, include_response: bool,
-                 desc: str) -> Sketches:
-    """Sketches of every row's text (the prompt, or prompt and response), in workers."""
+def sketch_table(path: Path, params: DedupParams, include_response: bool, desc: str,
+                 engine: Engine) -> Sketches:
+    """Sketches of every row's text (the prompt, or prompt and response), on the engine."""
     total = pq.ParquetFile(path).metadata.num_rows
-    with tqdm(total=total, desc=desc, unit=" rows", disable=None) as bar:
+    with bar(total, desc) as shown:
         return sketch_all(text_batches(path, include_response, params.batch_size),
-                          MinHashParams.of(params), params.num_proc, bar)
+                          MinHashParams.of(params), engine, shown)
 
 
 def member_rows(path: Path, rows: np.ndarray) -> pd.DataFrame:
@@ -94,7 +95,8 @@ def run(context: Context) -> StageResult:
     params, paths = context.params.dedup, context.paths
     input_path = paths.normalized
     n = open_input(input_path, "normalize", load_schema("normalized").columns).metadata.num_rows
-    sketches = sketch_table(input_path, params, params.include_response, "dedup sketch")
+    engine = Engine(context.params.engine.kind, context.params.engine.address, params.num_proc)
+    sketches = sketch_table(input_path, params, params.include_response, "dedup sketch", engine)
     found = cluster(sketches, MinHashParams.of(params), params.max_bucket_size)
     sizes = np.bincount(found.labels, minlength=n)[found.labels]
     in_cluster = np.flatnonzero(sizes > 1)
@@ -115,7 +117,7 @@ def run(context: Context) -> StageResult:
                                    ascending=[True, False, True], kind="stable")
     clusters = clusters.assign(representative=clusters["cluster_id"],
                                similarity=clusters["similarity"].round(6))
-    prompts = sketch_table(input_path, params, False, "sketch prompts") if (
+    prompts = sketch_table(input_path, params, False, "sketch prompts", engine) if (
         params.include_response) else sketches
     with StagedWrites() as out:
         counts: Counter[str] = Counter()

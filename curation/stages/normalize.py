@@ -8,23 +8,25 @@ language filter -> validate.
 from __future__ import annotations
 
 from collections import Counter
-from multiprocessing import get_context
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
+import pyarrow as pa
 
 from curation.core.config import NormalizeParams
+from curation.core.engine import Engine
 from curation.core.errors import CurationError
 from curation.core.items import responses_of, to_arrow
+from curation.core.language import UNDETERMINED, LanguageId, detect_table
 from curation.core.ledger import StageLedger
+from curation.core.progress import bar
 from curation.core.schemas import load_schema, validate_rows
 from curation.core.tableio import StagedWrites, read_input
 from curation.core.text import clean_text
 from curation.stages.base import Context, StageResult
 
 STAGE = "normalize"
-UNDETERMINED = "und"
 
 
 def read_raw(raw_dir: Path) -> pd.DataFrame:
@@ -43,7 +45,9 @@ def run(context: Context) -> StageResult:
     ledger = StageLedger(STAGE)
     cleaned = clean(raw)
     table = filter_lengths(cleaned, params, ledger)
-    table = filter_languages(detect_languages(table, params), params, ledger)
+    engine = Engine(context.params.engine.kind, context.params.engine.address, params.num_proc)
+    table, decided_by = detect_languages(table, params, engine)
+    table = filter_languages(table, params, ledger)
     valid, failures = validate_rows(table, load_schema("normalized"))
     if not failures.empty:
         ledger.drop(table.iloc[failures["index"]], "quarantined", failures["check"],
@@ -55,6 +59,7 @@ def run(context: Context) -> StageResult:
     summary = ledger.summary(Counter(raw["source"]), Counter(valid["source"]))
     summary["languages"] = {str(k): int(v) for k, v in
                             valid["language"].value_counts().sort_index().items()}
+    summary["language_decided_by"] = decided_by
     with StagedWrites() as out:
         out.parquet(to_arrow(valid, context.vocabulary.arrow_type()), paths.normalized)
         ledger.write(out, paths, summary)
@@ -74,53 +79,33 @@ def clean(raw: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def detect_languages(table: pd.DataFrame, params: NormalizeParams) -> pd.DataFrame:
-    """langdetect on each item's prompt and response, seeded, so the text alone decides.
+def detect_languages(table: pd.DataFrame, params: NormalizeParams,
+                     engine: Engine) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The language of each item's prompt and response (see `curation.core.language`).
 
-    The response is read too because prompts are often one short line, where langdetect
-    is unreliable (it reads "Tell me a joke" as Finnish); a text still shorter than
-    `language_min_chars` is undetermined ("und") rather than guessed.
+    The response is read too because prompts are often one short line, where detectors
+    are unreliable (langdetect reads "Tell me a joke" as Finnish); a text still shorter than
+    `language_min_chars` is undetermined ("und") rather than guessed. Each distinct text is
+    detected once.
     """
     texts = [f"{p}\n{r[0]['text']}" if r else p
              for p, r in zip(table["prompt"], table["responses"], strict=True)]
-    batches = [texts[i:i + params.batch_size] for i in range(0, len(texts), params.batch_size)]
-    tasks = [(batch, params.langdetect_seed, params.language_min_chars) for batch in batches]
-    bar = tqdm(total=len(texts), desc="detect language", unit=" rows", disable=None)
-    results: list[tuple[str, float]] = []
-    if params.num_proc > 1 and len(batches) > 1:
-        with get_context("spawn").Pool(params.num_proc) as pool:
-            for found in pool.imap(_detect_batch, tasks):
-                results.extend(found)
-                bar.update(len(found))
-    else:
-        for task in tasks:
-            found = _detect_batch(task)
-            results.extend(found)
-            bar.update(len(found))
-    bar.close()
+    distinct = list(dict.fromkeys(texts))
+    spec = LanguageId(params.langdetect_seed, params.language_min_chars,
+                      params.language_max_chars, params.language_first_pass,
+                      params.fasttext_min_prob)
+    batches = (pa.table({"text": distinct[i:i + params.batch_size]})
+               for i in range(0, len(distinct), params.batch_size))
+    with bar(len(distinct), "detect language", " texts") as shown:
+        found = pa.concat_tables(engine.map(partial(detect_table, spec=spec), batches, shown)
+                                 ) if distinct else detect_table(pa.table({"text": []}), spec)
+    row = {text: i for i, text in enumerate(distinct)}
+    picked = found.take(pa.array([row[text] for text in texts], pa.int64()))
     table = table.copy()
-    table["language"] = pd.array([lang for lang, _ in results], dtype="str")
-    table["language_prob"] = pd.array([prob for _, prob in results], dtype="float64")
-    return table
-
-
-def _detect_batch(task: tuple[list[str], int, int]) -> list[tuple[str, float]]:
-    from langdetect import DetectorFactory, detect_langs
-    from langdetect.lang_detect_exception import LangDetectException
-
-    texts, seed, min_chars = task
-    DetectorFactory.seed = seed
-    found = []
-    for text in texts:
-        if len(text) < min_chars:
-            found.append((UNDETERMINED, 0.0))
-            continue
-        try:
-            best = detect_langs(text)[0]
-            found.append((best.lang.lower(), round(float(best.prob), 6)))
-        except LangDetectException:  # no letters to go by: emoji, digits, punctuation
-            found.append((UNDETERMINED, 0.0))
-    return found
+    table["language"] = pd.array(picked["language"].to_pylist(), dtype="str")
+    table["language_prob"] = pd.array(picked["prob"].to_pylist(), dtype="float64")
+    decided_by = Counter(d or "too_short" for d in found["detector"].to_pylist())
+    return table, dict(sorted(decided_by.items()))
 
 
 def filter_lengths(table: pd.DataFrame, params: NormalizeParams,

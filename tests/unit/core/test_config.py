@@ -47,7 +47,13 @@ PARAMS_CASES = {
                           r"Input should be a valid boolean \(got str 'no'\)"),
     "duplicate key": (edited("  threshold: 0.8 ", "  threshold: 0.7\n  threshold: 0.8 "),
                       "threshold: 0.8", "dedup.threshold",
-                      r"key written twice \(first on line 20\)"),
+                      r"key written twice \(first on line "
+                      f"{line_of(PARAMS, '  threshold: 0.8 ')}\\)"),
+    "unknown engine": (edited("  kind: local ", "  kind: spark "), "kind: spark", "engine.kind",
+                       r"unknown value 'spark' \(expected 'local' or 'ray'\)"),
+    "an address for the local engine": (
+        edited("  address: null ", "  address: auto "), "engine:", "engine",
+        r"address is for the ray engine \(kind: ray\)"),
     "out of range": (edited("  threshold: 0.8 ", "  threshold: 1.5 "), "threshold: 1.5",
                      "dedup.threshold", r"Input should be less than or equal to 1 \(got float 1.5\)"),
     "bad split size": (edited("  test: 0.1 ", "  test: 1.5 "), "test: 1.5", "split.test",

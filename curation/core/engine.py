@@ -1,0 +1,88 @@
+"""Where heavy per-item work runs: worker processes on this machine, or Ray Data.
+
+A step is a picklable function from one pyarrow table of inputs to one table of outputs,
+row for row. Both engines run it over batches and hand the outputs back in input order,
+so what a stage writes does not depend on the engine (the `engine` section is therefore
+not a dvc param: switching engines rebuilds nothing).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from multiprocessing import get_context
+from typing import Any
+
+import pyarrow as pa
+
+Step = Callable[[pa.Table], pa.Table]
+
+
+@dataclass(frozen=True)
+class Engine:
+    """`local`: `num_proc` spawned worker processes. `ray`: Ray Data on the cluster at
+    `address` ("auto" finds a running one; none starts a local Ray)."""
+
+    kind: str = "local"
+    address: str | None = None
+    num_proc: int = 1
+
+    def map(self, step: Step, batches: Iterable[pa.Table],
+            progress: Any | None = None) -> Iterator[pa.Table]:
+        """`step` over each batch, results in order; `progress.update(rows)` per batch."""
+        results = (self._ray(step, batches) if self.kind == "ray" else self._local(step, batches))
+        for result in results:
+            if progress is not None:
+                progress.update(result.num_rows)
+            yield result
+
+    def _local(self, step: Step, batches: Iterable[pa.Table]) -> Iterator[pa.Table]:
+        if self.num_proc <= 1:
+            yield from map(step, batches)
+            return
+        with get_context("spawn").Pool(self.num_proc) as pool:
+            # Batches are read only as workers free up, so inputs never all sit in memory.
+            pending: deque[Any] = deque()
+            for batch in batches:
+                pending.append(pool.apply_async(step, (batch,)))
+                if len(pending) >= 2 * self.num_proc:
+                    yield pending.popleft().get()
+            while pending:
+                yield pending.popleft().get()
+
+    def _ray(self, step: Step, batches: Iterable[pa.Table]) -> Iterator[pa.Table]:
+        ray = connect_ray(self.address)
+        inputs = [batch for batch in batches if batch.num_rows]
+        if not inputs:
+            return
+        context = ray.data.DataContext.get_current()
+        context.execution_options.preserve_order = True
+        context.enable_progress_bars = False
+        dataset = ray.data.from_arrow(inputs).map_batches(
+            _Apply(step), batch_format="pyarrow", batch_size=None, zero_copy_batch=True)
+        yield from dataset.iter_batches(batch_format="pyarrow", batch_size=None)
+
+
+class _Apply:
+    """A step as a Ray Data function (Ray wants a callable it can name in its plan)."""
+
+    def __init__(self, step: Step) -> None:
+        self.step = step
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return self.step(batch)
+
+
+def connect_ray(address: str | None) -> Any:
+    """Ray, connected once per process; the package must be importable on every node (the
+    same environment, or a runtime_env that installs it)."""
+    import ray
+
+    if not ray.is_initialized():
+        os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False, runtime_env={"env_vars": {
+                     "TOKENIZERS_PARALLELISM": "false"}})
+    return ray
