@@ -58,6 +58,10 @@ class Paths:
     def embeddings(self) -> Path:
         return self.data / "embeddings.parquet"
 
+    @property
+    def neighbours(self) -> Path:
+        return self.data / "neighbours.parquet"
+
     def metrics(self, stage: str) -> Path:
         """A stage's numbers for dvc metrics (git-tracked, small)."""
         return self.root / "metrics" / f"{stage}.json"

@@ -3,7 +3,6 @@ joined into connected components (scipy)."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -59,16 +58,6 @@ def components(edges: np.ndarray, n: int) -> np.ndarray:
     smallest = np.full(component.max() + 1, n, dtype=np.int64)
     np.minimum.at(smallest, component, np.arange(n))
     return smallest[component]
-
-
-def similar_pairs(sketches: Sketches, params: MinHashParams, threshold: float,
-                  max_bucket: int) -> tuple[np.ndarray, np.ndarray]:
-    """LSH candidates at `threshold` (usually below the dedup threshold) with their true
-    Jaccard similarities."""
-    bands = dataclasses.replace(params, threshold=threshold).bands
-    pairs, _ = candidate_pairs(band_keys(sketches.signatures, bands), sketches.sketched,
-                               max_bucket)
-    return pairs, np.array([sketches.jaccard(i, j) for i, j in pairs.tolist()])
 
 
 def representatives(members: pd.DataFrame, source_priority: tuple[str, ...]) -> pd.Series:

@@ -35,7 +35,7 @@ from curation.neardup.embeddings import Embedder, resolve_model
 from curation.neardup.families import SearchParams, cosines, link, nearest, neighbours
 from curation.neardup.lsh import candidate_pairs
 from curation.neardup.minhash import MinHashParams, Sketches, band_keys, sketch
-from curation.neardup.store import embeddings_table, load_sketches
+from curation.neardup.store import embeddings_table, load_sketches, neighbours_table
 from curation.stages.base import Context, StageResult
 
 STAGE = "families"
@@ -90,8 +90,11 @@ def run(context: Context) -> StageResult:
         sketches.take(keep)
 
     fixed = _fixed_edges(table, sketches, minhash, params, context.params.dedup)
-    pairs, scores = neighbours(vectors, search, params.cosine)
-    found = link(vectors, fixed, pairs, scores, params.cosine, params.max_family_size)
+    pairs, scores = neighbours(vectors, search, -1.0)  # every neighbour: split reuses them
+    close = scores >= params.cosine
+    found = link(vectors, fixed, pairs[close], scores[close], params.cosine,
+                 params.max_family_size)
+    linked_ids = table["id"].to_numpy()
     table = table.assign(family_id=table["id"].to_numpy()[found.labels])
     if params.paraphrases == "remove":
         table, vectors = _drop_paraphrases(table, vectors, found.labels,
@@ -115,6 +118,8 @@ def run(context: Context) -> StageResult:
     with StagedWrites() as out:
         out.parquet(to_arrow(valid, context.vocabulary.arrow_type()), paths.families)
         out.parquet(embeddings_table(valid["id"].tolist(), vectors), paths.embeddings)
+        out.parquet(neighbours_table(*_kept_pairs(pairs, scores, linked_ids, valid["id"])),
+                    paths.neighbours)
         ledger.write(out, paths, summary, {k: report[k] for k in (
             "families", "families_with_several_items", "largest_family")})
         out.csv(["size", "families"],
@@ -128,6 +133,14 @@ def run(context: Context) -> StageResult:
               f"cosine {figures['highest_remaining_cosine']}"
               for name, figures in report["contamination"].items()]
     return StageResult(STAGE, summary, report, lines)
+
+
+def _kept_pairs(pairs: np.ndarray, scores: np.ndarray, ids: np.ndarray,
+                kept: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Neighbour pairs between kept items, renumbered to the kept items' rows."""
+    row = pd.Index(kept).get_indexer(ids)[pairs] if len(pairs) else pairs
+    both = (row >= 0).all(axis=1)
+    return np.sort(row[both], axis=1), scores[both]
 
 
 def closest_references(vectors: np.ndarray, sketches: Sketches, ref_vectors: np.ndarray,
