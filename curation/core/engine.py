@@ -8,6 +8,7 @@ not a dvc param: switching engines rebuilds nothing).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -16,6 +17,8 @@ from multiprocessing import get_context
 from typing import Any
 
 import pyarrow as pa
+
+from curation.core.errors import CurationError
 
 Step = Callable[[pa.Table], pa.Table]
 
@@ -29,10 +32,12 @@ class Engine:
     address: str | None = None
     num_proc: int = 1
 
-    def map(self, step: Step, batches: Iterable[pa.Table],
-            progress: Any | None = None) -> Iterator[pa.Table]:
-        """`step` over each batch, results in order; `progress.update(rows)` per batch."""
-        results = (self._ray(step, batches) if self.kind == "ray" else self._local(step, batches))
+    def map(self, step: Step, batches: Iterable[pa.Table], progress: Any | None = None,
+            gpus: float = 0) -> Iterator[pa.Table]:
+        """`step` over each batch, results in order; `progress.update(rows)` per batch.
+        On Ray each task asks for `gpus` (a GPU pool takes the embeddings)."""
+        results = (self._ray(step, batches, gpus) if self.kind == "ray"
+                   else self._local(step, batches))
         for result in results:
             if progress is not None:
                 progress.update(result.num_rows)
@@ -52,7 +57,7 @@ class Engine:
             while pending:
                 yield pending.popleft().get()
 
-    def _ray(self, step: Step, batches: Iterable[pa.Table]) -> Iterator[pa.Table]:
+    def _ray(self, step: Step, batches: Iterable[pa.Table], gpus: float) -> Iterator[pa.Table]:
         ray = connect_ray(self.address)
         inputs = [batch for batch in batches if batch.num_rows]
         if not inputs:
@@ -61,8 +66,15 @@ class Engine:
         context.execution_options.preserve_order = True
         context.enable_progress_bars = False
         dataset = ray.data.from_arrow(inputs).map_batches(
-            _Apply(step), batch_format="pyarrow", batch_size=None, zero_copy_batch=True)
-        yield from dataset.iter_batches(batch_format="pyarrow", batch_size=None)
+            _Apply(step), batch_format="pyarrow", batch_size=None, zero_copy_batch=True,
+            **({"num_gpus": gpus} if gpus else {}))
+        try:
+            yield from dataset.iter_batches(batch_format="pyarrow", batch_size=None)
+        except ray.exceptions.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, CurationError):
+                raise cause from None
+            raise
 
 
 class _Apply:
@@ -82,6 +94,7 @@ def connect_ray(address: str | None) -> Any:
 
     if not ray.is_initialized():
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+        logging.getLogger("ray").setLevel(logging.WARNING)  # plans and timings: not ours
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  configure_logging=False, runtime_env={"env_vars": {
                      "TOKENIZERS_PARALLELISM": "false"}})

@@ -29,6 +29,15 @@ class CurationError(Exception):
         field = f"field '{self.field}': " if self.field else ""
         return f"{where}{field}{self.message}"
 
+    def __reduce__(self) -> tuple:
+        """Whole across processes (a worker's error reaches the driver as it was raised)."""
+        return _rebuilt, (type(self), self.message, self.file, self.row, self.field, self.line)
+
+
+def _rebuilt(kind: type[CurationError], message: str, file: str | None, row: int | str | None,
+             field: str | None, line: int | None) -> CurationError:
+    return kind(message, file=file, row=row, field=field, line=line)
+
 
 class ServerError(Exception):
     """The local Argilla server could not be installed, started, reached or stopped."""

@@ -15,13 +15,16 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cache, partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation.core.config import ModelParams
+from curation.core.engine import Engine
 from curation.core.errors import CurationError
 from curation.core.progress import bar
 from curation.core.tableio import StagedWrites, sha256_of
@@ -83,6 +86,7 @@ class Embedder:
     batch_size: int = 64
     num_threads: int = 2
     error: ErrorAt | None = None  # locates a model that cannot load in the params file
+    engine: Engine | None = None  # where to encode: here (None) or on Ray workers
     stats: dict[str, int] = field(default_factory=lambda: {"embedded": 0, "cached": 0})
 
     def __post_init__(self) -> None:
@@ -136,32 +140,53 @@ class Embedder:
             out.parquet(table, self.folder / f"{name}.parquet")
 
     def _encode(self, texts: list[str], progress: bool) -> np.ndarray:
-        import torch
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()  # ours counts texts, not weight files
-        torch.manual_seed(0)
-        torch.set_num_threads(self.num_threads)
-        device = self.device
-        log.info("embedding %d texts with %s on %s", len(texts), self.model.location, device)
+        """Chunks of texts through `encode_step`, here or on the engine's workers (a GPU
+        each when the device is cuda); the same chunks either way, so the same vectors."""
+        log.info("embedding %d texts with %s on %s", len(texts), self.model.location,
+                 self.device)
+        step = partial(encode_step, model=self.model, device=self.device,
+                       batch_size=self.batch_size, num_threads=self.num_threads)
+        chunks = (pa.table({"text": pa.array(texts[i:i + _CHUNK], pa.string())})
+                  for i in range(0, len(texts), _CHUNK))
+        engine = self.engine or Engine()
         try:
-            model = SentenceTransformer(self.model.location, device=device,
-                                        revision=self.model.revision)
-        except (OSError, ValueError, RuntimeError) as exc:  # offline, not a model, no GPU
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise (self.error or _unlocated)(
-                "families.model", f"cannot load {self.model.location} on {device}: {reason}"
-            ) from None
-        parts = []
-        with bar(len(texts) if progress else 0, "embed", " texts") as shown:
-            for start in range(0, len(texts), _CHUNK):
-                chunk = texts[start:start + _CHUNK]
-                parts.append(model.encode(chunk, batch_size=self.batch_size,
-                                          normalize_embeddings=True, convert_to_numpy=True,
-                                          show_progress_bar=False))
-                shown.update(len(chunk))
+            with bar(len(texts) if progress else 0, "embed", " texts") as shown:
+                parts = [np.stack(t.column("vector").to_numpy(zero_copy_only=False))
+                         for t in engine.map(step, chunks, shown,
+                                             gpus=1 if self.device == "cuda" else 0)]
+        except CurationError as exc:
+            raise (self.error or _unlocated)(exc.field or "families.model", exc.message
+                                             ) from None
         return np.concatenate(parts).astype(np.float32)
+
+
+def encode_step(texts: pa.Table, model: ResolvedModel, device: str, batch_size: int,
+                num_threads: int) -> pa.Table:
+    """Normalised vectors of a `text` column, as an engine step (the model loads once per
+    process)."""
+    encoder = _encoder(model, device, num_threads)
+    vectors = encoder.encode(texts.column("text").to_pylist(), batch_size=batch_size,
+                             normalize_embeddings=True, convert_to_numpy=True,
+                             show_progress_bar=False).astype(np.float32)
+    return pa.table({"vector": pa.FixedSizeListArray.from_arrays(
+        pa.array(vectors.ravel(), pa.float32()), vectors.shape[1])})
+
+
+@cache
+def _encoder(model: ResolvedModel, device: str, num_threads: int) -> Any:
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # ours counts texts, not weight files
+    torch.manual_seed(0)
+    torch.set_num_threads(num_threads)
+    try:
+        return SentenceTransformer(model.location, device=device, revision=model.revision)
+    except (OSError, ValueError, RuntimeError) as exc:  # offline, not a model, no GPU
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CurationError(f"cannot load {model.location} on {device}: {reason}",
+                            field="families.model") from None
 
 
 def _unlocated(field: str, message: str) -> CurationError:

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from curation.core.config import FamiliesParams
+from curation.core.engine import Engine
 from curation.core.items import responses_of, to_arrow, user_text
 from curation.core.ledger import StageLedger
 from curation.core.schemas import load_schema, validate_rows
@@ -69,8 +70,10 @@ def run(context: Context) -> StageResult:
     texts = [user_text(m) for m in table["messages"]]
     references = References.load(context)
     model = resolve_model(params.model, paths.cache, context.params_file.error)
+    engine = context.params.engine
     embedder = Embedder(model, paths.cache, params.device, params.batch_size,
-                        params.num_threads, context.params_file.error)
+                        params.num_threads, context.params_file.error,
+                        Engine(engine.kind, engine.address) if engine.kind == "ray" else None)
     both = embedder.embed(texts + references.texts)  # one pass over the cache
     vectors, ref_vectors = both[:len(texts)], both[len(texts):]
     minhash = MinHashParams.of(context.params.dedup)

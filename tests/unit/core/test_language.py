@@ -8,13 +8,16 @@ import socket
 
 import pytest
 import spacy.lang
+from conftest import REPO
 
+from curation.core.config import load_params
 from curation.core.language import FASTTEXT, LANGDETECT, LanguageId, detect
 
+SHIPPED = load_params(REPO / "params.yaml").params.normalize.fasttext_min_prob
 HYBRID = LanguageId(seed=0, min_chars=0, max_chars=1000, first_pass="fasttext",
-                    fasttext_min_prob=0.8)
+                    fasttext_min_prob=SHIPPED)
 LANGDETECT_ONLY = LanguageId(seed=0, min_chars=0, max_chars=1000, first_pass="none",
-                             fasttext_min_prob=0.8)
+                             fasttext_min_prob=SHIPPED)
 
 
 def spacy_examples() -> list[tuple[str, str]]:
@@ -59,7 +62,7 @@ def test_langdetect_decides_what_fastText_cannot_name_or_is_unsure_of() -> None:
 
 
 def test_short_and_letterless_texts_are_undetermined() -> None:
-    spec = LanguageId(0, 20, 1000, "fasttext", 0.8)
+    spec = LanguageId(0, 20, 1000, "fasttext", SHIPPED)
     found = detect(["Tell me a joke", "🔪🔪🔪🔪🔪🔪🔪🔪🔪🔪🔪🔪🔪🔪🔪🔪🔪🔪🔪🔪🔪", "12345 67890 12345 67890"],
                    spec)
     assert [(d.language, d.prob) for d in found] == [("und", 0.0)] * 3
@@ -67,7 +70,7 @@ def test_short_and_letterless_texts_are_undetermined() -> None:
 
 def test_only_a_bounded_prefix_is_read() -> None:
     english = "I would like to know how to look after my garden in the spring. " * 3
-    spec = LanguageId(0, 0, len(english), "fasttext", 0.8)
+    spec = LanguageId(0, 0, len(english), "fasttext", SHIPPED)
     assert detect([english + "Je voudrais savoir comment " * 200], spec)[0].language == "en"
 
 

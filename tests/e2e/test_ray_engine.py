@@ -1,0 +1,74 @@
+"""The Ray engine on a two-node Ray cluster on this machine: language ID, MinHash
+signatures and embeddings run on its workers, and every output has the local engine's
+bytes."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import curate, fresh_cache, set_params
+
+from curation.core.engine import Engine
+from curation.core.language import LanguageId, detect_table
+from curation.neardup.minhash import MinHashParams, sketch_step
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[object]:
+    import ray
+    from ray.cluster_utils import Cluster
+
+    nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    nodes.add_node(num_cpus=1)
+    nodes.wait_for_nodes()
+    yield nodes
+    ray.shutdown()
+    nodes.shutdown()
+
+
+def test_each_engine_hands_back_the_same_rows_in_order(cluster: object, built: Path) -> None:
+    import ray
+
+    texts = pq.read_table(built / "data" / "normalized.parquet", columns=["prompt"])
+    batches = [pa.table({"text": texts["prompt"].slice(i, 500)})
+               for i in range(0, texts.num_rows, 500)]
+    assert len(batches) >= 4
+    steps = [partial(detect_table, spec=LanguageId(0, 20, 1000, "fasttext", 0.7)),
+             partial(sketch_step, params=MinHashParams(3, 5, 128, 0.8, 1, 0.95))]
+    for step in steps:
+        one = pa.concat_tables(Engine("local", None, 1).map(step, iter(batches)))
+        two = pa.concat_tables(Engine("local", None, 2).map(step, iter(batches)))
+        on_ray = pa.concat_tables(Engine("ray", cluster.address).map(step, iter(batches)))
+        assert one.num_rows == texts.num_rows
+        assert one.equals(two) and one.equals(on_ray)
+    assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+
+
+def test_stages_on_ray_write_the_local_engine_bytes(cluster: object, built: Path,
+                                                    tmp_path: Path) -> None:
+    """normalize, dedup and families (embedding with an empty cache) on the cluster."""
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    for project in (local, on_ray):
+        project.mkdir()
+        for name in ("params.yaml", "schemas", "sources"):
+            copy = shutil.copytree if (built / name).is_dir() else shutil.copy
+            copy(built / name, project / name)
+        shutil.copytree(built / "data" / "raw", project / "data" / "raw")
+        shutil.copytree(built / "data" / "references", project / "data" / "references")
+    set_params(on_ray, "engine", kind="ray", address=cluster.address)
+    for project in (local, on_ray):
+        cache = fresh_cache(project / "cache")
+        for stage in ("normalize", "dedup", "families"):
+            result = curate(project, stage, cache=cache)
+            assert result.returncode == 0, result.stderr
+    for name in ("normalized", "deduped", "signatures", "families", "embeddings", "neighbours"):
+        assert ((local / "data" / f"{name}.parquet").read_bytes()
+                == (on_ray / "data" / f"{name}.parquet").read_bytes()), name
+    assert (local / "reports" / "ledger" / "families.json").read_bytes() == (
+        on_ray / "reports" / "ledger" / "families.json").read_bytes()
