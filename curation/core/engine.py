@@ -1,7 +1,7 @@
 """Where heavy per-item work runs: worker processes on this machine, or Ray Data.
 
 A step is a picklable function from one pyarrow table of inputs to one table of outputs,
-row for row. Both engines run it over batches and hand the outputs back in input order,
+row for row. Both engines run it over batches and hand one output per batch back in order,
 so what a stage writes does not depend on the engine (the `engine` section is therefore
 not a dvc param: switching engines rebuilds nothing).
 """
@@ -21,6 +21,7 @@ import pyarrow as pa
 from curation.core.errors import CurationError
 
 Step = Callable[[pa.Table], pa.Table]
+RAY_WINDOW = 64  # batches per Ray Data run: the inputs held at once on the driver
 
 
 @dataclass(frozen=True)
@@ -58,23 +59,43 @@ class Engine:
                 yield pending.popleft().get()
 
     def _ray(self, step: Step, batches: Iterable[pa.Table], gpus: float) -> Iterator[pa.Table]:
+        """A Ray Data run per window of batches (memory stays bounded); Ray may cut the
+        rows into other blocks, so each batch's rows are sliced back out in order."""
         ray = connect_ray(self.address)
-        inputs = [batch for batch in batches if batch.num_rows]
-        if not inputs:
-            return
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
         context.enable_progress_bars = False
-        dataset = ray.data.from_arrow(inputs).map_batches(
-            _Apply(step), batch_format="pyarrow", batch_size=None, zero_copy_batch=True,
-            **({"num_gpus": gpus} if gpus else {}))
-        try:
-            yield from dataset.iter_batches(batch_format="pyarrow", batch_size=None)
-        except ray.exceptions.RayTaskError as exc:
-            cause = getattr(exc, "cause", None)
-            if isinstance(cause, CurationError):
-                raise cause from None
-            raise
+        for window in _windows(batches, RAY_WINDOW):
+            full = [batch for batch in window if batch.num_rows]
+            if not full:
+                yield from map(step, window)
+                continue
+            dataset = ray.data.from_arrow(full).map_batches(
+                _Apply(step), batch_format="pyarrow", batch_size=None, zero_copy_batch=True,
+                **({"num_gpus": gpus} if gpus else {}))
+            try:
+                done = pa.concat_tables(dataset.iter_batches(batch_format="pyarrow",
+                                                             batch_size=None))
+            except ray.exceptions.RayTaskError as exc:
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, CurationError):
+                    raise cause from None
+                raise
+            start = 0
+            for batch in window:
+                yield done.slice(start, batch.num_rows)
+                start += batch.num_rows
+
+
+def _windows(batches: Iterable[pa.Table], size: int) -> Iterator[list[pa.Table]]:
+    window: list[pa.Table] = []
+    for batch in batches:
+        window.append(batch)
+        if len(window) == size:
+            yield window
+            window = []
+    if window:
+        yield window
 
 
 class _Apply:

@@ -150,6 +150,8 @@ class Embedder:
                   for i in range(0, len(texts), _CHUNK))
         engine = self.engine or Engine()
         try:
+            if self.engine is None:  # load here first: a model that cannot load is one line
+                _encoder(self.model, self.device, self.num_threads)
             with bar(len(texts) if progress else 0, "embed", " texts") as shown:
                 parts = [np.stack(t.column("vector").to_numpy(zero_copy_only=False))
                          for t in engine.map(step, chunks, shown,

@@ -7,65 +7,139 @@ language filter -> validate.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from curation.core.config import NormalizeParams
 from curation.core.engine import Engine
 from curation.core.errors import CurationError
-from curation.core.items import responses_of, to_arrow
+from curation.core.items import from_arrow, responses_of, to_arrow
 from curation.core.language import UNDETERMINED, LanguageId, detect_table
 from curation.core.ledger import StageLedger
 from curation.core.progress import bar
 from curation.core.schemas import load_schema, validate_rows
-from curation.core.tableio import StagedWrites, read_input
+from curation.core.tableio import StagedWrites, open_input
 from curation.core.text import clean_text
 from curation.stages.base import Context, StageResult
 
 STAGE = "normalize"
 
 
-def read_raw(raw_dir: Path) -> pd.DataFrame:
-    """All pulled sources, in source-name order."""
+def raw_batches(raw_dir: Path, rows: int) -> tuple[int, Iterator[pd.DataFrame]]:
+    """How many rows were pulled, and the pulled sources `rows` at a time, in source-name
+    order (every file is checked before the first batch is read)."""
     paths = sorted(raw_dir.glob("*.parquet"))
     if not paths:
         raise CurationError("no pulled sources; run `curate pull` first", file=str(raw_dir))
     columns = load_schema("raw").columns
-    return pd.concat([read_input(p, "pull", columns) for p in paths], ignore_index=True)
+    files = [(path, open_input(path, "pull", columns)) for path in paths]
+
+    def batches() -> Iterator[pd.DataFrame]:
+        for path, file in files:
+            try:
+                for batch in file.iter_batches(batch_size=rows):
+                    yield from_arrow(pa.Table.from_batches([batch]))
+            except (OSError, ValueError, pa.ArrowException) as exc:
+                raise CurationError(f"not a readable parquet file ({exc}); run `curate pull` "
+                                    "again", file=str(path)) from None
+
+    return sum(f.metadata.num_rows for _, f in files), batches()
+
+
+@dataclass
+class _Batch:
+    """One batch between its cleanup and its languages."""
+
+    taken_in: pd.DataFrame
+    cleaned: pd.DataFrame
+    table: pd.DataFrame      # after the length filter
+    texts: list[str]         # what the detectors read, per row
+    distinct: list[str]      # each text once
 
 
 def run(context: Context) -> StageResult:
-    """Run the steps over the pulled rows; write the normalized table and the ledger."""
+    """Stream the pulled rows through the steps a batch at a time (memory is bounded by
+    `normalize.batch_size`), detecting languages on the engine; write the normalized
+    table and the ledger."""
     params, paths = context.params.normalize, context.paths
-    raw = read_raw(paths.raw_dir)
-    ledger = StageLedger(STAGE)
-    cleaned = clean(raw)
-    table = filter_lengths(cleaned, params, ledger)
     engine = Engine(context.params.engine.kind, context.params.engine.address, params.num_proc)
-    table, decided_by = detect_languages(table, params, engine)
-    table = filter_languages(table, params, ledger)
-    valid, failures = validate_rows(table, load_schema("normalized"))
-    if not failures.empty:
-        ledger.drop(table.iloc[failures["index"]], "quarantined", failures["check"],
-                    field=failures["field"], detail=failures["detail"])
-    taken_in = responses_of(raw)
-    kept = responses_of(valid)
-    ledger.count_responses(taken_in, kept, empty=taken_in - responses_of(cleaned),
-                           item_dropped=responses_of(cleaned) - kept)
-    summary = ledger.summary(Counter(raw["source"]), Counter(valid["source"]))
-    summary["languages"] = {str(k): int(v) for k, v in
-                            valid["language"].value_counts().sort_index().items()}
-    summary["language_decided_by"] = decided_by
-    with StagedWrites() as out:
-        out.parquet(to_arrow(valid, context.vocabulary.arrow_type()), paths.normalized)
+    spec = LanguageId(params.langdetect_seed, params.language_min_chars,
+                      params.language_max_chars, params.language_first_pass,
+                      params.fasttext_min_prob)
+    schema = load_schema("normalized")
+    ledger = StageLedger(STAGE)
+    total, batches = raw_batches(paths.raw_dir, params.batch_size)
+    rows_in, kept, languages, decided_by, responses = (Counter(), Counter(), Counter(),
+                                                       Counter(), Counter())
+    ids: list[np.ndarray] = []
+    pending: deque[_Batch] = deque()
+
+    def to_detect() -> Iterator[pa.Table]:
+        for raw in batches:
+            cleaned = clean(raw)
+            table = filter_lengths(cleaned, params, ledger)
+            texts = detection_texts(table)
+            pending.append(_Batch(raw, cleaned, table, texts, list(dict.fromkeys(texts))))
+            yield pa.table({"text": pa.array(pending[-1].distinct, pa.string())})
+
+    with StagedWrites() as out, bar(total, "normalize (language ID)") as shown:
+        writer = out.parquet_writer(paths.normalized, _output_schema(context))
+        for found in engine.map(partial(detect_table, spec=spec), to_detect()):
+            batch = pending.popleft()
+            table = with_languages(batch.table, batch.texts, batch.distinct, found)
+            table = filter_languages(table, params, ledger)
+            valid, failures = validate_rows(table, schema)
+            if not failures.empty:
+                ledger.drop(table.iloc[failures["index"]], "quarantined", failures["check"],
+                            field=failures["field"], detail=failures["detail"])
+            writer.write_table(to_arrow(valid, context.vocabulary.arrow_type()).cast(
+                writer.schema))
+            rows_in.update(batch.taken_in["source"])
+            kept.update(valid["source"])
+            languages.update(valid["language"])
+            decided_by.update(d or "too_short" for d in found["detector"].to_pylist())
+            responses.update({"in": responses_of(batch.taken_in), "kept": responses_of(valid),
+                              "cleaned": responses_of(batch.cleaned)})
+            ids.append(np.array([int(i, 16) for i in valid["id"]], dtype=np.uint64))
+            shown.update(len(batch.taken_in))
+        _check_unique(ids, paths.normalized)
+        ledger.count_responses(responses["in"], responses["kept"],
+                               empty=responses["in"] - responses["cleaned"],
+                               item_dropped=responses["cleaned"] - responses["kept"])
+        summary = ledger.summary(rows_in, kept)
+        summary["languages"] = {k: languages[k] for k in sorted(languages)}
+        summary["language_decided_by"] = {k: decided_by[k] for k in sorted(decided_by)}
         ledger.write(out, paths, summary)
-    languages = ", ".join(f"{k} {v}" for k, v in summary["languages"].items())
+    listed = ", ".join(f"{k} {v}" for k, v in summary["languages"].items())
     return StageResult(STAGE, summary, {"languages": summary["languages"]},
-                       [f"languages: {languages}"])
+                       [f"languages: {listed}"])
+
+
+def _output_schema(context: Context) -> pa.Schema:
+    """The pulled columns, then language and its probability: one schema for every batch
+    (a batch whose column is all null would otherwise write another type)."""
+    raw = sorted(context.paths.raw_dir.glob("*.parquet"))[0]
+    pulled = pq.read_schema(raw).remove_metadata()
+    return pa.schema(list(pulled) + [pa.field("language", pa.large_string()),
+                        pa.field("language_prob", pa.float64())])
+
+
+def _check_unique(ids: list[np.ndarray], path: Path) -> None:
+    """Ids are unique across batches too (pull makes them so: a repeat is a bug upstream,
+    and stops the stage before anything is written)."""
+    every = np.concatenate(ids) if ids else np.empty(0, dtype=np.uint64)
+    values, counts = np.unique(every, return_counts=True)
+    if (counts > 1).any():
+        raise CurationError(f"item id {int(values[counts > 1][0]):016x} appears twice; run "
+                            "`curate pull` again", file=str(path), field="id")
 
 
 def clean(raw: pd.DataFrame) -> pd.DataFrame:
@@ -79,33 +153,22 @@ def clean(raw: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def detect_languages(table: pd.DataFrame, params: NormalizeParams,
-                     engine: Engine) -> tuple[pd.DataFrame, dict[str, int]]:
-    """The language of each item's prompt and response (see `curation.core.language`).
+def detection_texts(table: pd.DataFrame) -> list[str]:
+    """What the detectors read for each item: its prompt and first response together,
+    because prompts are often one short line, where detectors are unreliable (langdetect
+    reads "Tell me a joke" as Finnish); see `curation.core.language`."""
+    return [f"{p}\n{r[0]['text']}" if r else p
+            for p, r in zip(table["prompt"], table["responses"], strict=True)]
 
-    The response is read too because prompts are often one short line, where detectors
-    are unreliable (langdetect reads "Tell me a joke" as Finnish); a text still shorter than
-    `language_min_chars` is undetermined ("und") rather than guessed. Each distinct text is
-    detected once.
-    """
-    texts = [f"{p}\n{r[0]['text']}" if r else p
-             for p, r in zip(table["prompt"], table["responses"], strict=True)]
-    distinct = list(dict.fromkeys(texts))
-    spec = LanguageId(params.langdetect_seed, params.language_min_chars,
-                      params.language_max_chars, params.language_first_pass,
-                      params.fasttext_min_prob)
-    batches = (pa.table({"text": distinct[i:i + params.batch_size]})
-               for i in range(0, len(distinct), params.batch_size))
-    with bar(len(distinct), "detect language", " texts") as shown:
-        found = pa.concat_tables(engine.map(partial(detect_table, spec=spec), batches, shown)
-                                 ) if distinct else detect_table(pa.table({"text": []}), spec)
+
+def with_languages(table: pd.DataFrame, texts: list[str], distinct: list[str],
+                   found: pa.Table) -> pd.DataFrame:
+    """The items with the language found for their text (each distinct text was read
+    once)."""
     row = {text: i for i, text in enumerate(distinct)}
     picked = found.take(pa.array([row[text] for text in texts], pa.int64()))
-    table = table.copy()
-    table["language"] = pd.array(picked["language"].to_pylist(), dtype="str")
-    table["language_prob"] = pd.array(picked["prob"].to_pylist(), dtype="float64")
-    decided_by = Counter(d or "too_short" for d in found["detector"].to_pylist())
-    return table, dict(sorted(decided_by.items()))
+    return table.assign(language=pd.array(picked["language"].to_pylist(), dtype="str"),
+                        language_prob=pd.array(picked["prob"].to_pylist(), dtype="float64"))
 
 
 def filter_lengths(table: pd.DataFrame, params: NormalizeParams,

@@ -151,14 +151,15 @@ def test_a_failing_source_leaves_earlier_outputs_untouched(project: Path) -> Non
 
 
 def test_bad_params_and_usage_errors(project: Path) -> None:
-    write(project / "params.yaml", (REPO / "params.yaml").read_text().replace(
-        "min_prompt_chars: 10", "min_prompt_chars: lots"))
+    params = (REPO / "params.yaml").read_text()
+    line = params[:params.index("min_prompt_chars: 10")].count("\n") + 1
+    write(project / "params.yaml", params.replace("min_prompt_chars: 10", "min_prompt_chars: lots"))
     write(project / "in" / "x.txt", "a sound prompt\n")
     write_source(project, "ok", "kind: file\nfiles: [in/x.txt]\n")
     for stage in ("pull", "normalize"):  # params are validated whole, before any stage
         result = curate(project, stage)
         assert result.returncode == 1 and result.stderr == (
-            "error: params.yaml, line 9: field 'normalize.min_prompt_chars': Input should be a "
+            f"error: params.yaml, line {line}: field 'normalize.min_prompt_chars': Input should be a "
             "valid integer (got str 'lots')\n")
         assert not (project / "data").exists()
     usage = curate(project, "pull", "--no-such-flag")
