@@ -302,7 +302,6 @@ class SplitParams(ConfigModel):
     seed: int
     validation: SplitSize        # per domain: a fraction in (0, 1) or a count >= 1
     test: SplitSize
-    similarity_report_threshold: Fraction
     reserved_ids: list[str] = []
 
     @field_validator("validation", "test")

@@ -34,9 +34,7 @@ def cluster(sketches: Sketches, params: MinHashParams, max_bucket: int) -> Clust
     keep = heads[sketches.sketched]
     pairs, oversized = candidate_pairs(band_keys(sketches.signatures[keep], params.bands),
                                        sketches.sketched[keep], max_bucket)
-    verified = np.array([(i, j) for i, j in pairs.tolist()
-                         if sketches.jaccard(i, j) >= params.threshold],
-                        dtype=np.int64).reshape(-1, 2)
+    verified = pairs[sketches.jaccards(pairs) >= params.threshold]
     kinds = Counter(SHINGLE_KINDS[k] for k in sketches.kinds.tolist())
     stats = {
         "shingle_kinds": {kind: kinds[kind] for kind in SHINGLE_KINDS},

@@ -19,18 +19,18 @@ def candidate_pairs(band_keys: np.ndarray, items: np.ndarray,
     """
     found: list[np.ndarray] = []
     oversized = 0
+    members_of = items.astype(np.uint64)
     for band in range(band_keys.shape[1]):
-        order = np.argsort(band_keys[:, band], kind="stable")
-        keys = band_keys[order, band]
-        edges = np.flatnonzero(np.diff(keys)) + 1
-        starts = np.concatenate([[0], edges])
+        order = np.lexsort((items, band_keys[:, band]))  # by bucket, then item
+        keys, members = band_keys[order, band], members_of[order]
+        starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
         sizes = np.diff(np.concatenate([starts, [len(keys)]]))
-        for start, size in zip(starts[sizes > 1], sizes[sizes > 1], strict=True):
-            members = np.sort(items[order[start:start + size]])
-            oversized += size > max_bucket
-            for offset in range(1, min(size, max_bucket + 1)):
-                found.append(np.column_stack([members[:-offset], members[offset:]]))
-    if not found:
-        return np.empty((0, 2), dtype=np.int64), oversized
-    pairs = np.concatenate(found).astype(np.int64)
-    return np.unique(pairs, axis=0), oversized
+        oversized += int((sizes > max_bucket).sum())
+        # Each member with the one `offset` places on in its bucket, for every offset at
+        # once over the whole band (no loop over buckets).
+        for offset in range(1, min(int(sizes.max(initial=1)), max_bucket + 1)):
+            same = keys[offset:] == keys[:-offset]
+            found.append((members[:-offset][same] << np.uint64(32)) | members[offset:][same])
+    codes = np.unique(np.concatenate(found)) if found else np.empty(0, dtype=np.uint64)
+    pairs = np.column_stack([codes >> np.uint64(32), codes & np.uint64(0xFFFFFFFF)])
+    return pairs.astype(np.int64).reshape(-1, 2), oversized

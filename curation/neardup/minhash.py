@@ -36,6 +36,7 @@ _BAND_MULTIPLIER = np.uint64(0x100000001B3)
 SHINGLE_KINDS = ("word", "char", "exact")
 # Rows of the (shingles x permutations) matrix hashed at once: bounds memory to ~32 MB.
 _SHINGLE_BUDGET = 65_536
+_SHINGLES_PER_BLOCK = 2_000_000  # shingles sorted at once by `Sketches.jaccards` (~16 MB)
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,35 @@ class Sketches:
             return 0.0
         common = np.intersect1d(a, b, assume_unique=True).size
         return common / (len(a) + len(b) - common)
+
+    def jaccards(self, pairs: np.ndarray) -> np.ndarray:
+        """`jaccard` of many (i, j) pairs at once, equal to it value for value: both
+        shingle sets of a block of pairs are sorted together, tagged by pair, and each
+        value seen twice is one shared shingle."""
+        out = np.zeros(len(pairs))
+        sizes = self.lengths[pairs].sum(axis=1) if len(pairs) else np.empty(0, np.int64)
+        cuts = np.searchsorted(np.cumsum(sizes), np.arange(_SHINGLES_PER_BLOCK, sizes.sum(),
+                                                           _SHINGLES_PER_BLOCK))
+        for block in np.split(np.arange(len(pairs)), np.unique(cuts)):
+            a, b = pairs[block, 0], pairs[block, 1]
+            tags = np.arange(len(block), dtype=np.uint64) << np.uint64(32)
+            keys = np.concatenate([np.repeat(tags, self.lengths[a]) | self._gather(a),
+                                   np.repeat(tags, self.lengths[b]) | self._gather(b)])
+            keys.sort()
+            shared = keys[1:][keys[1:] == keys[:-1]] >> np.uint64(32)
+            common = np.bincount(shared.astype(np.int64), minlength=len(block))
+            union = self.lengths[a] + self.lengths[b] - common
+            empty = (self.lengths[a] == 0) | (self.lengths[b] == 0)
+            out[block] = np.where(empty, 0.0, common / np.maximum(union, 1))
+        return out
+
+    def _gather(self, rows: np.ndarray) -> np.ndarray:
+        """The shingles of `rows`, concatenated, as uint64."""
+        lengths = self.lengths[rows]
+        ends = np.cumsum(lengths)
+        at = np.repeat(self.offsets[rows] - (ends - lengths), lengths) + np.arange(
+            ends[-1] if len(ends) else 0)
+        return self.shingles[at].astype(np.uint64)
 
     def similarity(self, i: int, j: int) -> float:
         """1.0 for exact duplicates, else the true Jaccard similarity."""

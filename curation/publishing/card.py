@@ -175,7 +175,7 @@ def card_body(inputs: ReleaseInputs, params: ReleaseParams, rows: dict[str, dict
         pii=inputs.redact,
         pii_rows=[[kind, n["found"], n["items"], n["responses"]]
                   for kind, n in inputs.redact["by_type"].items()],
-        split_threshold=splits["similarity_checked_from"],
+        split_neighbours=splits["neighbours_per_item"],
         contamination_rows=[[name, _pin_text(inputs.sources[name]) if name in inputs.sources
                              else "", figures["reference_items"], figures["removed"],
                              figures["highest_remaining_cosine"],

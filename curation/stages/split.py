@@ -28,13 +28,10 @@ from curation.core.schemas import load_schema, validate_rows
 from curation.core.tableio import StagedWrites
 from curation.core.taxonomy import Taxonomy
 from curation.neardup.clusters import components
-from curation.neardup.minhash import Sketches
 from curation.neardup.store import load_neighbours, load_sketches
 from curation.stages.base import Context, StageResult
 
 STAGE = "split"
-_PAIR_BLOCK = 65_536  # neighbour pairs compared at once (bounds memory)
-_MARGIN = 0.1  # of a MinHash estimate: 2.5 standard errors at J = 0.3 with 128 permutations
 
 
 def quota(size: float | int, items: int) -> int:
@@ -201,12 +198,11 @@ def split_report(configs: dict[str, pd.DataFrame], excluded: dict[str, int],
     Both are checked over the neighbour pairs the families stage found (each item's
     `families.neighbours` nearest), so the work grows linearly with the items: a leak is
     a pair of close items, and close items are each other's neighbours. Jaccard is
-    computed exactly where the pair's MinHash estimate reaches the report threshold.
+    exact, from the shingles dedup saved.
     """
     ids = table["id"].tolist()
     pairs, cosine = load_neighbours(context.paths.neighbours, context.paths.embeddings, ids)
-    jaccard = _jaccards(pairs, load_sketches(context.paths.signatures, ids),
-                        params.similarity_report_threshold)
+    jaccard = load_sketches(context.paths.signatures, ids).jaccards(pairs)
     report: dict[str, Any] = {"configs": {}, "groups": int(len(np.unique(groups))),
                               "reserved_ids": list(params.reserved_ids)}
     row = {item: i for i, item in enumerate(ids)}
@@ -227,27 +223,9 @@ def split_report(configs: dict[str, pd.DataFrame], excluded: dict[str, int],
             "family_sizes": {str(k): family_sizes[k] for k in sorted(family_sizes)},
             **({"excluded_for_leakage": excluded[config]} if config in excluded else {}),
         }
-    report["similarity_checked_from"] = params.similarity_report_threshold
+    report["neighbours_per_item"] = context.params.families.neighbours
     report["neighbour_pairs_checked"] = int(len(pairs))
     return report
-
-
-def _jaccards(pairs: np.ndarray, sketches: Sketches, threshold: float) -> np.ndarray:
-    """Each pair's true Jaccard where its MinHash estimate comes within `_MARGIN` of
-    `threshold` (0.0 elsewhere: below what the report checks), estimated a block of pairs
-    at a time."""
-    position = np.full(len(sketches), -1, dtype=np.int64)
-    position[sketches.sketched] = np.arange(len(sketches.sketched))
-    estimate = np.zeros(len(pairs))
-    for start in range(0, len(pairs), _PAIR_BLOCK):
-        a, b = position[pairs[start:start + _PAIR_BLOCK]].T
-        both = (a >= 0) & (b >= 0)
-        estimate[start:start + len(a)][both] = (
-            sketches.signatures[a[both]] == sketches.signatures[b[both]]).mean(axis=1)
-    jaccard = np.zeros(len(pairs))
-    for k in np.flatnonzero(estimate >= threshold - _MARGIN).tolist():
-        jaccard[k] = sketches.jaccard(int(pairs[k, 0]), int(pairs[k, 1]))
-    return jaccard
 
 
 def split_figures(report: dict[str, Any]) -> dict[str, Any]:

@@ -72,3 +72,22 @@ def test_candidate_pairs_equal_datasketch_lsh_on_the_demo_data(built: Path) -> N
     theirs = {(min(i, j), max(i, j)) for i, m in sketches.items() for j in lsh.query(m) if i != j}
     assert {tuple(p) for p in ours.tolist()} == theirs
     assert len(theirs) > 100  # the demo data has many exact repeats
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(["how", "do", "i", "hide", "cuts", "from", "my",
+                                          "parents", "tonight", "🔪", "ok"]), max_size=12)
+                .map(" ".join), min_size=2, max_size=12))
+def test_many_jaccards_at_once_equal_one_at_a_time(texts: list[str]) -> None:
+    batch = sketch(texts, PARAMS)
+    pairs = np.array([(i, j) for i in range(len(texts)) for j in range(len(texts))],
+                     dtype=np.int64)
+    assert batch.jaccards(pairs).tolist() == [batch.jaccard(i, j) for i, j in pairs.tolist()]
+
+
+def test_a_bucket_larger_than_the_cap_pairs_each_member_with_the_next_ones_only() -> None:
+    keys = np.array([[7], [7], [3], [7], [7], [3], [9]], dtype=np.uint64)
+    items = np.array([10, 11, 12, 13, 14, 15, 16])
+    pairs, oversized = candidate_pairs(keys, items, max_bucket=2)
+    assert oversized == 1
+    assert pairs.tolist() == [[10, 11], [10, 13], [11, 13], [11, 14], [12, 15], [13, 14]]
