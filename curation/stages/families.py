@@ -31,7 +31,7 @@ from curation.core.ledger import StageLedger
 from curation.core.schemas import load_schema, validate_rows
 from curation.core.tableio import StagedWrites
 from curation.core.text import clean_text
-from curation.neardup.clusters import cluster, representatives
+from curation.neardup.clusters import representatives
 from curation.neardup.embeddings import Embedder, resolve_model
 from curation.neardup.families import SearchParams, cosines, link, nearest, neighbours
 from curation.neardup.lsh import candidate_pairs
@@ -92,11 +92,15 @@ def run(context: Context) -> StageResult:
     table, vectors, sketches = table.iloc[keep].reset_index(drop=True), vectors[keep], \
         sketches.take(keep)
 
-    fixed = _fixed_edges(table, sketches, minhash, params, context.params.dedup)
     pairs, scores = neighbours(vectors, search, -1.0)  # every neighbour: split reuses them
     close = scores >= params.cosine
-    found = link(vectors, fixed, pairs[close], scores[close], params.cosine,
-                 params.max_family_size)
+    lexical = _lexical_pairs(sketches, minhash, params, context.params.dedup)
+    # Lexical links first (score 2, above any cosine), then cosine links, strongest first;
+    # both stop at max_family_size, so templated prompts cannot chain into one family.
+    found = link(vectors, _declared_edges(table),
+                 np.concatenate([lexical, pairs[close]]),
+                 np.concatenate([np.full(len(lexical), 2.0, np.float32), scores[close]]),
+                 params.cosine, params.max_family_size)
     linked_ids = table["id"].to_numpy()
     table = table.assign(family_id=table["id"].to_numpy()[found.labels])
     if params.paraphrases == "remove":
@@ -244,18 +248,24 @@ def _drop_contaminated(table: pd.DataFrame, causes: pd.DataFrame, references: Re
                 detail=pd.Series(detail), duplicate_of=ref["id"])
 
 
-def _fixed_edges(table: pd.DataFrame, sketches: Sketches, minhash: MinHashParams,
-                 params: FamiliesParams, dedup: Any) -> np.ndarray:
-    """Edges that always join: MinHash clusters at `families.jaccard`, declared keys."""
-    loose = dataclasses.replace(minhash, threshold=params.jaccard)
-    labels = cluster(sketches, loose, dedup.max_bucket_size).labels
-    edges = [np.column_stack([np.arange(len(table)), labels])]
+def _declared_edges(table: pd.DataFrame) -> np.ndarray:
+    """Edges that always join: items sharing a family key their source declares."""
+    edges = [np.empty((0, 2), dtype=np.int64)]
     keys = table["family_key"]
     declared = keys.notna().to_numpy()
     if declared.any():
         first = keys[declared].groupby(keys[declared]).transform(lambda s: s.index[0])
         edges.append(np.column_stack([first.index.to_numpy(), first.to_numpy()]))
     return np.concatenate(edges).astype(np.int64)
+
+
+def _lexical_pairs(sketches: Sketches, minhash: MinHashParams, params: FamiliesParams,
+                   dedup: Any) -> np.ndarray:
+    """Pairs of items at `families.jaccard` or above (LSH candidates, checked exactly)."""
+    bands = dataclasses.replace(minhash, threshold=params.jaccard).bands
+    pairs, _ = candidate_pairs(band_keys(sketches.signatures, bands), sketches.sketched,
+                               dedup.max_bucket_size)
+    return pairs[sketches.jaccards(pairs) >= params.jaccard]
 
 
 def _drop_paraphrases(table: pd.DataFrame, vectors: np.ndarray, labels: np.ndarray,
