@@ -10,8 +10,12 @@ has labels without annotators.
     .venv/bin/python benchmarks/pipeline.py --n 10000
     .venv/bin/python benchmarks/pipeline.py --n 100000 --stages pull normalize dedup
     .venv/bin/python benchmarks/pipeline.py --n 10000 --keep /tmp/bench   # keep the project
+    .venv/bin/python benchmarks/pipeline.py --n 100000 --engine ray --compare /tmp/bench
 
-Only the local engine exists so far (issue 16 plans a Ray engine beside it).
+`--engine ray` starts a two-node Ray cluster on this machine (one CPU per node) unless
+`--address` names one; Ray's workers are not the stage's children, so their memory is
+printed apart (the peak of all `ray::` processes). `--compare FOLDER` checks each stage's
+outputs byte for byte against an earlier build kept with `--keep`.
 """
 
 from __future__ import annotations
@@ -148,23 +152,38 @@ def project(folder: Path, n: int, seed: int) -> Path:
     return folder
 
 
-def run_stage(stage: str, folder: Path) -> tuple[float, int, str]:
-    """Wall seconds and peak RSS (bytes) of `curate <stage>` and every process it starts."""
+def ray_workers() -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["name", "cmdline"])
+            if (p.info["cmdline"] or [""])[0].startswith("ray::")]
+
+
+def run_stage(stage: str, folder: Path) -> tuple[float, int, int, str]:
+    """Wall seconds, peak RSS (bytes) of `curate <stage>` and every process it starts, and
+    peak RSS of Ray's workers."""
     started = time.perf_counter()
     env = {**os.environ, "CURATION_CACHE_DIR": str(REPO / "data" / "cache")}  # shared wheels
     with open(folder / f"{stage}.log", "w") as log:
         process = subprocess.Popen([str(CURATE), stage], cwd=folder, stdout=log, stderr=log,
                                    env=env)
-        root, peak = psutil.Process(process.pid), 0
+        root, peak, workers = psutil.Process(process.pid), 0, 0
         while process.poll() is None:
             try:
                 tree = [root, *root.children(recursive=True)]
                 peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+                workers = max(workers, sum(p.memory_info().rss for p in ray_workers()))
             except psutil.Error:
                 pass
             time.sleep(0.1)
     tail = (folder / f"{stage}.log").read_text().strip().splitlines()[-1:] or [""]
-    return time.perf_counter() - started, peak, tail[0] if process.returncode else ""
+    return (time.perf_counter() - started, peak, workers,
+            tail[0] if process.returncode else "")
+
+
+def outputs(folder: Path) -> dict[str, bytes]:
+    """What a build wrote (data and reports), by path."""
+    return {str(p.relative_to(folder)): p.read_bytes()
+            for base in ("data", "reports", "releases") if (folder / base).is_dir()
+            for p in sorted((folder / base).rglob("*")) if p.is_file()}
 
 
 def main() -> None:
@@ -174,6 +193,10 @@ def main() -> None:
     parser.add_argument("--stages", nargs="+", default=STAGES, choices=STAGES)
     parser.add_argument("--keep", type=Path, help="build here and keep it (default: a "
                         "temporary folder, removed)")
+    parser.add_argument("--engine", choices=["local", "ray"], default="local")
+    parser.add_argument("--address", help="a running Ray cluster (default: start two nodes)")
+    parser.add_argument("--compare", type=Path, help="a build of the same --n and --seed "
+                        "kept with --keep: report whether every output has the same bytes")
     args = parser.parse_args()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     if args.keep:
@@ -181,18 +204,39 @@ def main() -> None:
         folder.mkdir(parents=True)
     started = time.perf_counter()
     project(folder, args.n, args.seed)
+    cluster = None
+    if args.engine == "ray":
+        address = args.address
+        if address is None:
+            from ray.cluster_utils import Cluster
+
+            cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+            cluster.add_node(num_cpus=1)
+            address = cluster.address
+        params = yaml.safe_load((folder / "params.yaml").read_text())
+        params["engine"] = {"kind": "ray", "address": address}
+        (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     print(f"synthetic corpus: {args.n} records + {args.n // 20} conversations "
-          f"({time.perf_counter() - started:.1f} s to write); engine: local; "
+          f"({time.perf_counter() - started:.1f} s to write); engine: {args.engine}; "
           f"{psutil.cpu_count()} cores")
-    print(f"{'stage':<10}{'seconds':>9}{'items/s':>10}{'peak RSS':>10}")
+    print(f"{'stage':<10}{'seconds':>9}{'items/s':>10}{'peak RSS':>10}"
+          + (f"{'ray workers':>13}" if args.engine == "ray" else ""))
     try:
         for stage in args.stages:
-            seconds, peak, failure = run_stage(stage, folder)
-            print(f"{stage:<10}{seconds:>9.1f}{args.n / seconds:>10.0f}"
-                  f"{peak / 2**30:>9.2f}G" + (f"  FAILED: {failure}" if failure else ""))
+            seconds, peak, workers, failure = run_stage(stage, folder)
+            print(f"{stage:<10}{seconds:>9.1f}{args.n / seconds:>10.0f}{peak / 2**30:>9.2f}G"
+                  + (f"{workers / 2**30:>12.2f}G" if args.engine == "ray" else "")
+                  + (f"  FAILED: {failure}" if failure else ""), flush=True)
             if failure:
                 break
+        if args.compare:
+            ours, theirs = outputs(folder), outputs(args.compare)
+            differ = sorted(p for p in ours.keys() & theirs.keys() if ours[p] != theirs[p])
+            print(f"compared with {args.compare}: {len(ours.keys() & theirs.keys())} files, "
+                  f"{len(differ)} differ" + (f" ({', '.join(differ[:5])})" if differ else ""))
     finally:
+        if cluster is not None:
+            cluster.shutdown()
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
 
