@@ -65,7 +65,7 @@ def synthetic_corpus(n: int, planted_share: float, seed: int) -> tuple[pd.DataFr
         "prompt": prompts, "responses": [[] for _ in range(n)], "expected_behavior": "refuse",
         "contrast_of": pd.array([None] * n, dtype="str"), "source": "synthetic",
         "source_record_id": ids, "source_category": pd.array([None] * n, dtype="str"),
-        "source_license": "CC0-1.0",
+        "source_license": "CC0-1.0", "family_key": pd.array([None] * n, dtype="str"),
         "language": "en", "language_prob": 1.0,
     })
     return table, planted
@@ -169,7 +169,9 @@ def main() -> None:
         # A fresh process, so peak RSS is the stage's own and not the corpus generator's.
         child = [sys.executable, __file__, "--stage-only", str(root)] + (
             ["--num-proc", str(args.num_proc)] if args.num_proc else [])
-        done = subprocess.run(child, capture_output=True, text=True, check=True)
+        done = subprocess.run(child, capture_output=True, text=True)
+        if done.returncode:
+            sys.exit(f"the dedup stage failed: {done.stderr.strip().splitlines()[-1]}")
         stage = json.loads(done.stdout.strip().splitlines()[-1])
         clusters = pd.read_parquet(root / "data" / "dup_clusters.parquet")
     print(f"end to end: {stage['elapsed']:.2f} s, {args.n / stage['elapsed']:,.0f} prompts/s; "
