@@ -29,6 +29,7 @@ import pyarrow as pa
 from langdetect.detector_factory import PROFILES_DIRECTORY
 from pipeline import corpus
 
+from curation.core.config import load_params
 from curation.core.engine import Engine
 from curation.core.language import FASTTEXT, LanguageId, detect, detect_table
 
@@ -99,9 +100,12 @@ def main() -> None:
     parser.add_argument("--baseline-n", type=int, default=4_000,
                         help="texts langdetect alone is timed on (it is slow)")
     parser.add_argument("--num-proc", type=int, default=2)
-    parser.add_argument("--min-prob", type=float, default=0.8)
+    parser.add_argument("--min-prob", type=float, help="fastText's probability from which it "
+                        "decides (default: normalize.fasttext_min_prob in params.yaml)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.min_prob is None:
+        args.min_prob = load_params(REPO / "params.yaml").params.normalize.fasttext_min_prob
     ours = LanguageId(0, 80, 1000, "fasttext", args.min_prob)
     langdetect_only = LanguageId(0, 80, 1000, "none", args.min_prob)
 
