@@ -17,7 +17,7 @@ def candidate_pairs(band_keys: np.ndarray, items: np.ndarray,
     members only (in item order), which bounds the work; the count of such buckets is
     returned with the pairs.
     """
-    found: list[np.ndarray] = []
+    codes = np.empty(0, dtype=np.uint64)  # pair (i, j) as i << 32 | j, unique
     oversized = 0
     members_of = items.astype(np.uint64)
     for band in range(band_keys.shape[1]):
@@ -27,10 +27,12 @@ def candidate_pairs(band_keys: np.ndarray, items: np.ndarray,
         sizes = np.diff(np.concatenate([starts, [len(keys)]]))
         oversized += int((sizes > max_bucket).sum())
         # Each member with the one `offset` places on in its bucket, for every offset at
-        # once over the whole band (no loop over buckets).
+        # once over the whole band (no loop over buckets); merged band by band, so memory
+        # holds the distinct pairs and one band's, not every band's repeats.
+        found = [codes]
         for offset in range(1, min(int(sizes.max(initial=1)), max_bucket + 1)):
             same = keys[offset:] == keys[:-offset]
             found.append((members[:-offset][same] << np.uint64(32)) | members[offset:][same])
-    codes = np.unique(np.concatenate(found)) if found else np.empty(0, dtype=np.uint64)
+        codes = np.unique(np.concatenate(found))
     pairs = np.column_stack([codes >> np.uint64(32), codes & np.uint64(0xFFFFFFFF)])
     return pairs.astype(np.int64).reshape(-1, 2), oversized

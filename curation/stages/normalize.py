@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from curation.core.config import NormalizeParams
 from curation.core.engine import Engine
@@ -33,25 +32,36 @@ from curation.stages.base import Context, StageResult
 STAGE = "normalize"
 
 
-def raw_batches(raw_dir: Path, rows: int) -> tuple[int, Iterator[pd.DataFrame]]:
-    """How many rows were pulled, and the pulled sources `rows` at a time, in source-name
-    order (every file is checked before the first batch is read)."""
-    paths = sorted(raw_dir.glob("*.parquet"))
-    if not paths:
-        raise CurationError("no pulled sources; run `curate pull` first", file=str(raw_dir))
-    columns = load_schema("raw").columns
-    files = [(path, open_input(path, "pull", columns)) for path in paths]
+@dataclass
+class RawBatches:
+    """The pulled sources, `rows` at a time, in source-name order: every file is checked
+    before the first batch is read, and every batch has the contract's columns with the
+    types of the first file."""
 
-    def batches() -> Iterator[pd.DataFrame]:
-        for path, file in files:
+    raw_dir: Path
+    rows: int
+
+    def __post_init__(self) -> None:
+        paths = sorted(self.raw_dir.glob("*.parquet"))
+        if not paths:
+            raise CurationError("no pulled sources; run `curate pull` first",
+                                file=str(self.raw_dir))
+        contract = load_schema("raw").columns
+        self.files = [(path, open_input(path, "pull", contract)) for path in paths]
+        first = self.files[0][1].schema_arrow
+        self.schema = pa.schema([first.field(c) for c in first.names if c in contract])
+        self.total = sum(file.metadata.num_rows for _, file in self.files)
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        for path, file in self.files:
             try:
-                for batch in file.iter_batches(batch_size=rows):
-                    yield from_arrow(pa.Table.from_batches([batch]))
+                for batch in file.iter_batches(batch_size=self.rows, columns=self.schema.names):
+                    table = pa.Table.from_batches([batch]).select(self.schema.names)
+                    yield from_arrow(table.cast(self.schema))
             except (OSError, ValueError, pa.ArrowException) as exc:
-                raise CurationError(f"not a readable parquet file ({exc}); run `curate pull` "
+                raise CurationError(f"not a readable parquet file "
+                                    f"({str(exc).strip().splitlines()[0]}); run `curate pull` "
                                     "again", file=str(path)) from None
-
-    return sum(f.metadata.num_rows for _, f in files), batches()
 
 
 @dataclass
@@ -76,7 +86,7 @@ def run(context: Context) -> StageResult:
                       params.fasttext_min_prob)
     schema = load_schema("normalized")
     ledger = StageLedger(STAGE)
-    total, batches = raw_batches(paths.raw_dir, params.batch_size)
+    batches = RawBatches(paths.raw_dir, params.batch_size)
     rows_in, kept, languages, decided_by, responses = (Counter(), Counter(), Counter(),
                                                        Counter(), Counter())
     ids: list[np.ndarray] = []
@@ -90,8 +100,10 @@ def run(context: Context) -> StageResult:
             pending.append(_Batch(raw, cleaned, table, texts, list(dict.fromkeys(texts))))
             yield pa.table({"text": pa.array(pending[-1].distinct, pa.string())})
 
-    with StagedWrites() as out, bar(total, "normalize (language ID)") as shown:
-        writer = out.parquet_writer(paths.normalized, _output_schema(context))
+    with StagedWrites() as out, bar(batches.total, "normalize (language ID)") as shown:
+        writer = out.parquet_writer(paths.normalized, pa.schema([
+            *batches.schema, pa.field("language", pa.large_string()),
+            pa.field("language_prob", pa.float64())]))
         for found in engine.map(partial(detect_table, spec=spec), to_detect()):
             batch = pending.popleft()
             table = with_languages(batch.table, batch.texts, batch.distinct, found)
@@ -121,15 +133,6 @@ def run(context: Context) -> StageResult:
     listed = ", ".join(f"{k} {v}" for k, v in summary["languages"].items())
     return StageResult(STAGE, summary, {"languages": summary["languages"]},
                        [f"languages: {listed}"])
-
-
-def _output_schema(context: Context) -> pa.Schema:
-    """The pulled columns, then language and its probability: one schema for every batch
-    (a batch whose column is all null would otherwise write another type)."""
-    raw = sorted(context.paths.raw_dir.glob("*.parquet"))[0]
-    pulled = pq.read_schema(raw).remove_metadata()
-    return pa.schema(list(pulled) + [pa.field("language", pa.large_string()),
-                        pa.field("language_prob", pa.float64())])
 
 
 def _check_unique(ids: list[np.ndarray], path: Path) -> None:

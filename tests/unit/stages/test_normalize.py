@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
-from conftest import curate, write, write_source
+from conftest import curate, set_params, write, write_source
 
 FRENCH = ("Je me sens très seul ces derniers temps et je ne sais plus vers qui me tourner. "
           "Est-ce que tu peux m'aider à trouver quelqu'un à qui parler ce soir ?")
@@ -63,3 +64,25 @@ def test_an_empty_language_list_keeps_every_language(project: Path) -> None:
     assert curate(project, "normalize").returncode == 0
     table = pd.read_parquet(project / "data" / "normalized.parquet")
     assert table["language"].tolist() == ["fr"]
+
+
+def test_batches_of_one_row_write_what_one_batch_writes(built: Path, tmp_path: Path) -> None:
+    """The stage streams: however the pulled rows are cut into batches (and one of them
+    is all filtered out), the same rows, languages and ledger come out."""
+    outputs = []
+    for batch_size in (1, 5000):
+        project = tmp_path / str(batch_size)
+        shutil.copytree(built / "data" / "raw", project / "data" / "raw")
+        for name in ("schemas", "sources"):
+            shutil.copytree(built / name, project / name)
+        shutil.copy(built / "params.yaml", project / "params.yaml")
+        set_params(project, "normalize", batch_size=batch_size, min_prompt_chars=60)
+        assert curate(project, "normalize").returncode == 0
+        outputs.append((pd.read_parquet(project / "data" / "normalized.parquet"),
+                        json.loads((project / "reports" / "ledger" / "normalize.json")
+                                   .read_text())))
+    (one_by_one, ledger_one), (whole, ledger_whole) = outputs
+    assert len(whole) > 1000 and ledger_whole["filtered"]["prompt_too_short"] > 100
+    pd.testing.assert_frame_equal(one_by_one, whole)
+    for key in ("rows_in", "kept", "filtered", "responses", "languages", "by_source"):
+        assert ledger_one[key] == ledger_whole[key], key
