@@ -65,6 +65,7 @@ class Engine:
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
         context.enable_progress_bars = False
+        context.raise_original_map_exception = True  # our one-line errors, not Ray's wrapper
         for window in _windows(batches, RAY_WINDOW):
             full = [batch for batch in window if batch.num_rows]
             if not full:
@@ -76,15 +77,30 @@ class Engine:
             try:
                 done = pa.concat_tables(dataset.iter_batches(batch_format="pyarrow",
                                                              batch_size=None))
-            except ray.exceptions.RayTaskError as exc:
-                cause = getattr(exc, "cause", None)
-                if isinstance(cause, CurationError):
-                    raise cause from None
-                raise
+            except Exception as exc:
+                located = _located(exc)
+                if located is None:
+                    raise
+                raise located from None
             start = 0
             for batch in window:
                 yield done.slice(start, batch.num_rows)
                 start += batch.num_rows
+
+
+def _located(error: BaseException | None) -> CurationError | None:
+    """The CurationError a worker raised, however Ray wrapped it (a RayTaskError that is
+    also the original class, or one whose `cause` is)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, CurationError):
+            return CurationError(getattr(error, "message", str(error)),
+                                 file=getattr(error, "file", None), row=getattr(error, "row", None),
+                                 field=getattr(error, "field", None),
+                                 line=getattr(error, "line", None))
+        seen.add(id(error))
+        error = getattr(error, "cause", None) or error.__cause__
+    return None
 
 
 def _windows(batches: Iterable[pa.Table], size: int) -> Iterator[list[pa.Table]]:

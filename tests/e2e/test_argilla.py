@@ -66,7 +66,7 @@ def annotation_project(built: Path, server: runner.ServerInfo,
     (project / "data").mkdir()
     items = pd.read_parquet(built / "data" / "families.parquet").groupby("source").head(40)
     items.to_parquet(project / "data" / "families.parquet", index=False)
-    for name in ("embeddings", "suggestions", "signatures"):
+    for name in ("embeddings", "suggestions", "signatures", "neighbours"):
         shutil.copy(built / "data" / f"{name}.parquet", project / "data" / f"{name}.parquet")
     (project / "reports").mkdir()
     for name in ("sources", "dedup", "families", "suggest"):  # what a release reports on
