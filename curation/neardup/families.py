@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from curation.core.arrays import distinct
 from curation.neardup.clusters import components
 
 
@@ -142,7 +143,7 @@ def link(vectors: np.ndarray, fixed: np.ndarray, pairs: np.ndarray, scores: np.n
     labels = np.array([root(i) for i in range(n)], dtype=np.int64)
     sizes = Counter(Counter(labels.tolist()).values())
     return Families(labels, {
-        "families": int(len(np.unique(labels))) if n else 0,
+        "families": int(len(distinct(labels))) if n else 0,
         "largest_family": max(sizes) if sizes else 0,
         "size_distribution": {str(s): sizes[s] for s in sorted(sizes)},
         "similarity_links": int(len(pairs)), "links_joining_families": joined,

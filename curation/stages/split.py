@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from curation.core.arrays import distinct
 from curation.core.config import ParamsFile, SplitParams
 from curation.core.errors import CurationError
 from curation.core.items import responses_of, to_arrow
@@ -203,7 +204,7 @@ def split_report(configs: dict[str, pd.DataFrame], excluded: dict[str, int],
     ids = table["id"].tolist()
     pairs, cosine = load_neighbours(context.paths.neighbours, context.paths.embeddings, ids)
     jaccard = load_sketches(context.paths.signatures, ids).jaccards(pairs)
-    report: dict[str, Any] = {"configs": {}, "groups": int(len(np.unique(groups))),
+    report: dict[str, Any] = {"configs": {}, "groups": int(len(distinct(groups))),
                               "reserved_ids": list(params.reserved_ids)}
     row = {item: i for i, item in enumerate(ids)}
     for config, frame in configs.items():

@@ -18,7 +18,9 @@ from curation.core.engine import Engine
 from curation.core.errors import CurationError
 from curation.core.language import LanguageId, detect_table
 from curation.neardup.embeddings import ResolvedModel, encode_step
-from curation.neardup.minhash import MinHashParams, sketch_step
+from curation.neardup.minhash import MinHashParams, Signer, sketch_step
+
+MINHASH = MinHashParams(3, 5, 128, 0.8, 1, 0.95)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,7 @@ def test_each_engine_hands_back_the_same_rows_in_order(cluster: object, built: P
                for i in range(0, texts.num_rows, 500)]
     assert len(batches) >= 4
     steps = [partial(detect_table, spec=LanguageId(0, 20, 1000, "fasttext", 0.7)),
-             partial(sketch_step, params=MinHashParams(3, 5, 128, 0.8, 1, 0.95))]
+             partial(sketch_step, params=MINHASH, signer=Signer(MINHASH))]
     for step in steps:
         one = pa.concat_tables(Engine("local", None, 1).map(step, iter(batches)))
         two = pa.concat_tables(Engine("local", None, 2).map(step, iter(batches)))
