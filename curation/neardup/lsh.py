@@ -6,33 +6,74 @@ dicts, so memory stays a few bytes per band per item.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
+
+from curation.core.arrays import distinct
+
+
+class BucketNeighbours:
+    """Pairs of items sharing a bucket, one (band, offset) at a time: each member with the
+    member `offset` places before it in its bucket (in item order), for offsets 1, 2, ...
+
+    A bucket larger than `max_bucket` pairs each member with its `max_bucket` preceding
+    members only, which bounds the work; `oversized` counts such buckets once iterated.
+    Nearest offsets come first, so a caller that joins items as it goes can skip the
+    later pairs it has already joined.
+    """
+
+    def __init__(self, band_keys: np.ndarray, items: np.ndarray, max_bucket: int) -> None:
+        """`items`: ascending, one per row of `band_keys`."""
+        if np.any(np.diff(items) <= 0):
+            raise ValueError("bucket members must be given in ascending item order")
+        self.band_keys, self.items, self.max_bucket = band_keys, items, max_bucket
+        self.oversized = 0
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(earlier, later) item arrays, earlier < later element-wise."""
+        members_of = self.items.astype(np.int64)
+        for band in range(self.band_keys.shape[1]):
+            order = np.argsort(self.band_keys[:, band], kind="stable")  # bucket, then item
+            keys, members = self.band_keys[order, band], members_of[order]
+            starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+            sizes = np.diff(np.concatenate([starts, [len(keys)]]))
+            self.oversized += int((sizes > self.max_bucket).sum())
+            rank = np.arange(len(keys)) - np.repeat(starts, sizes)  # place in its bucket
+            later = np.flatnonzero(rank >= 1)
+            for offset in range(1, self.max_bucket + 1):
+                later = later[rank[later] >= offset]
+                if not len(later):
+                    break
+                yield members[later - offset], members[later]
+
+
+def pair_codes(earlier: np.ndarray, later: np.ndarray) -> np.ndarray:
+    """Pair (i, j) as the uint64 i << 32 | j."""
+    return (earlier.astype(np.uint64) << np.uint64(32)) | later.astype(np.uint64)
+
+
+def code_pairs(codes: np.ndarray) -> np.ndarray:
+    """The inverse of `pair_codes`, as an (n, 2) int64 array."""
+    pairs = np.column_stack([codes >> np.uint64(32), codes & np.uint64(0xFFFFFFFF)])
+    return pairs.astype(np.int64).reshape(-1, 2)
 
 
 def candidate_pairs(band_keys: np.ndarray, items: np.ndarray,
                     max_bucket: int) -> tuple[np.ndarray, int]:
-    """Pairs of items sharing a bucket in any band, each pair once, as (n, 2) with i < j.
+    """Every pair of `BucketNeighbours` once, as (n, 2) with i < j, and the count of
+    oversized buckets.
 
-    A bucket larger than `max_bucket` pairs each member with its `max_bucket` following
-    members only (in item order), which bounds the work; the count of such buckets is
-    returned with the pairs.
+    Merged band by band, so memory holds the distinct pairs and one band's, not every
+    band's repeats.
     """
-    codes = np.empty(0, dtype=np.uint64)  # pair (i, j) as i << 32 | j, unique
-    oversized = 0
-    members_of = items.astype(np.uint64)
-    for band in range(band_keys.shape[1]):
-        order = np.lexsort((items, band_keys[:, band]))  # by bucket, then item
-        keys, members = band_keys[order, band], members_of[order]
-        starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
-        sizes = np.diff(np.concatenate([starts, [len(keys)]]))
-        oversized += int((sizes > max_bucket).sum())
-        # Each member with the one `offset` places on in its bucket, for every offset at
-        # once over the whole band (no loop over buckets); merged band by band, so memory
-        # holds the distinct pairs and one band's, not every band's repeats.
-        found = [codes]
-        for offset in range(1, min(int(sizes.max(initial=1)), max_bucket + 1)):
-            same = keys[offset:] == keys[:-offset]
-            found.append((members[:-offset][same] << np.uint64(32)) | members[offset:][same])
-        codes = np.unique(np.concatenate(found))
-    pairs = np.column_stack([codes >> np.uint64(32), codes & np.uint64(0xFFFFFFFF)])
-    return pairs.astype(np.int64).reshape(-1, 2), oversized
+    neighbours = BucketNeighbours(band_keys, items, max_bucket)
+    codes = np.empty(0, dtype=np.uint64)
+    found: list[np.ndarray] = []
+    for earlier, later in neighbours:
+        found.append(pair_codes(earlier, later))
+        if sum(map(len, found)) > max(len(codes), 1_000_000):
+            codes = distinct(np.concatenate([codes, *found]))
+            found = []
+    codes = distinct(np.concatenate([codes, *found]))
+    return code_pairs(codes), neighbours.oversized

@@ -10,8 +10,9 @@ import pyarrow.parquet as pq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curation.neardup.clusters import cluster, components
-from curation.neardup.minhash import MinHashParams, sketch
+from curation.neardup.clusters import SortedRuns, cluster, components
+from curation.neardup.lsh import candidate_pairs
+from curation.neardup.minhash import MinHashParams, band_keys, sketch
 from curation.neardup.store import load_sketches, to_table
 
 PARAMS = MinHashParams(ngram=3, char_ngram=5, num_perm=128, threshold=0.5, seed=1,
@@ -31,6 +32,19 @@ def union_find(edges: list[tuple[int, int]], n: int) -> list[int]:
         ra, rb = find(a), find(b)
         parent[max(ra, rb)] = min(ra, rb)
     return [find(i) for i in range(n)]
+
+
+@given(st.lists(st.lists(st.integers(0, 60), max_size=20), max_size=12),
+       st.lists(st.integers(0, 70), max_size=30))
+def test_sorted_runs_hold_what_was_added(batches: list[list[int]], probes: list[int]) -> None:
+    runs, added = SortedRuns(), set()
+    for batch in batches:
+        new = np.array(sorted(set(batch) - added), dtype=np.uint64)
+        runs.add(new)
+        added |= set(new.tolist())
+        assert len(runs.runs) <= max(1, len(added)).bit_length() + 1  # merged as it grows
+    looked_up = np.array(probes, dtype=np.uint64)
+    assert runs.contains(looked_up).tolist() == [p in added for p in probes]
 
 
 @settings(max_examples=80, deadline=None)
@@ -73,3 +87,37 @@ def test_clusters_join_exact_and_near_copies() -> None:
     found = cluster(sketch(prompts, PARAMS), PARAMS, 100)
     assert found.labels.tolist() == [0, 0, 0, 3]
     assert found.stats["verified_pairs"] == 1  # the exact copy needs no LSH pair
+
+
+def every_candidate_checked(sketches, params: MinHashParams, max_bucket: int) -> list[int]:
+    """The plain rule: check every LSH candidate pair, then take connected components."""
+    _, first, inverse = np.unique(sketches.exact, return_index=True, return_inverse=True)
+    heads = np.zeros(len(sketches), dtype=bool)
+    heads[first] = True
+    keep = heads[sketches.sketched]
+    pairs, _ = candidate_pairs(band_keys(sketches.signatures[keep], params.bands),
+                               sketches.sketched[keep], max_bucket)
+    verified = pairs[sketches.jaccards(pairs) >= params.threshold]
+    exact = np.column_stack([np.arange(len(sketches)), first[inverse.ravel()]])
+    return components(np.concatenate([exact, verified]), len(sketches)).tolist()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(["how", "do", "i", "hide", "cuts", "from", "my",
+                                          "parents", "tonight", "and", "school"]),
+                         min_size=3, max_size=9).map(" ".join), min_size=2, max_size=40),
+       st.integers(1, 6))
+def test_skipping_joined_pairs_gives_the_components_of_checking_every_pair(
+        texts: list[str], max_bucket: int) -> None:
+    sketches = sketch(texts, PARAMS)
+    found = cluster(sketches, PARAMS, max_bucket)
+    assert found.labels.tolist() == every_candidate_checked(sketches, PARAMS, max_bucket)
+
+
+def test_a_bucket_of_thousands_of_copies_costs_about_one_check_per_copy() -> None:
+    prompts = [f"case {i}: how do i hide the cuts on my arms from my parents and the school "
+               "nurse tonight" for i in range(3000)]
+    found = cluster(sketch(prompts, PARAMS), PARAMS, 100)
+    assert found.labels.tolist() == [0] * 3000
+    assert found.stats["oversized_buckets"] > 0
+    assert found.stats["checked_pairs"] < 2 * 3000
