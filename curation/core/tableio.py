@@ -96,10 +96,11 @@ class StagedWrites:
             frame, preserve_index=False)
         pq.write_table(table, self._temporary(target), compression="zstd")
 
-    def parquet_writer(self, target: str | Path, schema: pa.Schema,
-                       compression: str = "zstd") -> pq.ParquetWriter:
+    def parquet_writer(self, target: str | Path, schema: pa.Schema, compression: str = "zstd",
+                       use_dictionary: bool = True) -> pq.ParquetWriter:
         """A writer for a table written in batches; closed before the rename."""
-        writer = pq.ParquetWriter(self._temporary(target), schema, compression=compression)
+        writer = pq.ParquetWriter(self._temporary(target), schema, compression=compression,
+                                  use_dictionary=use_dictionary)
         self._writers.append(writer)
         return writer
 

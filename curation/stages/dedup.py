@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from curation.core.config import DedupParams
 from curation.core.engine import Engine
 from curation.core.errors import CurationError
-from curation.core.items import from_arrow, to_arrow, user_text
+from curation.core.items import MESSAGE, from_arrow, response_type, user_texts, with_first_response
 from curation.core.ledger import StageLedger
 from curation.core.progress import bar
 from curation.core.schemas import load_schema, validate_rows
@@ -40,17 +40,14 @@ CLUSTER_COLUMNS = ["cluster_id", "id", "representative", "is_representative", "m
                    "similarity", "source"]
 
 
-def text_batches(path: Path, include_response: bool, batch_size: int) -> Iterator[list[str]]:
+def text_batches(path: Path, include_response: bool, batch_size: int) -> Iterator[pa.Array]:
     """The texts duplicates are judged on, streamed from the table a batch at a time: the
     user turns of the conversation (the prompt, single-turn), and with `include_response`
     the first response too."""
     columns = ["messages", "responses"] if include_response else ["messages"]
     for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns):
-        texts = [user_text(messages) for messages in batch.column(0).to_pylist()]
-        if include_response:
-            texts = [f"{t}\n{r[0]['text']}" if r else t
-                     for t, r in zip(texts, batch.column(1).to_pylist(), strict=True)]
-        yield texts
+        texts = user_texts(batch.column(0))
+        yield with_first_response(texts, batch.column(1)) if include_response else texts
 
 
 def sketch_table(path: Path, params: DedupParams, include_response: bool, desc: str,
@@ -107,8 +104,8 @@ def run(context: Context) -> StageResult:
     members["is_representative"] = members["row"] == members["representative_row"]
     members["cluster_id"] = members.set_index("row")["id"].loc[rep[in_cluster]].to_numpy()
     members["exact"] = sketches.exact[in_cluster] == sketches.exact[rep[in_cluster]]
-    members["similarity"] = [sketches.similarity(i, r) for i, r in
-                             zip(in_cluster.tolist(), rep[in_cluster].tolist(), strict=True)]
+    members["similarity"] = np.where(members["exact"], 1.0, sketches.jaccards(
+        np.column_stack([in_cluster, rep[in_cluster]])))
     members["match"] = np.where(members["is_representative"], "representative",
                                 np.where(members["exact"], "exact", "near"))
 
@@ -149,9 +146,15 @@ def _write_kept(input_path: Path, rep: np.ndarray, sizes: np.ndarray, members: p
     """Stream the input: representatives and singletons, validated, go to `target`, each
     representative with the responses of its cluster's other members (an identical one
     once); those members go to the ledger as duplicates. Returns the rows in and the rows
-    kept, per source, and the kept rows' positions and ids."""
+    kept, per source, and the kept rows' positions and ids.
+
+    Rows stay arrow tables: only the representatives that gain responses are turned into
+    Python objects, and pandas sees a batch only to validate it and to record drops.
+    """
     schema = load_schema("deduped")
     joining = _joining(members, rep)
+    joining_rows = np.array(sorted(joining), dtype=np.int64)
+    response_list = pa.list_(response_type(judgments))
     writer = None
     rows_in: Counter[str] = Counter()
     kept: Counter[str] = Counter()
@@ -159,43 +162,69 @@ def _write_kept(input_path: Path, rep: np.ndarray, sizes: np.ndarray, members: p
     kept_ids: list[str] = []
     start = 0
     for batch in pq.ParquetFile(input_path).iter_batches(batch_size=_STREAM_ROWS):
+        table = _typed(pa.Table.from_batches([batch]), {"messages": pa.list_(MESSAGE),
+                                                        "responses": response_list})
         rows = np.arange(start, start + batch.num_rows)
         start += batch.num_rows
-        frame = from_arrow(pa.Table.from_batches([batch]))
-        rows_in.update(frame["source"].tolist())
-        counts["in"] += int(frame["responses"].map(len).sum())
-        frame["responses"] = [_union(own, joining.get(row, []), counts) if rep[row] == row
-                              else own for own, row in
-                              zip(frame["responses"], rows.tolist(), strict=True)]
+        rows_in.update(table["source"].to_pylist())
+        counts["in"] += _responses_in(table)
         is_rep = rep[rows] == rows
         gone = rows[~is_rep]
         if len(gone):
             info = members.loc[gone]
-            ledger.drop(frame[~is_rep], "duplicate",
+            ledger.drop(from_arrow(table.filter(~is_rep)), "duplicate",
                         pd.Series(np.where(info["exact"], "exact_duplicate", "near_duplicate")),
                         duplicate_of=pd.Series(info["cluster_id"].to_numpy()),
                         detail=pd.Series([f"jaccard {s:.3f}" for s in info["similarity"]]))
-        frame = frame[is_rep].assign(dup_cluster_id=lambda f: f["id"],
-                                     dup_cluster_size=sizes[rows[is_rep]].astype(np.int64))
-        valid, failures = validate_rows(frame, schema)
-        passed = np.ones(len(frame), dtype=bool)
+        rows = rows[is_rep]
+        table = table.filter(is_rep)
+        joins = np.flatnonzero(np.isin(rows, joining_rows))
+        if len(joins):
+            merged = [_union(own, joining[int(rows[j])], counts) for own, j in zip(
+                table["responses"].take(joins).to_pylist(), joins.tolist(), strict=True)]
+            table = table.set_column(table.column_names.index("responses"), "responses",
+                                     _spliced(table["responses"], joins,
+                                              pa.array(merged, response_list)))
+        table = table.append_column("dup_cluster_id", table["id"]).append_column(
+            "dup_cluster_size", pa.array(sizes[rows], pa.int64()))
+        _, failures = validate_rows(table.to_pandas(), schema)  # arrow's own objects: faster
+        passed = np.ones(table.num_rows, dtype=bool)
+        passed[failures["index"].to_numpy(dtype=int)] = False
         if not failures.empty:
-            ledger.drop(frame.iloc[failures["index"]], "quarantined", failures["check"],
+            quarantined = table.filter(~passed)
+            ledger.drop(from_arrow(quarantined), "quarantined", failures["check"],
                         field=failures["field"], detail=failures["detail"])
-            passed[failures["index"].to_numpy(dtype=int)] = False
-            counts["item_quarantined"] += int(frame.iloc[failures["index"]]["responses"]
-                                              .map(len).sum())
-        counts["kept"] += int(valid["responses"].map(len).sum())
-        kept_rows.append(rows[is_rep][passed])
-        kept_ids.extend(valid["id"].tolist())
-        arrow = to_arrow(valid, judgments)
+            counts["item_quarantined"] += _responses_in(quarantined)
+        table = table.filter(passed)
+        counts["kept"] += _responses_in(table)
+        kept_rows.append(rows[passed])
+        kept_ids.extend(table["id"].to_pylist())
         if writer is None:
-            writer = out.parquet_writer(target, arrow.schema)
-        writer.write_table(arrow.cast(writer.schema))
-        kept.update(valid["source"].tolist())
+            writer = out.parquet_writer(target, table.schema)
+        writer.write_table(table.cast(writer.schema))
+        kept.update(table["source"].to_pylist())
     if writer is None:
         raise CurationError("the normalized table is empty", file=str(input_path))
     return rows_in, kept, np.concatenate(kept_rows), kept_ids
+
+
+def _typed(table: pa.Table, types: dict[str, pa.DataType]) -> pa.Table:
+    """`table` without schema metadata and with these columns cast to our own nested
+    types (parquet names a list's values `element`, `to_arrow` names them `item`)."""
+    for name, kind in types.items():
+        table = table.set_column(table.column_names.index(name), name, table[name].cast(kind))
+    return table.replace_schema_metadata(None)
+
+
+def _responses_in(table: pa.Table) -> int:
+    return int(pc.sum(pc.list_value_length(table["responses"])).as_py() or 0)
+
+
+def _spliced(column: pa.ChunkedArray, at: np.ndarray, values: pa.Array) -> pa.Array:
+    """`column` with its values at positions `at` replaced by `values`, in order."""
+    picks = np.arange(len(column))
+    picks[at] = len(column) + np.arange(len(at))
+    return pa.concat_arrays([*column.chunks, values]).take(pa.array(picks))
 
 
 def _joining(members: pd.DataFrame, rep: np.ndarray) -> dict[int, list[dict[str, Any]]]:
