@@ -1,8 +1,9 @@
 """Benchmark the dedup stage on a synthetic corpus with planted near duplicates.
 
-Prints prompts per second end to end (read parquet -> clusters -> outputs written), peak
-RSS, pair recall and precision against exact Jaccard of word n-gram shingles, and the
-speed of a plain one-record-at-a-time datasketch loop (MinHash + MinHashLSH) as baseline.
+Prints prompts per second end to end (`curate dedup` in its own process: start, read
+parquet, clusters, outputs written), peak RSS of its process tree, pair recall and
+precision against exact Jaccard of word n-gram shingles, and the speed of a plain
+one-record-at-a-time datasketch loop (MinHash + MinHashLSH) as baseline.
 
     .venv/bin/python benchmarks/dedup.py --n 200000
     .venv/bin/python benchmarks/dedup.py --n 1000000 --baseline-n 0
@@ -13,18 +14,15 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import pandas as pd
-import psutil
 import yaml
+from pipeline import run_stage  # benchmarks/pipeline.py: `curate <stage>`, timed and sampled
 
 from curation.core.config import DedupParams, load_params
 from curation.core.items import to_arrow
@@ -32,8 +30,6 @@ from curation.core.judgments import load_vocabulary
 from curation.core.paths import Paths
 from curation.core.tableio import StagedWrites
 from curation.neardup.minhash import MinHashParams, shingles, text_key
-from curation.stages import dedup
-from curation.stages.base import Context
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -96,49 +92,6 @@ def baseline_rate(prompts: list[str], params: DedupParams) -> float:
     return len(prompts) / (time.perf_counter() - start)
 
 
-class WorkerPeaks(threading.Thread):
-    """Samples the peak RSS (VmHWM) of this process's workers while the stage runs.
-
-    getrusage cannot tell: a spawned worker's ru_maxrss includes the parent's memory at
-    the fork that precedes its exec.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        self.peaks: dict[int, float] = {}
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.wait(0.05):
-            for child in psutil.Process().children(recursive=True):
-                try:
-                    status = Path(f"/proc/{child.pid}/status").read_text()
-                except OSError:
-                    continue
-                for line in status.splitlines():
-                    if line.startswith("VmHWM:"):
-                        mb = int(line.split()[1]) / 1024
-                        self.peaks[child.pid] = max(self.peaks.get(child.pid, 0.0), mb)
-
-
-def run_stage(root: Path, num_proc: int | None) -> dict:
-    """The dedup stage alone, in this process: time and peak RSS (own and workers')."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
-    params["dedup"].update(source_priority=[], **({"num_proc": num_proc} if num_proc else {}))
-    (root / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
-    context = Context(Paths(root), load_params(root / "params.yaml"))
-    sampler = WorkerPeaks()
-    sampler.start()
-    start = time.perf_counter()
-    report = dedup.run(context).report
-    elapsed = time.perf_counter() - start
-    sampler.done.set()
-    sampler.join()
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    workers = sorted(sampler.peaks.values(), reverse=True)
-    return {"elapsed": elapsed, "own_mb": own, "worker_mb": workers, **report}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200_000, help="prompts in the corpus")
@@ -148,12 +101,7 @@ def main() -> None:
                         help="prompts for the baseline loop (0: skip)")
     parser.add_argument("--num-proc", type=int, help="override params dedup.num_proc")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--stage-only", metavar="ROOT",
-                        help=argparse.SUPPRESS)  # internal: the measured child process
     args = parser.parse_args()
-    if args.stage_only:
-        print(json.dumps(run_stage(Path(args.stage_only), args.num_proc)))
-        return
 
     params = load_params(REPO / "params.yaml").params.dedup
     table, planted = synthetic_corpus(args.n, args.planted, args.seed)
@@ -166,21 +114,21 @@ def main() -> None:
             out.parquet(to_arrow(table, load_vocabulary(REPO / "schemas" / "judgments.yaml")
                                  .arrow_type()), Paths(root).normalized)
         shutil.copytree(REPO / "schemas", Paths(root).schemas_dir)
-        # A fresh process, so peak RSS is the stage's own and not the corpus generator's.
-        child = [sys.executable, __file__, "--stage-only", str(root)] + (
-            ["--num-proc", str(args.num_proc)] if args.num_proc else [])
-        done = subprocess.run(child, capture_output=True, text=True)
-        if done.returncode:
-            sys.exit(f"the dedup stage failed: {done.stderr.strip().splitlines()[-1]}")
-        stage = json.loads(done.stdout.strip().splitlines()[-1])
+        settings = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+        settings["dedup"].update(source_priority=[], **(
+            {"num_proc": args.num_proc} if args.num_proc else {}))
+        (root / "params.yaml").write_text(yaml.safe_dump(settings), encoding="utf-8")
+        # `curate dedup` as a user runs it: its own process (startup and imports counted),
+        # so peak RSS is the stage's process tree and not the corpus generator's.
+        elapsed, peak, _, failure = run_stage("dedup", root)
+        if failure:
+            sys.exit(f"the dedup stage failed: {failure}")
+        stage = json.loads((root / "reports" / "dedup.json").read_text(encoding="utf-8"))
         clusters = pd.read_parquet(root / "data" / "dup_clusters.parquet")
-    print(f"end to end: {stage['elapsed']:.2f} s, {args.n / stage['elapsed']:,.0f} prompts/s; "
+    print(f"end to end: {elapsed:.2f} s, {args.n / elapsed:,.0f} prompts/s; "
           f"{stage['exact_duplicates']:,} exact + {stage['near_duplicates']:,} near "
-          f"duplicates, {stage['candidate_pairs']:,} candidate pairs")
-    workers = stage["worker_mb"]
-    print(f"peak RSS: stage process {stage['own_mb']:,.0f} MB; {len(workers)} workers "
-          f"{', '.join(f'{w:,.0f}' for w in workers)} MB; all together at most "
-          f"{stage['own_mb'] + sum(workers):,.0f} MB")
+          f"duplicates, {stage['checked_pairs']:,} candidate pairs checked")
+    print(f"peak RSS of `curate dedup` and its workers together: {peak / 2**20:,.0f} MB")
 
     prompts = table["prompt"].tolist()
     ids = table["id"].tolist()
