@@ -8,11 +8,15 @@ contaminated, each with why) in `data/dropped/<stage>.parquet`, and its counts i
 from __future__ import annotations
 
 import json
-from collections import Counter
-from collections.abc import Iterable
+import tempfile
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from curation.core.errors import CurationError
 from curation.core.metrics import Figures, flat
@@ -23,13 +27,24 @@ STAGES = ("pull", "normalize", "dedup", "families", "label", "redact", "split", 
 OUTCOMES = ("filtered", "quarantined", "duplicate", "merged", "contaminated")
 DROPPED_COLUMNS = ["stage", "outcome", "reason", "field", "detail", "duplicate_of",
                    "id", "source", "source_record_id", "record"]
+_HELD_ROWS = 50_000  # dropped rows held in memory; more wait in a temporary file
 
 class StageLedger:
-    """Collects the rows a stage drops, then proves rows in = kept + dropped."""
+    """Collects the rows a stage drops, then proves rows in = kept + dropped.
+
+    A dropped row carries its whole record, so past `_HELD_ROWS` rows the parts wait in a
+    temporary parquet file (a stage that drops most of a million items does not hold
+    them); the counts the summary needs are kept as the rows arrive.
+    """
 
     def __init__(self, stage: str) -> None:
         self.stage = stage
         self._parts: list[pd.DataFrame] = []
+        self._held = 0
+        self._spill: tempfile.TemporaryDirectory[str] | None = None
+        self._spill_writer: pq.ParquetWriter | None = None
+        self._reasons: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self._sources: Counter[str] = Counter()
         self._responses: dict[str, Any] | None = None
 
     def count_responses(self, taken_in: int, kept: int, moved: int = 0,
@@ -58,31 +73,61 @@ class StageLedger:
             "id": rows.get("id"), "source": rows["source"],
             "source_record_id": rows["source_record_id"],
             "record": records,
-        })
-        self._parts.append(part[DROPPED_COLUMNS])
+        })[DROPPED_COLUMNS].astype("str")
+        self._reasons[outcome].update(part["reason"].value_counts().to_dict())
+        self._sources.update(part["source"].value_counts().to_dict())
+        self._parts.append(part)
+        self._held += len(part)
+        if self._held > _HELD_ROWS:
+            self._spill_parts()
+
+    def _spill_parts(self) -> None:
+        table = pa.Table.from_pandas(pd.concat(self._parts, ignore_index=True),
+                                     preserve_index=False)
+        if self._spill_writer is None:
+            self._spill = tempfile.TemporaryDirectory(prefix=f"ledger-{self.stage}-")
+            self._spill_writer = pq.ParquetWriter(Path(self._spill.name) / "dropped.parquet",
+                                                  table.schema, compression="none")
+        self._spill_writer.write_table(table.cast(self._spill_writer.schema))
+        self._parts, self._held = [], 0
+
+    def _tables(self) -> Iterator[pa.Table]:
+        """The dropped rows in order, a part at a time: the spilled ones, then the held."""
+        if self._spill_writer is not None and self._spill is not None:
+            self._spill_writer.close()
+            spilled = pq.ParquetFile(Path(self._spill.name) / "dropped.parquet")
+            for group in range(spilled.num_row_groups):
+                yield spilled.read_row_group(group)
+            self._spill_writer = None
+        if self._parts:
+            yield pa.Table.from_pandas(pd.concat(self._parts, ignore_index=True),
+                                       preserve_index=False)
 
     def dropped(self) -> pd.DataFrame:
-        if not self._parts:
-            return pd.DataFrame({c: pd.Series(dtype="str") for c in DROPPED_COLUMNS})
-        return pd.concat(self._parts, ignore_index=True).astype("str")
+        """Every dropped row (in memory: for a stage whose drops are few)."""
+        if self._spill is None:
+            if not self._parts:
+                return pd.DataFrame({c: pd.Series(dtype="str") for c in DROPPED_COLUMNS})
+            return pd.concat(self._parts, ignore_index=True)
+        frame = pa.concat_tables(list(self._tables())).to_pandas()
+        self._spill.cleanup()
+        self._spill = None
+        return frame
 
     def summary(self, rows_in: Counter[str], kept: Counter[str]) -> dict[str, Any]:
         """Counts per outcome and per source; raises when they do not add up."""
-        dropped = self.dropped()
         report: dict[str, Any] = {
             "stage": self.stage,
             "rows_in": sum(rows_in.values()),
             "kept": sum(kept.values()),
         }
         for outcome in OUTCOMES:
-            rows = dropped[dropped["outcome"] == outcome]
-            counts = rows["reason"].value_counts().sort_index()
-            report[outcome] = {str(k): int(v) for k, v in counts.items()}
-        dropped_by_source = Counter(dropped["source"])
+            reasons = self._reasons[outcome]
+            report[outcome] = {str(k): int(reasons[k]) for k in sorted(reasons)}
         report["by_source"] = {
             source: {"rows_in": rows_in[source], "kept": kept[source],
-                     "dropped": dropped_by_source[source]}
-            for source in sorted(set(rows_in) | set(kept) | set(dropped_by_source))
+                     "dropped": self._sources[source]}
+            for source in sorted(set(rows_in) | set(kept) | set(self._sources))
         }
         if self._responses is not None:
             report["responses"] = self._responses
@@ -93,7 +138,15 @@ class StageLedger:
               figures: dict[str, Any] | None = None) -> None:
         """Stage the dropped rows and the counts beside the stage's other outputs, and the
         stage's metrics: its ledger in numbers and the stage's own `figures`."""
-        out.parquet(self.dropped(), paths.dropped(self.stage))
+        if self._spill is None:
+            out.parquet(self.dropped(), paths.dropped(self.stage))
+        else:
+            writer = None
+            for table in self._tables():
+                writer = writer or out.parquet_writer(paths.dropped(self.stage), table.schema)
+                writer.write_table(table.cast(writer.schema))
+            self._spill.cleanup()
+            self._spill = None
         out.json(summary, paths.stage_ledger(self.stage))
         out.json({**ledger_figures(summary), **flat(figures or {})}, paths.metrics(self.stage))
 
