@@ -11,8 +11,7 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from curation.core.arrays import distinct
-from curation.neardup.lsh import BucketNeighbours, code_pairs, pair_codes
+from curation.neardup.lsh import BucketNeighbours
 from curation.neardup.minhash import SHINGLE_KINDS, MinHashParams, Sketches, band_keys
 
 
@@ -38,21 +37,17 @@ def cluster(sketches: Sketches, params: MinHashParams, max_bucket: int) -> Clust
     heads = np.zeros(n, dtype=bool)
     heads[first] = True
     keep = heads[sketches.sketched]
-    neighbours = BucketNeighbours(band_keys(sketches.signatures[keep], params.bands),
-                                  sketches.sketched[keep], max_bucket)
-    rejected = SortedRuns()  # pairs checked and found below the threshold
+    neighbours = BucketNeighbours(band_keys(sketches.signatures, params.bands)[keep],
+                                  sketches.sketched[keep], max_bucket)  # keys, not a copy
     checked = verified = 0
     for earlier, later in neighbours:
-        apart = labels[earlier] != labels[later]
-        codes = distinct(pair_codes(earlier[apart], later[apart]))
-        codes = codes[~rejected.contains(codes)]
-        if not len(codes):
+        apart = labels[earlier] != labels[later]  # each pair once within one iteration
+        if not apart.any():
             continue
-        pairs = code_pairs(codes)
+        pairs = np.column_stack([earlier[apart], later[apart]])
         similar = sketches.jaccards(pairs) >= params.threshold
         checked += len(pairs)
         verified += int(similar.sum())
-        rejected.add(codes[~similar])
         labels = joined(labels, pairs[similar])
     kinds = np.bincount(sketches.kinds, minlength=len(SHINGLE_KINDS))
     stats = {
@@ -62,32 +57,6 @@ def cluster(sketches: Sketches, params: MinHashParams, max_bucket: int) -> Clust
         "oversized_buckets": neighbours.oversized,
     }
     return Clusters(labels, stats)
-
-
-class SortedRuns:
-    """A growing set of uint64 codes as a few sorted runs, merged like a binary counter
-    (a run is merged into the one before it once it is at least half its size), so adding
-    and looking up stay O(log n) per code however many batches arrive."""
-
-    def __init__(self) -> None:
-        self.runs: list[np.ndarray] = []
-
-    def add(self, codes: np.ndarray) -> None:
-        """Add sorted, unique codes not in the set yet."""
-        if not len(codes):
-            return
-        self.runs.append(codes)
-        while len(self.runs) > 1 and 2 * len(self.runs[-1]) >= len(self.runs[-2]):
-            last = self.runs.pop()
-            self.runs[-1] = np.sort(np.concatenate([self.runs[-1], last]))
-
-    def contains(self, codes: np.ndarray) -> np.ndarray:
-        """Whether each code is in the set."""
-        found = np.zeros(len(codes), dtype=bool)
-        for run in self.runs:
-            at = np.minimum(np.searchsorted(run, codes), len(run) - 1)
-            found |= run[at] == codes
-        return found
 
 
 def joined(labels: np.ndarray, edges: np.ndarray) -> np.ndarray:

@@ -60,7 +60,7 @@ def sketch_table(path: Path, params: DedupParams, include_response: bool, desc: 
 
 
 def member_rows(path: Path, rows: np.ndarray) -> pd.DataFrame:
-    """id, source, responses and whether there is one, for the given (sorted) rows."""
+    """id, source and whether there is a response, for the given (sorted) rows."""
     parts = []
     start = 0
     for batch in pq.ParquetFile(path).iter_batches(batch_size=_STREAM_ROWS,
@@ -68,16 +68,14 @@ def member_rows(path: Path, rows: np.ndarray) -> pd.DataFrame:
         lo, hi = np.searchsorted(rows, [start, start + batch.num_rows])
         if hi > lo:
             picked = pa.Table.from_batches([batch]).take(rows[lo:hi] - start)
-            responses = from_arrow(picked.select(["responses"]))["responses"]
             parts.append(pd.DataFrame({
                 "row": rows[lo:hi], "id": picked["id"].to_pylist(),
-                "source": picked["source"].to_pylist(), "responses": responses.tolist(),
+                "source": picked["source"].to_pylist(),
                 "has_response": (pc.list_value_length(picked["responses"]).to_numpy(
                     zero_copy_only=False) > 0),
             }))
         start += batch.num_rows
-    columns = {"row": "int64", "id": "str", "source": "str", "responses": "object",
-               "has_response": "bool"}
+    columns = {"row": "int64", "id": "str", "source": "str", "has_response": "bool"}
     return (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
         {c: pd.Series(dtype=t) for c, t in columns.items()}))
 
@@ -152,7 +150,7 @@ def _write_kept(input_path: Path, rep: np.ndarray, sizes: np.ndarray, members: p
     Python objects, and pandas sees a batch only to validate it and to record drops.
     """
     schema = load_schema("deduped")
-    joining = _joining(members, rep)
+    joining = _joining(input_path, members, rep)
     joining_rows = np.array(sorted(joining), dtype=np.int64)
     response_list = pa.list_(response_type(judgments))
     writer = None
@@ -227,12 +225,22 @@ def _spliced(column: pa.ChunkedArray, at: np.ndarray, values: pa.Array) -> pa.Ar
     return pa.concat_arrays([*column.chunks, values]).take(pa.array(picks))
 
 
-def _joining(members: pd.DataFrame, rep: np.ndarray) -> dict[int, list[dict[str, Any]]]:
-    """Per representative row, the responses of its cluster's other members."""
+def _joining(path: Path, members: pd.DataFrame, rep: np.ndarray
+             ) -> dict[int, list[dict[str, Any]]]:
+    """Per representative row, the responses of its cluster's other members, read from
+    the table for just the members that have some."""
+    moving = np.sort(members.index[members["has_response"].to_numpy()
+                                   & (rep[members.index] != members.index)].to_numpy())
     joining: dict[int, list[dict[str, Any]]] = {}
-    for row, responses in zip(members.index.tolist(), members["responses"], strict=True):
-        if rep[row] != row:
-            joining.setdefault(int(rep[row]), []).extend(responses)
+    start = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=_STREAM_ROWS,
+                                                    columns=["responses"]):
+        lo, hi = np.searchsorted(moving, [start, start + batch.num_rows])
+        if hi > lo:
+            picked = batch.column(0).take(pa.array(moving[lo:hi] - start)).to_pylist()
+            for row, responses in zip(moving[lo:hi].tolist(), picked, strict=True):
+                joining.setdefault(int(rep[row]), []).extend(responses)
+        start += batch.num_rows
     return joining
 
 

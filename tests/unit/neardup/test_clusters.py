@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curation.neardup.clusters import SortedRuns, cluster, components
+from curation.neardup.clusters import cluster, components
 from curation.neardup.lsh import candidate_pairs
 from curation.neardup.minhash import MinHashParams, band_keys, sketch
 from curation.neardup.store import load_sketches, to_table
@@ -32,19 +32,6 @@ def union_find(edges: list[tuple[int, int]], n: int) -> list[int]:
         ra, rb = find(a), find(b)
         parent[max(ra, rb)] = min(ra, rb)
     return [find(i) for i in range(n)]
-
-
-@given(st.lists(st.lists(st.integers(0, 60), max_size=20), max_size=12),
-       st.lists(st.integers(0, 70), max_size=30))
-def test_sorted_runs_hold_what_was_added(batches: list[list[int]], probes: list[int]) -> None:
-    runs, added = SortedRuns(), set()
-    for batch in batches:
-        new = np.array(sorted(set(batch) - added), dtype=np.uint64)
-        runs.add(new)
-        added |= set(new.tolist())
-        assert len(runs.runs) <= max(1, len(added)).bit_length() + 1  # merged as it grows
-    looked_up = np.array(probes, dtype=np.uint64)
-    assert runs.contains(looked_up).tolist() == [p in added for p in probes]
 
 
 @settings(max_examples=80, deadline=None)
