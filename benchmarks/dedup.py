@@ -148,7 +148,7 @@ def main() -> None:
 
     if args.baseline_n:
         rate = baseline_rate(prompts[:args.baseline_n], params)
-        speed = args.n / stage["elapsed"]
+        speed = args.n / elapsed
         print(f"baseline (plain datasketch loop, {args.baseline_n:,} prompts): {rate:,.0f} "
               f"prompts/s; the dedup stage is {speed / rate:.1f}x faster")
 
