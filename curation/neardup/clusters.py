@@ -21,7 +21,8 @@ class Clusters:
     stats: dict[str, Any]   # shingle kinds, LSH figures, candidate and verified pairs
 
 
-def cluster(sketches: Sketches, params: MinHashParams, max_bucket: int) -> Clusters:
+def cluster(sketches: Sketches, params: MinHashParams, max_bucket: int,
+            threads: int = 1) -> Clusters:
     """Rows are joined when their text keys are equal, or when LSH makes them candidates
     and their true Jaccard similarity is at least `params.threshold`.
 
@@ -29,6 +30,7 @@ def cluster(sketches: Sketches, params: MinHashParams, max_bucket: int) -> Clust
     already joined (through other pairs) is not checked: components come out the same as
     checking every candidate, but a bucket of thousands of copies (templated prompts)
     costs one check per member instead of one per member and neighbour and band.
+    Checks run on `threads` threads.
     """
     n = len(sketches)
     _, first, inverse = np.unique(sketches.exact, return_index=True, return_inverse=True)
@@ -45,7 +47,7 @@ def cluster(sketches: Sketches, params: MinHashParams, max_bucket: int) -> Clust
         if not apart.any():
             continue
         pairs = np.column_stack([earlier[apart], later[apart]])
-        similar = sketches.jaccards(pairs) >= params.threshold
+        similar = sketches.jaccards(pairs, threads) >= params.threshold
         checked += len(pairs)
         verified += int(similar.sum())
         labels = joined(labels, pairs[similar])

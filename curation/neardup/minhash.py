@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property, lru_cache, partial
 from typing import Any
@@ -200,26 +201,39 @@ class Sketches:
         common = np.intersect1d(a, b, assume_unique=True).size
         return common / (len(a) + len(b) - common)
 
-    def jaccards(self, pairs: np.ndarray) -> np.ndarray:
+    def jaccards(self, pairs: np.ndarray, threads: int = 1) -> np.ndarray:
         """`jaccard` of many (i, j) pairs at once, equal to it value for value: both
         shingle sets of a block of pairs are sorted together, tagged by pair, and each
-        value seen twice is one shared shingle."""
+        value seen twice is one shared shingle. Blocks run on `threads` threads (numpy
+        releases the GIL while it sorts and gathers)."""
         out = np.zeros(len(pairs))
         sizes = self.lengths[pairs].sum(axis=1) if len(pairs) else np.empty(0, np.int64)
-        cuts = np.searchsorted(np.cumsum(sizes), np.arange(_SHINGLES_PER_BLOCK, sizes.sum(),
-                                                           _SHINGLES_PER_BLOCK))
-        for block in np.split(np.arange(len(pairs)), np.unique(cuts)):
-            a, b = pairs[block, 0], pairs[block, 1]
-            tags = np.arange(len(block), dtype=np.uint64) << np.uint64(32)
-            keys = np.concatenate([np.repeat(tags, self.lengths[a]) | self._gather(a),
-                                   np.repeat(tags, self.lengths[b]) | self._gather(b)])
-            keys.sort()
-            shared = keys[1:][keys[1:] == keys[:-1]] >> np.uint64(32)
-            common = np.bincount(shared.astype(np.int64), minlength=len(block))
-            union = self.lengths[a] + self.lengths[b] - common
-            empty = (self.lengths[a] == 0) | (self.lengths[b] == 0)
-            out[block] = np.where(empty, 0.0, common / np.maximum(union, 1))
+        per_block = min(_SHINGLES_PER_BLOCK, -(-int(sizes.sum()) // threads) + 1)
+        cuts = np.searchsorted(np.cumsum(sizes), np.arange(per_block, sizes.sum(), per_block))
+        blocks = np.split(np.arange(len(pairs)), np.unique(cuts))
+
+        def fill(block: np.ndarray) -> None:
+            out[block] = self._block_jaccards(pairs[block])
+
+        if threads > 1 and len(blocks) > 1:
+            with ThreadPoolExecutor(min(threads, len(blocks))) as pool:
+                list(pool.map(fill, blocks))
+        else:
+            for block in blocks:
+                fill(block)
         return out
+
+    def _block_jaccards(self, pairs: np.ndarray) -> np.ndarray:
+        a, b = pairs[:, 0], pairs[:, 1]
+        tags = np.arange(len(pairs), dtype=np.uint64) << np.uint64(32)
+        keys = np.concatenate([np.repeat(tags, self.lengths[a]) | self._gather(a),
+                               np.repeat(tags, self.lengths[b]) | self._gather(b)])
+        keys.sort()
+        shared = keys[1:][keys[1:] == keys[:-1]] >> np.uint64(32)
+        common = np.bincount(shared.astype(np.int64), minlength=len(pairs))
+        union = self.lengths[a] + self.lengths[b] - common
+        empty = (self.lengths[a] == 0) | (self.lengths[b] == 0)
+        return np.where(empty, 0.0, common / np.maximum(union, 1))
 
     def _gather(self, rows: np.ndarray) -> np.ndarray:
         """The shingles of `rows`, concatenated, as uint64."""

@@ -92,7 +92,8 @@ def run(context: Context) -> StageResult:
     n = open_input(input_path, "normalize", load_schema("normalized").columns).metadata.num_rows
     engine = Engine(context.params.engine.kind, context.params.engine.address, params.num_proc)
     sketches = sketch_table(input_path, params, params.include_response, "dedup sketch", engine)
-    found = cluster(sketches, MinHashParams.of(params), params.max_bucket_size)
+    found = cluster(sketches, MinHashParams.of(params), params.max_bucket_size,
+                    params.num_proc)
     sizes = np.bincount(found.labels, minlength=n)[found.labels]
     in_cluster = np.flatnonzero(sizes > 1)
     members = member_rows(input_path, in_cluster).assign(label=found.labels[in_cluster])

@@ -88,3 +88,12 @@ def test_a_bucket_larger_than_the_cap_pairs_each_member_with_the_next_ones_only(
     pairs, oversized = candidate_pairs(keys, items, max_bucket=2)
     assert oversized == 1
     assert pairs.tolist() == [[10, 11], [10, 13], [11, 13], [11, 14], [12, 15], [13, 14]]
+
+
+def test_jaccards_on_threads_equal_one_thread(built: Path) -> None:
+    prompts = pd.read_parquet(built / "data" / "normalized.parquet")["prompt"].tolist()
+    batch = sketch(prompts, PARAMS)
+    pairs = np.random.default_rng(0).integers(0, len(prompts), (200_000, 2))
+    one = batch.jaccards(pairs)
+    assert np.array_equal(batch.jaccards(pairs, threads=2), one)
+    assert batch.lengths[pairs].sum() > 2 * 2_000_000  # several blocks: the threads share them
