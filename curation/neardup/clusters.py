@@ -18,7 +18,7 @@ from curation.neardup.minhash import SHINGLE_KINDS, MinHashParams, Sketches, ban
 @dataclass
 class Clusters:
     labels: np.ndarray      # cluster label per row: the smallest row index in its cluster
-    stats: dict[str, Any]   # shingle kinds, LSH figures, candidate and verified pairs
+    stats: dict[str, Any]   # shingle kinds, LSH figures, checked and verified pairs
 
 
 def cluster(sketches: Sketches, params: MinHashParams, max_bucket: int,
