@@ -72,14 +72,8 @@ def _bands(threshold: float, num_perm: int, false_negative_weight: float) -> tup
 
 def text_key(text: str) -> str:
     """What duplicates are judged on: casefolded words, punctuation and spacing ignored."""
-    return " ".join(_tokens(text))
-
-
-def _tokens(text: str) -> list[str]:
-    """The words of a text's key (its casefolded whitespace-separated parts when it has
-    no word characters)."""
     folded = text.casefold()
-    return _TOKEN.findall(folded) or folded.split()
+    return " ".join(_TOKEN.findall(folded) or folded.split())
 
 
 def shingles(key: str, params: MinHashParams) -> tuple[str, list[str]]:
@@ -87,7 +81,7 @@ def shingles(key: str, params: MinHashParams) -> tuple[str, list[str]]:
     words = key.split(" ")
     if len(words) >= params.ngram:
         n = params.ngram
-        return "word", [" ".join(words[i:i + n]) for i in range(len(words) - n + 1)]
+        return "word", list(map(" ".join, zip(*(words[k:] for k in range(n)), strict=False)))
     if len(key) >= params.char_ngram:
         n = params.char_ngram
         return "char", [key[i:i + n] for i in range(len(key) - n + 1)]
@@ -318,28 +312,17 @@ def sketch(texts: Sequence[str], params: MinHashParams, signer: Signer | None = 
     Shingles are hashed in one pass over the batch and deduplicated per text with one
     sort of (text, hash) codes, not one numpy call per text.
     """
-    n, char_n = params.ngram, params.char_ngram
-    keys: list[str] = []
-    kinds = np.empty(len(texts), dtype=np.int8)
-    counts = np.empty(len(texts), dtype=np.int64)
+    keys = [text_key(text) for text in texts]
+    kinds = np.empty(len(keys), dtype=np.int8)
+    counts = np.empty(len(keys), dtype=np.int64)
     grams: list[str] = []
-    for i, text in enumerate(texts):  # `shingles(text_key(text))`, each text split once
-        words = _tokens(text) or [""]
-        key = " ".join(words)
-        keys.append(key)
-        before = len(grams)
-        if len(words) >= n:
-            kinds[i] = 0
-            grams.extend(map(" ".join, zip(*(words[k:] for k in range(n)), strict=False)))
-        elif len(key) >= char_n:
-            kinds[i] = 1
-            grams.extend(key[k:k + char_n] for k in range(len(key) - char_n + 1))
-        else:
-            kinds[i] = 2
-        counts[i] = len(grams) - before
+    for i, key in enumerate(keys):
+        kind, text_grams = shingles(key, params)
+        kinds[i] = SHINGLE_KINDS.index(kind)
+        counts[i] = len(text_grams)
+        grams.extend(text_grams)
     exact = np.fromiter(map(exact_hash, keys), dtype=np.uint64, count=len(keys))
-    hashes = np.fromiter(map(xxhash.xxh32_intdigest, map(str.encode, grams)),
-                         dtype=np.uint64, count=len(grams))
+    hashes = np.fromiter(map(shingle_hash, grams), dtype=np.uint64, count=len(grams))
     codes = distinct((np.repeat(np.arange(len(keys), dtype=np.uint64), counts)
                       << np.uint64(32)) | hashes)
     flat = (codes & np.uint64(0xFFFFFFFF)).astype(np.uint32)
@@ -354,7 +337,7 @@ def sketch_step(texts: pa.Table, params: MinHashParams, signer: Signer) -> pa.Ta
     return sketch(texts.column("text").to_pylist(), params, signer).to_arrow()
 
 
-def sketch_all(batches: Iterable[pa.Array | Sequence[str]], params: MinHashParams,
+def sketch_all(batches: Iterable[pa.Array], params: MinHashParams,
                engine: Engine, progress: object | None = None) -> Sketches:
     """`sketch` over batches of texts, on the engine, in order.
 
@@ -362,8 +345,7 @@ def sketch_all(batches: Iterable[pa.Array | Sequence[str]], params: MinHashParam
     """
     parts: list[Sketches] = []
     signatures: list[np.ndarray] = []
-    tables = (pa.table({"text": batch if isinstance(batch, pa.Array) else
-                        pa.array(batch, pa.string())}) for batch in batches)
+    tables = (pa.table({"text": batch}) for batch in batches)
     for table in engine.map(partial(sketch_step, params=params, signer=Signer(params)), tables,
                             progress):
         part = Sketches.from_arrow(table)

@@ -1,8 +1,9 @@
 """Stage `dedup`: exact and near-duplicate clusters; one representative of each is kept.
 
-Steps: sketch (text keys, shingles, MinHash band keys, in worker processes) -> exact
-groups (same text key) -> LSH candidate pairs among one member per exact group -> true
-Jaccard check of each candidate -> union-find clusters -> representative per cluster.
+Steps: sketch (text keys, shingles, MinHash signatures, in worker processes) -> exact
+groups (same text key) -> LSH candidates among one member per exact group, checked by
+true Jaccard nearest bucket neighbours first (a pair already in one cluster is skipped)
+-> connected components -> representative per cluster.
 
 Representative rule, in order: a row with a response first; then the source listed
 earliest in `source_priority` (unlisted sources after, by name); then the smallest id.
