@@ -142,6 +142,7 @@ _LANGUAGE = re.compile(r"^[a-z]{2,3}(-[a-z]{2,4})?$")
 class PullParams(ConfigModel):
     sources_dir: str = "sources"
     data_roots: list[str] = []  # folders outside the project that sources may read
+    batch_size: PositiveInt = 10_000  # items held in memory at a time (pull streams)
 
 
 class NormalizeParams(ConfigModel):

@@ -4,6 +4,7 @@ file) a line every `LOG_INTERVAL` seconds."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from typing import TextIO
 
 from tqdm import tqdm
@@ -28,10 +29,14 @@ class _Lines:
         self.stream.flush()
 
 
-def bar(total: int | None, desc: str, unit: str = " rows") -> tqdm:
-    """A tqdm bar on stderr: live (and cleared when done) on a terminal, elsewhere a line
-    per interval and a last one with the totals."""
+def bar(total: int | None, desc: str, unit: str = " rows", iterable: Iterable | None = None
+        ) -> tqdm:
+    """A tqdm bar on stderr: live (and cleared when done) on a terminal; elsewhere, once
+    work has taken an interval, a line per interval and a last one with the totals (work
+    that is quick, or fails quickly, writes no line). With `iterable`, it counts what it
+    yields."""
     live = sys.stderr.isatty()
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr if live else _Lines(sys.stderr),
+    return tqdm(iterable, total=total, desc=desc, unit=unit,
+                file=sys.stderr if live else _Lines(sys.stderr),
                 leave=not live, mininterval=0.1 if live else LOG_INTERVAL, ascii=not live,
-                disable=total == 0)
+                delay=0 if live else LOG_INTERVAL, disable=total == 0)

@@ -80,10 +80,13 @@ class StagedWrites:
     def __init__(self) -> None:
         self._pending: list[tuple[Path, Path]] = []
         self._writers: list[pq.ParquetWriter] = []
+        self._made: list[Path] = []  # folders made for temporaries, removed on failure
 
     def _temporary(self, target: str | Path) -> Path:
         target = Path(target)
+        missing = [p for p in [target.parent, *target.parent.parents] if not p.exists()]
         target.parent.mkdir(parents=True, exist_ok=True)
+        self._made.extend(missing)
         for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
             stale.unlink(missing_ok=True)  # left by a run that was killed mid-write
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -132,4 +135,8 @@ class StagedWrites:
         else:
             for tmp, _ in self._pending:
                 tmp.unlink(missing_ok=True)
+            for folder in sorted(self._made, key=lambda f: len(f.parts), reverse=True):
+                if folder.exists() and not any(folder.iterdir()):
+                    folder.rmdir()
         self._pending.clear()
+        self._made.clear()

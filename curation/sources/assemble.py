@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from curation.core.items import ROLES, item_id
 from curation.core.judgments import Vocabulary
 from curation.sources.fields import MISSING, lookup
@@ -24,7 +26,7 @@ from curation.sources.spec import FieldMap, Source
 _SURROGATE = re.compile("[\\ud800-\\udfff]")
 
 
-CONTRAST_KEY = "contrast_key"  # an item's pairing key until `pair_contrasts` links it
+CONTRAST_KEY = "contrast_key"  # an item's pairing key until `Contrasts` links it
 
 
 class Rejected(Exception):
@@ -298,15 +300,24 @@ def _judgments(source: Source, record: Record, vocabulary: Vocabulary) -> dict[s
     return judged
 
 
-def pair_contrasts(items: list[dict[str, Any]]) -> None:
+class Contrasts:
     """Items of a source sharing a contrast key: each benign one (comply) gets the first
-    harmful one (refuse) as its `contrast_of`; the key itself is not kept."""
-    harmful: dict[str, str] = {}
-    for item in items:
+    harmful one (refuse) as its `contrast_of`; the key itself is not kept. Items are noted
+    as they are read and linked once the whole source has been read."""
+
+    def __init__(self) -> None:
+        self.harmful: dict[str, str] = {}
+
+    def note(self, item: dict[str, Any]) -> None:
         key = item.get(CONTRAST_KEY)
         if key is not None and item["expected_behavior"] == "refuse":
-            harmful.setdefault(key, item["id"])
-    for item in items:
-        key = item.pop(CONTRAST_KEY, None)
-        if key is not None and item["expected_behavior"] == "comply" and key in harmful:
-            item["contrast_of"] = harmful[key]
+            self.harmful.setdefault(key, item["id"])
+
+    def link(self, items: pd.DataFrame) -> pd.DataFrame:
+        """`items` (with their contrast key column) linked, without the key."""
+        keys = items[CONTRAST_KEY]
+        benign = keys.notna() & (items["expected_behavior"] == "comply")
+        twins = keys[benign].map(self.harmful).dropna()
+        items = items.drop(columns=[CONTRAST_KEY])
+        items.loc[twins.index, "contrast_of"] = twins
+        return items
