@@ -6,6 +6,7 @@ precision against exact Jaccard of word n-gram shingles, and the speed of a plai
 one-record-at-a-time datasketch loop (MinHash + MinHashLSH) as baseline.
 
     .venv/bin/python benchmarks/dedup.py --n 200000
+    .venv/bin/python benchmarks/dedup.py --n 200000 --threshold 0.7
     .venv/bin/python benchmarks/dedup.py --n 1000000 --baseline-n 0
 """
 
@@ -100,14 +101,19 @@ def main() -> None:
     parser.add_argument("--baseline-n", type=int, default=20_000,
                         help="prompts for the baseline loop (0: skip)")
     parser.add_argument("--num-proc", type=int, help="override params dedup.num_proc")
+    parser.add_argument("--threshold", type=float,
+                        help="override params dedup.threshold (recall is measured at it)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     params = load_params(REPO / "params.yaml").params.dedup
+    overrides = {k: v for k, v in (("num_proc", args.num_proc), ("threshold", args.threshold))
+                 if v is not None}
+    params = params.model_copy(update=overrides)
     table, planted = synthetic_corpus(args.n, args.planted, args.seed)
     print(f"corpus: {args.n:,} prompts, {len(planted):,} planted copies, "
           f"threshold {params.threshold}, num_perm {params.num_perm}, "
-          f"num_proc {args.num_proc or params.num_proc}", flush=True)
+          f"num_proc {params.num_proc}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         with StagedWrites() as out:
@@ -115,8 +121,7 @@ def main() -> None:
                                  .arrow_type()), Paths(root).normalized)
         shutil.copytree(REPO / "schemas", Paths(root).schemas_dir)
         settings = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
-        settings["dedup"].update(source_priority=[], **(
-            {"num_proc": args.num_proc} if args.num_proc else {}))
+        settings["dedup"].update(source_priority=[], **overrides)
         (root / "params.yaml").write_text(yaml.safe_dump(settings), encoding="utf-8")
         # `curate dedup` as a user runs it: its own process (startup and imports counted),
         # so peak RSS is the stage's process tree and not the corpus generator's.

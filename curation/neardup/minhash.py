@@ -10,6 +10,8 @@ casefolded text itself when it has no word characters, e.g. emoji only):
 - `word`: `ngram` or more words -> word n-grams;
 - `char`: fewer words but at least `char_ngram` characters -> character n-grams;
 - `exact`: anything shorter -> no shingles; it can only match exactly.
+A character n-gram's hash is its xxh32; a word n-gram's folds its words' xxh32 in order
+(FNV-style), so `sketch` hashes each distinct word of a batch once.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from curation.core.engine import Engine
 _TOKEN = re.compile(r"\w+")
 _FMIX32 = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35),
            np.uint32(16))
-_BAND_MULTIPLIER = np.uint64(0x100000001B3)
+_FNV_PRIME = np.uint64(0x100000001B3)  # mixes band values and word n-gram hashes
 SHINGLE_KINDS = ("word", "char", "exact")
 # Shingles permuted at once: a (permutations x shingles) block of ~2 MB, cache-sized.
 _SIGNATURE_BLOCK = 4_096
@@ -72,25 +74,61 @@ def _bands(threshold: float, num_perm: int, false_negative_weight: float) -> tup
 
 def text_key(text: str) -> str:
     """What duplicates are judged on: casefolded words, punctuation and spacing ignored."""
+    return " ".join(_words(text))
+
+
+def _words(text: str) -> list[str]:
+    """The words of a text's key (the casefolded text split on spaces, when it has no word
+    characters)."""
     folded = text.casefold()
-    return " ".join(_TOKEN.findall(folded) or folded.split())
+    return _TOKEN.findall(folded) or folded.split()
+
+
+def shingle_kind(words: int, characters: int, params: MinHashParams) -> str:
+    """The shingle kind of a key of `words` words and `characters` characters."""
+    if words >= params.ngram:
+        return "word"
+    return "char" if characters >= params.char_ngram else "exact"
 
 
 def shingles(key: str, params: MinHashParams) -> tuple[str, list[str]]:
-    """The shingle kind and shingles of a text key (see the module docstring)."""
-    words = key.split(" ")
-    if len(words) >= params.ngram:
+    """The shingle kind and shingles of a text key (see the module docstring); `sketch`
+    hashes the same shingles without building them."""
+    words = key.split(" ") if key else []
+    kind = shingle_kind(len(words), len(key), params)
+    if kind == "word":
         n = params.ngram
-        return "word", list(map(" ".join, zip(*(words[k:] for k in range(n)), strict=False)))
-    if len(key) >= params.char_ngram:
+        return kind, list(map(" ".join, zip(*(words[k:] for k in range(n)), strict=False)))
+    if kind == "char":
         n = params.char_ngram
-        return "char", [key[i:i + n] for i in range(len(key) - n + 1)]
-    return "exact", []
+        return kind, [key[i:i + n] for i in range(len(key) - n + 1)]
+    return kind, []
 
 
-def shingle_hash(shingle: str) -> int:
-    """The 32-bit hash of one shingle (datasketch's `hashfunc` in the equivalence tests)."""
-    return xxhash.xxh32_intdigest(shingle.encode("utf-8"))
+def word_hash(text: str) -> int:
+    """xxh32 of a word or of a character n-gram."""
+    return xxhash.xxh32_intdigest(text.encode("utf-8"))
+
+
+def shingle_hash(shingle: str, kind: str = "word") -> int:
+    """The 32-bit hash of one shingle: a character n-gram's `word_hash`; a word n-gram's
+    words' hashes folded in order, which `sketch` computes with numpy from each distinct
+    word's hash (no n-gram string is built)."""
+    if kind == "char":
+        return word_hash(shingle)
+    folded = 0
+    for word in shingle.split(" "):
+        folded = ((folded ^ word_hash(word)) * int(_FNV_PRIME)) & 0xFFFFFFFFFFFFFFFF
+    return (folded ^ (folded >> 32)) & 0xFFFFFFFF
+
+
+def _gram_hashes(word_hashes: np.ndarray, starts: np.ndarray, n: int) -> np.ndarray:
+    """`shingle_hash` of the word n-grams starting at `starts` (uint64)."""
+    folded = np.zeros(len(starts), dtype=np.uint64)
+    for k in range(n):
+        folded ^= word_hashes[starts + k]
+        folded *= _FNV_PRIME
+    return (folded ^ (folded >> np.uint64(32))) & np.uint64(0xFFFFFFFF)
 
 
 def exact_hash(key: str) -> int:
@@ -162,7 +200,7 @@ def band_keys(signatures: np.ndarray, bands: tuple[int, int]) -> np.ndarray:
     banded = signatures[:, :count * rows].reshape(len(signatures), count, rows)
     keys = np.broadcast_to(np.arange(count, dtype=np.uint64), (len(signatures), count))
     for row in range(rows):  # every band at once, one signature column of each at a time
-        keys = (keys * _BAND_MULTIPLIER) ^ banded[:, :, row].astype(np.uint64)
+        keys = (keys * _FNV_PRIME) ^ banded[:, :, row].astype(np.uint64)
     return np.ascontiguousarray(keys)
 
 
@@ -309,22 +347,46 @@ def sketch(texts: Sequence[str], params: MinHashParams, signer: Signer | None = 
     """Exact keys, shingle sets and MinHash signatures for a batch of texts (`signer`:
     `Signer(params)`, made once by a caller that sketches many batches).
 
-    Shingles are hashed in one pass over the batch and deduplicated per text with one
-    sort of (text, hash) codes, not one numpy call per text.
+    Each distinct word of the batch is hashed once and word n-gram hashes are folded from
+    word hashes with numpy (no n-gram string is built); shingles are deduplicated per text
+    with one sort of (text, hash) codes, not one numpy call per text.
     """
-    keys = [text_key(text) for text in texts]
-    kinds = np.empty(len(keys), dtype=np.int8)
-    counts = np.empty(len(keys), dtype=np.int64)
-    grams: list[str] = []
-    for i, key in enumerate(keys):
-        kind, text_grams = shingles(key, params)
+    n, chars = params.ngram, params.char_ngram
+    keys: list[str] = []
+    kinds = np.empty(len(texts), dtype=np.int8)
+    vocabulary: dict[str, int] = {}  # each distinct word of the batch is hashed once
+    word_ids: list[int] = []
+    word_texts: list[int] = []       # texts with word shingles, and their word counts
+    word_counts: list[int] = []
+    char_texts: list[int] = []       # one entry per character n-gram: its text
+    char_grams: list[str] = []
+    for i, text in enumerate(texts):
+        words = _words(text)
+        key = " ".join(words)
+        keys.append(key)
+        kind = shingle_kind(len(words), len(key), params)
         kinds[i] = SHINGLE_KINDS.index(kind)
-        counts[i] = len(text_grams)
-        grams.extend(text_grams)
+        if kind == "word":
+            word_texts.append(i)
+            word_counts.append(len(words))
+            word_ids.extend([vocabulary.setdefault(w, len(vocabulary)) for w in words])
+        elif kind == "char":
+            grams = [key[j:j + chars] for j in range(len(key) - chars + 1)]
+            char_texts.extend([i] * len(grams))
+            char_grams.extend(grams)
     exact = np.fromiter(map(exact_hash, keys), dtype=np.uint64, count=len(keys))
-    hashes = np.fromiter(map(shingle_hash, grams), dtype=np.uint64, count=len(grams))
-    codes = distinct((np.repeat(np.arange(len(keys), dtype=np.uint64), counts)
-                      << np.uint64(32)) | hashes)
+    word_hashes = np.fromiter(map(word_hash, vocabulary), dtype=np.uint64,
+                              count=len(vocabulary))[np.array(word_ids, dtype=np.int64)]
+    counted = np.array(word_counts, dtype=np.int64)
+    per_text = counted - (n - 1)  # n-grams per text
+    first_word = np.cumsum(counted) - counted
+    starts = np.repeat(first_word - (np.cumsum(per_text) - per_text), per_text) + np.arange(
+        per_text.sum(), dtype=np.int64)
+    owners = np.concatenate([np.repeat(np.array(word_texts, dtype=np.uint64), per_text),
+                             np.array(char_texts, dtype=np.uint64)])
+    hashes = np.concatenate([_gram_hashes(word_hashes, starts, n), np.fromiter(
+        map(word_hash, char_grams), dtype=np.uint64, count=len(char_grams))])
+    codes = distinct((owners << np.uint64(32)) | hashes)
     flat = (codes & np.uint64(0xFFFFFFFF)).astype(np.uint32)
     lengths = np.bincount((codes >> np.uint64(32)).astype(np.int64), minlength=len(keys))
     sketched = np.flatnonzero(kinds != SHINGLE_KINDS.index("exact"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +26,11 @@ PARAMS = MinHashParams(ngram=3, char_ngram=5, num_perm=128, threshold=0.8, seed=
 
 
 def datasketch_minhash(text: str) -> MinHash | None:
-    grams = shingles(text_key(text), PARAMS)[1]
+    kind, grams = shingles(text_key(text), PARAMS)
     if not grams:
         return None
-    m = MinHash(num_perm=PARAMS.num_perm, seed=PARAMS.seed, hashfunc=shingle_hash)
+    m = MinHash(num_perm=PARAMS.num_perm, seed=PARAMS.seed,
+                hashfunc=partial(shingle_hash, kind=kind))
     m.update_batch(grams)
     return m
 
