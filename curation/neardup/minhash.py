@@ -354,8 +354,7 @@ def sketch(texts: Sequence[str], params: MinHashParams, signer: Signer | None = 
     n, chars = params.ngram, params.char_ngram
     keys: list[str] = []
     kinds = np.empty(len(texts), dtype=np.int8)
-    vocabulary: dict[str, int] = {}  # each distinct word of the batch is hashed once
-    word_ids: list[int] = []
+    words_in_order: list[str] = []
     word_texts: list[int] = []       # texts with word shingles, and their word counts
     word_counts: list[int] = []
     char_texts: list[int] = []       # one entry per character n-gram: its text
@@ -369,14 +368,17 @@ def sketch(texts: Sequence[str], params: MinHashParams, signer: Signer | None = 
         if kind == "word":
             word_texts.append(i)
             word_counts.append(len(words))
-            word_ids.extend([vocabulary.setdefault(w, len(vocabulary)) for w in words])
+            words_in_order.extend(words)
         elif kind == "char":
             grams = [key[j:j + chars] for j in range(len(key) - chars + 1)]
             char_texts.extend([i] * len(grams))
             char_grams.extend(grams)
     exact = np.fromiter(map(exact_hash, keys), dtype=np.uint64, count=len(keys))
-    word_hashes = np.fromiter(map(word_hash, vocabulary), dtype=np.uint64,
-                              count=len(vocabulary))[np.array(word_ids, dtype=np.int64)]
+    # Each distinct word of the batch is hashed once (arrow finds them).
+    encoded = pa.array(words_in_order, type=pa.string()).dictionary_encode()
+    vocabulary = encoded.dictionary.to_pylist()
+    word_hashes = np.fromiter(map(word_hash, vocabulary), dtype=np.uint64, count=len(
+        vocabulary))[encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)]
     counted = np.array(word_counts, dtype=np.int64)
     per_text = counted - (n - 1)  # n-grams per text
     first_word = np.cumsum(counted) - counted
