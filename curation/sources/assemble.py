@@ -3,18 +3,28 @@ judgments, the expected behaviour, a benign record's harmful twin.
 
 A record that cannot become (part of) an item comes back as a `Problem` with the field and
 check, to be quarantined. Records that are turns of one conversation (`conversation.
-group_by`) become one item; the others are `merged` into it.
+group_by`) become one item; the others are `merged` into it. A file's turns are gathered
+in bounded memory: held a batch at a time, then spilled to disk as sorted runs that are
+merged back.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import heapq
+import itertools
+import pickle
 import re
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from curation.core.items import ROLES, item_id
 from curation.core.judgments import Vocabulary
@@ -47,11 +57,13 @@ class Assembled:
 
 
 def assemble(source: Source, file: InputFile, fields: FieldMap, records: Iterator[Record],
-             vocabulary: Vocabulary, found: dict[str, int]) -> Iterator[Assembled]:
-    """Items of one file; `found` counts, per mapped column, the records that have it."""
+             vocabulary: Vocabulary, found: dict[str, int], batch_size: int
+             ) -> Iterator[Assembled]:
+    """Items of one file; `found` counts, per mapped column, the records that have it;
+    turns of conversations are held `batch_size` at a time."""
     conversation = source.conversation
     if conversation is not None and conversation.group_by is not None:
-        yield from _grouped(source, file, fields, records, vocabulary, found)
+        yield from _grouped(source, file, fields, records, vocabulary, found, batch_size)
         return
     for record in records:
         base = _provenance(source, file, record)
@@ -142,11 +154,13 @@ def _turn_list(source: Source, record: Record, path: str) -> list[tuple[str, str
 
 
 def _grouped(source: Source, file: InputFile, fields: FieldMap, records: Iterator[Record],
-             vocabulary: Vocabulary, found: dict[str, int]) -> Iterator[Assembled]:
+             vocabulary: Vocabulary, found: dict[str, int], batch_size: int
+             ) -> Iterator[Assembled]:
     """Records that are turns, gathered into conversations in first-seen order."""
     conversation = source.conversation
     assert conversation is not None and conversation.group_by is not None
-    groups: dict[str, list[tuple[Any, Record]]] = {}
+    numbers: dict[str, int] = {}  # conversation key -> its number, in first-seen order
+    turns = _TurnRuns(batch_size)
     for record in records:
         values = record.values or {}
         key = lookup(values, record.header, conversation.group_by)
@@ -160,8 +174,11 @@ def _grouped(source: Source, file: InputFile, fields: FieldMap, records: Iterato
             yield Assembled([record], _provenance(source, file, record), Problem(
                 conversation.order or "order", "bad_order", "turn position is not a number"))
         else:
-            groups.setdefault(str(key), []).append((order, record))
-    for key, members in groups.items():
+            turns.add(numbers.setdefault(str(key), len(numbers)), order, record)
+    keys = list(numbers)
+    del numbers
+    for number, members in turns.conversations():
+        key = keys[number]
         members.sort(key=lambda m: m[0])
         ordered = [record for _, record in members]
         last = ordered[-1]
@@ -185,6 +202,77 @@ def _grouped(source: Source, file: InputFile, fields: FieldMap, records: Iterato
         yield Assembled(ordered, items[0])
         for twin in items[1:]:
             yield Assembled([], twin)
+
+
+class _TurnRuns:
+    """Turn records by conversation number: held `batch_size` at a time, each full batch
+    sorted by number and spilled to a temporary parquet file as one run (row group);
+    `conversations` merges the runs back, so memory stays bounded whatever the file's
+    size. Within a conversation, turns keep the order they were read in. A file's records
+    share one header: it is spilled once, not with every turn."""
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+        self.held: list[tuple[int, int, tuple[Any, Record]]] = []  # (number, seq, turn)
+        self.seq = 0
+        self.spill: tempfile.TemporaryDirectory[str] | None = None
+        self.writer: pq.ParquetWriter | None = None
+        self.runs = 0
+        self.header: dict[str, Any] | None = None
+
+    def add(self, number: int, order: Any, record: Record) -> None:
+        self.header = record.header
+        self.held.append((number, self.seq, (order, record)))
+        self.seq += 1
+        if len(self.held) >= self.batch_size:
+            self._write_run()
+
+    def _write_run(self) -> None:
+        if self.writer is None:
+            self.spill = tempfile.TemporaryDirectory(prefix="pull-turns-")
+            self.writer = pq.ParquetWriter(Path(self.spill.name) / "runs.parquet",
+                                           _RUN_SCHEMA, compression="none")
+        self.held.sort(key=itemgetter(0))  # stable: read order kept within a conversation
+        self.writer.write_table(pa.table({
+            "number": pa.array([t[0] for t in self.held], pa.int64()),
+            "seq": pa.array([t[1] for t in self.held], pa.int64()),
+            "turn": pa.array([pickle.dumps((t[2][0], dataclasses.replace(t[2][1], header=None)),
+                                           protocol=pickle.HIGHEST_PROTOCOL)
+                              for t in self.held], pa.large_binary()),
+        }, schema=_RUN_SCHEMA), row_group_size=len(self.held))
+        self.runs += 1
+        self.held = []
+
+    def conversations(self) -> Iterator[tuple[int, list[tuple[Any, Record]]]]:
+        """(number, [(order, record), ...]) per conversation, by number."""
+        self.held.sort(key=itemgetter(0))
+        runs: list[Iterator[tuple[int, int, tuple[Any, Record]]]] = [iter(self.held)]
+        try:
+            if self.writer is not None and self.spill is not None:
+                self.writer.close()
+                spilled = pq.ParquetFile(Path(self.spill.name) / "runs.parquet")
+                # About `batch_size` turns in memory across all runs while merging.
+                step = max(64, self.batch_size // (self.runs + 1))
+                runs += [_read_run(spilled, group, step, self.header)
+                         for group in range(self.runs)]
+            merged = heapq.merge(*runs)  # (number, seq) is unique: turns are never compared
+            for number, group in itertools.groupby(merged, key=itemgetter(0)):
+                yield number, [turn for _, _, turn in group]
+        finally:
+            if self.spill is not None:
+                self.spill.cleanup()
+
+
+_RUN_SCHEMA = pa.schema([("number", pa.int64()), ("seq", pa.int64()),
+                         ("turn", pa.large_binary())])
+
+
+def _read_run(spilled: pq.ParquetFile, group: int, batch_size: int,
+              header: dict[str, Any] | None) -> Iterator[tuple[int, int, tuple[Any, Record]]]:
+    for batch in spilled.iter_batches(batch_size=batch_size, row_groups=[group]):
+        for number, seq, blob in zip(*(c.to_pylist() for c in batch.columns), strict=True):
+            order, record = pickle.loads(blob)
+            yield number, seq, (order, dataclasses.replace(record, header=header))
 
 
 def _items(source: Source, file: InputFile, fields: FieldMap, record: Record,

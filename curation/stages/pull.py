@@ -216,8 +216,8 @@ def _read(source: Source, files: list[InputFile], vocabulary: Vocabulary, spool:
         records = bar(None, f"pull {source.name}: read {file.name}", iterable=file.records())
         parsed = in_file = 0
         first_problem = None
-        for assembled in assemble(source, file, fields, records, vocabulary,
-                                  found):
+        for assembled in assemble(source, file, fields, records, vocabulary, found,
+                                  spool.batch_size):
             in_file += len(assembled.records) or 1  # a twin is one more row of its record
             parsed += sum(r.problem is None for r in assembled.records)
             first_problem = first_problem or assembled.problem

@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pandas as pd
-from conftest import curate, write, write_source
+from conftest import curate, set_params, write, write_source
 
 
 def jsonl(*rows: object) -> str:
@@ -69,6 +69,40 @@ def test_turn_records_grouped_in_order(project: Path) -> None:
     gone = pd.read_parquet(project / "data" / "dropped" / "pull.parquet")
     assert Counter(gone["reason"]) == {"turn_of_conversation": 3, "bad_order": 1}
     assert set(gone.loc[gone["outcome"] == "merged", "duplicate_of"]) == {item["id"]}
+
+
+def test_turns_spilled_two_at_a_time_group_as_when_held_whole(project: Path) -> None:
+    """Conversations whose turns lie far apart in the file, gathered through turn runs
+    spilled to disk (batch size 2), come out as when the file's turns are held whole;
+    the file's header (here the model) reaches every turn."""
+    turns = [{"c": c, "n": n, "r": "user" if n % 2 == 0 else "assistant",
+              "t": f"conversation {c} turn {n}: how do I stop the pain {c}?"}
+             for n in (3, 1, 0, 2) for c in ("a", "b", "c", "d", "e")]
+    turns.insert(7, {"c": "b", "n": "x", "r": "user", "t": "bad order"})
+    write(project / "in" / "t.json", json.dumps({"model": "header-model", "turns": turns}))
+    write_source(project, "turns", """
+        kind: file
+        files: [in/t.json]
+        records_key: turns
+        fields: {model: /model}
+        conversation: {group_by: c, order: n, role: r, content: t}
+    """)
+    outputs = []
+    for batch_size in (10_000, 2):
+        set_params(project, "pull", batch_size=batch_size)
+        result = curate(project, "pull")
+        assert result.returncode == 0, result.stderr
+        outputs.append((pulled(project, "turns"), pd.read_parquet(
+            project / "data" / "dropped" / "pull.parquet")))
+    (whole, whole_gone), (items, gone) = outputs
+    pd.testing.assert_frame_equal(items, whole)
+    pd.testing.assert_frame_equal(gone, whole_gone)
+    assert items["source_record_id"].tolist() == [f"in/t.json:{c}" for c in "abcde"]
+    assert [m["content"][:20] for m in items.iloc[1]["messages"]] == [
+        "conversation b turn ", "conversation b turn ", "conversation b turn "]
+    assert [int(m["content"][20]) for m in items.iloc[1]["messages"]] == [0, 1, 2]
+    assert {r["model"] for rs in items["responses"] for r in rs} == {"header-model"}
+    assert Counter(gone["reason"]) == {"turn_of_conversation": 15, "bad_order": 1}
 
 
 def test_judgments_expected_behaviour_and_contrast_pairs(project: Path) -> None:
