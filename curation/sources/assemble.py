@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from curation.core.items import ROLES, item_id
 from curation.core.judgments import Vocabulary
+from curation.core.progress import bar
 from curation.sources.fields import MISSING, lookup
 from curation.sources.inputs import InputFile
 from curation.sources.readers import Problem, Record
@@ -177,7 +178,8 @@ def _grouped(source: Source, file: InputFile, fields: FieldMap, records: Iterato
             turns.add(numbers.setdefault(str(key), len(numbers)), order, record)
     keys = list(numbers)
     del numbers
-    for number, members in turns.conversations():
+    for number, members in bar(len(keys), f"pull {source.name}: gather {file.name}'s "
+                               "conversations", " conversations", turns.conversations()):
         key = keys[number]
         members.sort(key=lambda m: m[0])
         ordered = [record for _, record in members]
