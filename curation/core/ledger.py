@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from curation.core.errors import CurationError
 from curation.core.metrics import Figures, flat
 from curation.core.paths import Paths
-from curation.core.tableio import StagedWrites
+from curation.core.tableio import StagedWrites, parquet_file
 
 STAGES = ("pull", "normalize", "dedup", "families", "label", "redact", "split", "release")
 OUTCOMES = ("filtered", "quarantined", "duplicate", "merged", "contaminated")
@@ -95,7 +95,7 @@ class StageLedger:
         """The dropped rows in order, a part at a time: the spilled ones, then the held."""
         if self._spill_writer is not None and self._spill is not None:
             self._spill_writer.close()
-            spilled = pq.ParquetFile(Path(self._spill.name) / "dropped.parquet")
+            spilled = parquet_file(Path(self._spill.name) / "dropped.parquet")
             for group in range(spilled.num_row_groups):
                 yield spilled.read_row_group(group)
             self._spill_writer = None

@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 import pandas as pd
 import pyarrow as pa
@@ -22,13 +22,21 @@ from curation.core.errors import CurationError
 from curation.core.items import from_arrow
 
 
+def parquet_file(source: str | Path | BinaryIO) -> pq.ParquetFile:
+    """A parquet file to stream a batch at a time. Without pre-buffering: with it, pyarrow
+    keeps every column chunk read so far until the file is closed, so memory grew by the
+    size of the file read (about 450 MB a 10,000-row batch at a time over 2M spooled
+    items; apache/arrow#39808)."""
+    return pq.ParquetFile(source, pre_buffer=False)
+
+
 def open_input(path: Path, stage: str, columns: Iterable[str]) -> pq.ParquetFile:
     """A table an earlier stage wrote, checked before use: it exists, is parquet and has
     the columns that stage writes. Every problem is one line that says what to rerun."""
     if not path.exists():
         raise CurationError(f"not found; run `curate {stage}` first", file=str(path))
     try:
-        table = pq.ParquetFile(path)
+        table = parquet_file(path)
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise CurationError(f"not a readable parquet file ({_first_line(exc)}); run "
                             f"`curate {stage}` again", file=str(path)) from None

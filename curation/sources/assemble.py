@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from curation.core.items import ROLES, item_id
 from curation.core.judgments import Vocabulary
 from curation.core.progress import bar
+from curation.core.tableio import parquet_file
 from curation.sources.fields import MISSING, lookup
 from curation.sources.inputs import InputFile
 from curation.sources.readers import Problem, Record
@@ -252,7 +253,7 @@ class _TurnRuns:
         try:
             if self.writer is not None and self.spill is not None:
                 self.writer.close()
-                spilled = pq.ParquetFile(Path(self.spill.name) / "runs.parquet")
+                spilled = parquet_file(Path(self.spill.name) / "runs.parquet")
                 # About `batch_size` turns in memory across all runs while merging.
                 step = max(64, self.batch_size // (self.runs + 1))
                 runs += [_read_run(spilled, group, step, self.header)

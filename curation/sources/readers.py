@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 
 from curation.core.errors import CurationError
+from curation.core.tableio import parquet_file
 
 
 @dataclass(frozen=True)
@@ -284,7 +284,7 @@ def _yaml_list(stream: BinaryIO, name: str, records_key: str | None) -> Iterator
 
 def _parquet(stream: BinaryIO, name: str) -> Iterator[Record]:
     try:
-        parquet = pq.ParquetFile(stream)
+        parquet = parquet_file(stream)
         names = parquet.schema_arrow.names
         repeated = sorted({c for c in names if names.count(c) > 1})
         if repeated:

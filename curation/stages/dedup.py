@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from curation.core.config import DedupParams
 from curation.core.engine import Engine
@@ -29,7 +28,7 @@ from curation.core.items import MESSAGE, from_arrow, response_type, user_texts, 
 from curation.core.ledger import StageLedger
 from curation.core.progress import bar
 from curation.core.schemas import load_schema, validate_rows
-from curation.core.tableio import StagedWrites, open_input
+from curation.core.tableio import StagedWrites, open_input, parquet_file
 from curation.neardup.clusters import cluster, representatives
 from curation.neardup.minhash import MinHashParams, Sketches, sketch_all
 from curation.neardup.store import write_sketches
@@ -46,7 +45,7 @@ def text_batches(path: Path, include_response: bool, batch_size: int) -> Iterato
     user turns of the conversation (the prompt, single-turn), and with `include_response`
     the first response too."""
     columns = ["messages", "responses"] if include_response else ["messages"]
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns):
+    for batch in parquet_file(path).iter_batches(batch_size=batch_size, columns=columns):
         texts = user_texts(batch.column(0))
         yield with_first_response(texts, batch.column(1)) if include_response else texts
 
@@ -54,7 +53,7 @@ def text_batches(path: Path, include_response: bool, batch_size: int) -> Iterato
 def sketch_table(path: Path, params: DedupParams, include_response: bool, desc: str,
                  engine: Engine) -> Sketches:
     """Sketches of every row's text (the prompt, or prompt and response), on the engine."""
-    total = pq.ParquetFile(path).metadata.num_rows
+    total = parquet_file(path).metadata.num_rows
     with bar(total, desc) as shown:
         return sketch_all(text_batches(path, include_response, params.batch_size),
                           MinHashParams.of(params), engine, shown)
@@ -64,7 +63,7 @@ def member_rows(path: Path, rows: np.ndarray) -> pd.DataFrame:
     """id, source and whether there is a response, for the given (sorted) rows."""
     parts = []
     start = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=_STREAM_ROWS,
+    for batch in parquet_file(path).iter_batches(batch_size=_STREAM_ROWS,
                                                     columns=["id", "source", "responses"]):
         lo, hi = np.searchsorted(rows, [start, start + batch.num_rows])
         if hi > lo:
@@ -161,7 +160,7 @@ def _write_kept(input_path: Path, rep: np.ndarray, sizes: np.ndarray, members: p
     kept_rows: list[np.ndarray] = []
     kept_ids: list[str] = []
     start = 0
-    for batch in pq.ParquetFile(input_path).iter_batches(batch_size=_STREAM_ROWS):
+    for batch in parquet_file(input_path).iter_batches(batch_size=_STREAM_ROWS):
         table = _typed(pa.Table.from_batches([batch]), {"messages": pa.list_(MESSAGE),
                                                         "responses": response_list})
         rows = np.arange(start, start + batch.num_rows)
@@ -235,7 +234,7 @@ def _joining(path: Path, members: pd.DataFrame, rep: np.ndarray
                                    & (rep[members.index] != members.index)].to_numpy())
     joining: dict[int, list[dict[str, Any]]] = {}
     start = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=_STREAM_ROWS,
+    for batch in parquet_file(path).iter_batches(batch_size=_STREAM_ROWS,
                                                     columns=["responses"]):
         lo, hi = np.searchsorted(moving, [start, start + batch.num_rows])
         if hi > lo:

@@ -28,7 +28,7 @@ from curation.core.judgments import Vocabulary
 from curation.core.ledger import StageLedger, ledger_figures
 from curation.core.progress import bar
 from curation.core.schemas import load_schema, validate_rows
-from curation.core.tableio import StagedWrites
+from curation.core.tableio import StagedWrites, parquet_file
 from curation.core.text import clean_text
 from curation.sources.assemble import CONTRAST_KEY, Assembled, Contrasts, assemble
 from curation.sources.inputs import InputFile, input_files
@@ -198,7 +198,7 @@ class _Spool:
     def batches(self) -> Iterator[tuple[int, pa.Table]]:
         """The items written, in order, with the position of each batch's first row."""
         start = 0
-        for batch in pq.ParquetFile(self.path).iter_batches(batch_size=self.batch_size):
+        for batch in parquet_file(self.path).iter_batches(batch_size=self.batch_size):
             yield start, pa.Table.from_batches([batch], schema=self.schema)
             start += batch.num_rows
 

@@ -31,7 +31,7 @@ from curation.core.errors import CurationError
 from curation.core.items import to_arrow
 from curation.core.paths import SPLITS
 from curation.core.schemas import load_schema
-from curation.core.tableio import StagedWrites, read_input, sha256_of
+from curation.core.tableio import StagedWrites, parquet_file, read_input, sha256_of
 from curation.publishing.card import CHART, ReleaseInputs, dataset_card, domain_chart
 from curation.publishing.changelog import changelog, diff, labels, previous
 from curation.publishing.registry import frozen
@@ -189,7 +189,7 @@ def content_fingerprint(folder: Path) -> str:
 
 
 def _rows(path: Path) -> Iterator[dict[str, Any]]:
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=10_000):
+    for batch in parquet_file(path).iter_batches(batch_size=10_000):
         yield from batch.to_pylist()
 
 
