@@ -11,7 +11,8 @@ casefolded text itself when it has no word characters, e.g. emoji only):
 - `char`: fewer words but at least `char_ngram` characters -> character n-grams;
 - `exact`: anything shorter -> no shingles; it can only match exactly.
 A character n-gram's hash is its xxh32; a word n-gram's folds its words' xxh32 in order
-(FNV-style), so `sketch` hashes each distinct word of a batch once.
+(FNV-style) and mixes the result (murmur3's finaliser), so `sketch` hashes each distinct
+word of a batch once.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ _TOKEN = re.compile(r"\w+")
 _FMIX32 = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35),
            np.uint32(16))
 _FNV_PRIME = np.uint64(0x100000001B3)  # mixes band values and word n-gram hashes
+# murmur3's 64-bit finaliser (before its last shift): without it a folded n-gram hash's
+# low bits depend on few input bits, and MinHash estimates spread wider than they should.
+_FMIX64 = ((33, 0xFF51AFD7ED558CCD), (33, 0xC4CEB9FE1A85EC53))
+_MASK64 = 0xFFFFFFFFFFFFFFFF
 SHINGLE_KINDS = ("word", "char", "exact")
 # Shingles permuted at once: a (permutations x shingles) block of ~2 MB, cache-sized.
 _SIGNATURE_BLOCK = 4_096
@@ -118,8 +123,10 @@ def shingle_hash(shingle: str, kind: str = "word") -> int:
         return word_hash(shingle)
     folded = 0
     for word in shingle.split(" "):
-        folded = ((folded ^ word_hash(word)) * int(_FNV_PRIME)) & 0xFFFFFFFFFFFFFFFF
-    return (folded ^ (folded >> 32)) & 0xFFFFFFFF
+        folded = ((folded ^ word_hash(word)) * int(_FNV_PRIME)) & _MASK64
+    for shift, multiplier in _FMIX64:
+        folded = ((folded ^ (folded >> shift)) * multiplier) & _MASK64
+    return (folded ^ (folded >> 33)) & 0xFFFFFFFF
 
 
 def _gram_hashes(word_hashes: np.ndarray, starts: np.ndarray, n: int) -> np.ndarray:
@@ -128,7 +135,10 @@ def _gram_hashes(word_hashes: np.ndarray, starts: np.ndarray, n: int) -> np.ndar
     for k in range(n):
         folded ^= word_hashes[starts + k]
         folded *= _FNV_PRIME
-    return (folded ^ (folded >> np.uint64(32))) & np.uint64(0xFFFFFFFF)
+    for shift, multiplier in _FMIX64:
+        folded ^= folded >> np.uint64(shift)
+        folded *= np.uint64(multiplier)
+    return (folded ^ (folded >> np.uint64(33))) & np.uint64(0xFFFFFFFF)
 
 
 def exact_hash(key: str) -> int:
