@@ -1,13 +1,15 @@
-"""Staged writes are all or nothing: a failing stage leaves no file and no folder it made."""
+"""Staged writes are all or nothing (a failing stage leaves no file and no folder it made);
+streamed parquet files are read without holding them whole."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from curation.core.tableio import StagedWrites
+from curation.core.tableio import StagedWrites, parquet_file
 
 
 def test_a_failed_block_leaves_no_file_and_no_folder_it_made(tmp_path: Path) -> None:
@@ -29,3 +31,23 @@ def test_a_finished_block_renames_every_file_into_place(tmp_path: Path) -> None:
         writer = out.parquet_writer(tmp_path / "data" / "y.parquet", pa.schema([("a", pa.int64())]))
         writer.write_table(pa.table({"a": [1, 2]}))
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["x.json", "y.parquet"]
+
+
+def test_a_streamed_file_is_not_held_whole(tmp_path: Path) -> None:
+    """Reading batch after batch holds about one batch in arrow memory, not every batch
+    read so far (pyarrow's pre-buffering did: apache/arrow#39808)."""
+    path = tmp_path / "big.parquet"
+    texts = pa.array([f"row {i} " + "x" * 1_000 for i in range(2_000)], pa.large_string())
+    with pq.ParquetWriter(path, pa.schema([("text", pa.large_string()),
+                                           ("turns", pa.list_(pa.string()))]),
+                          compression="none") as writer:
+        for _ in range(40):  # 40 row groups of about 2 MB
+            writer.write_table(pa.table({"text": texts, "turns": pa.array(
+                [["a", "b"]] * len(texts), pa.list_(pa.string()))}))
+    start = pa.total_allocated_bytes()
+    held = []
+    for batch in parquet_file(path).iter_batches(batch_size=2_000):
+        held.append(pa.total_allocated_bytes() - start)
+        del batch
+    assert len(held) == 40
+    assert max(held) < 10 * 2**20, f"arrow memory grew to {max(held) / 2**20:.0f} MB"
