@@ -384,8 +384,9 @@ def sketch(texts: Sequence[str], params: MinHashParams, signer: Signer | None = 
             char_texts.extend([i] * len(grams))
             char_grams.extend(grams)
     exact = np.fromiter(map(exact_hash, keys), dtype=np.uint64, count=len(keys))
-    # Each distinct word of the batch is hashed once (arrow finds them).
-    encoded = pa.array(words_in_order, type=pa.string()).dictionary_encode()
+    # Each distinct word of the batch is hashed once (arrow finds them; 64-bit offsets: a
+    # batch of long texts may hold more than 2 GB of words).
+    encoded = pa.array(words_in_order, type=pa.large_string()).dictionary_encode()
     vocabulary = encoded.dictionary.to_pylist()
     word_hashes = np.fromiter(map(word_hash, vocabulary), dtype=np.uint64, count=len(
         vocabulary))[encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)]
