@@ -212,7 +212,8 @@ class _TurnRuns:
     sorted by number and spilled to a temporary parquet file as one run (row group);
     `conversations` merges the runs back, so memory stays bounded whatever the file's
     size. Within a conversation, turns keep the order they were read in. A file's records
-    share one header: it is spilled once, not with every turn."""
+    share one header: it is held once and put back on each turn read from a run, not
+    spilled with every turn."""
 
     def __init__(self, batch_size: int) -> None:
         self.batch_size = batch_size
