@@ -9,7 +9,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
@@ -28,6 +28,91 @@ def parquet_file(source: str | Path | BinaryIO) -> pq.ParquetFile:
     size of the file read (about 450 MB a 10,000-row batch at a time over 2M spooled
     items; apache/arrow#39808)."""
     return pq.ParquetFile(source, pre_buffer=False)
+
+
+class SpillFile:
+    """A temporary parquet file of tables written one after another and read back in
+    order: what a stage cannot hold waits here. The file is made on the first write
+    (the first table sets the schema; later ones are cast to it) and removed on `close`,
+    or when the `with` block ends."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.rows = 0
+        self._folder: tempfile.TemporaryDirectory[str] | None = None
+        self._writer: pq.ParquetWriter | None = None
+
+    @property
+    def path(self) -> Path | None:
+        return None if self._folder is None else Path(self._folder.name) / "spill.parquet"
+
+    def write(self, table: pa.Table, row_group_size: int | None = None) -> None:
+        """Append `table` (one row group per `row_group_size` rows; default: arrow's)."""
+        if self._writer is None:
+            self._folder = tempfile.TemporaryDirectory(prefix=f"{self.prefix}-")
+            self._writer = pq.ParquetWriter(self.path, table.schema, compression="none")
+        self._writer.write_table(table.cast(self._writer.schema), row_group_size=row_group_size)
+        self.rows += table.num_rows
+
+    def reader(self) -> pq.ParquetFile | None:
+        """The file written so far, to stream (None if nothing was written); no table may
+        be written after."""
+        if self._writer is not None:
+            self._writer.close()
+        return None if self.path is None else parquet_file(self.path)
+
+    def batches(self, batch_size: int, columns: list[str] | None = None
+                ) -> Iterator[pa.RecordBatch]:
+        reader = self.reader()
+        if reader is not None:
+            yield from reader.iter_batches(batch_size=batch_size, columns=columns)
+
+    def row_groups(self) -> Iterator[pa.Table]:
+        """The row groups written, in order (a table each, when tables were written whole
+        and smaller than arrow's row group)."""
+        reader = self.reader()
+        for group in range(reader.num_row_groups if reader is not None else 0):
+            yield reader.read_row_group(group)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if self._folder is not None:
+            self._folder.cleanup()
+        self._writer = self._folder = None
+        self.rows = 0
+
+    def __enter__(self) -> SpillFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RowCursor:
+    """Consecutive rows of a stream of batches, taken `count` at a time whatever the
+    batches' sizes: to walk two tables of the same rows in step."""
+
+    def __init__(self, batches: Iterable[pa.RecordBatch]) -> None:
+        self._batches = iter(batches)
+        self._held: list[pa.RecordBatch] = []
+        self._count = 0
+        self._schema = pa.schema([])
+
+    def take(self, count: int) -> pa.Table:
+        """The next `count` rows (fewer only at the end of the stream)."""
+        while self._count < count:
+            batch = next(self._batches, None)
+            if batch is None:
+                break
+            self._schema = batch.schema
+            self._held.append(batch)
+            self._count += batch.num_rows
+        table = pa.Table.from_batches(self._held, schema=self._schema)
+        taken, rest = table.slice(0, count), table.slice(count)
+        self._held = rest.to_batches()
+        self._count = rest.num_rows
+        return taken
 
 
 def open_input(path: Path, stage: str, columns: Iterable[str]) -> pq.ParquetFile:

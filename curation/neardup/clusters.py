@@ -22,7 +22,7 @@ class Clusters:
 
 
 def cluster(sketches: Sketches, params: MinHashParams, max_bucket: int,
-            threads: int = 1) -> Clusters:
+            threads: int = 1, keys: np.ndarray | None = None) -> Clusters:
     """Rows are joined when their text keys are equal, or when LSH makes them candidates
     and their true Jaccard similarity is at least `params.threshold`.
 
@@ -30,7 +30,8 @@ def cluster(sketches: Sketches, params: MinHashParams, max_bucket: int,
     already joined (through other pairs) is not checked: components come out the same as
     checking every candidate, but a bucket of thousands of copies (templated prompts)
     costs one check per member instead of one per member and neighbour and band.
-    Checks run on `threads` threads.
+    Checks run on `threads` threads. `keys`: the band keys of the signatures, when the
+    sketches hold those instead (`search_index`).
     """
     n = len(sketches)
     _, first, inverse = np.unique(sketches.exact, return_index=True, return_inverse=True)
@@ -39,8 +40,9 @@ def cluster(sketches: Sketches, params: MinHashParams, max_bucket: int,
     heads = np.zeros(n, dtype=bool)
     heads[first] = True
     keep = heads[sketches.sketched]
-    neighbours = BucketNeighbours(band_keys(sketches.signatures, params.bands)[keep],
-                                  sketches.sketched[keep], max_bucket)  # keys, not a copy
+    if keys is None:
+        keys = band_keys(sketches.signatures, params.bands)
+    neighbours = BucketNeighbours(keys, sketches.sketched[keep], max_bucket, rows=keep)
     checked = verified = 0
     for earlier, later in neighbours:
         apart = labels[earlier] != labels[later]  # each pair once within one iteration

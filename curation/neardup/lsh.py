@@ -23,19 +23,25 @@ class BucketNeighbours:
     later pairs it has already joined.
     """
 
-    def __init__(self, band_keys: np.ndarray, items: np.ndarray, max_bucket: int) -> None:
-        """`items`: ascending, one per row of `band_keys`."""
+    def __init__(self, band_keys: np.ndarray, items: np.ndarray, max_bucket: int,
+                 rows: np.ndarray | None = None) -> None:
+        """`items`: ascending, one per row of `band_keys` bucketed; `rows`: those rows (a
+        boolean mask; default all), picked a band at a time rather than copied whole."""
         if np.any(np.diff(items) <= 0):
             raise ValueError("bucket members must be given in ascending item order")
         self.band_keys, self.items, self.max_bucket = band_keys, items, max_bucket
+        self.rows = rows
         self.oversized = 0
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(earlier, later) item arrays, earlier < later element-wise."""
         members_of = self.items.astype(np.int64)
         for band in range(self.band_keys.shape[1]):
-            order = np.argsort(self.band_keys[:, band], kind="stable")  # bucket, then item
-            keys, members = self.band_keys[order, band], members_of[order]
+            column = self.band_keys[:, band]
+            if self.rows is not None:
+                column = column[self.rows]
+            order = np.argsort(column, kind="stable")  # bucket, then item
+            keys, members = column[order], members_of[order]
             starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
             sizes = np.diff(np.concatenate([starts, [len(keys)]]))
             self.oversized += int((sizes > self.max_bucket).sum())

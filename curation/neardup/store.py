@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from curation.core.errors import CurationError
 from curation.core.tableio import StagedWrites, open_input
@@ -16,25 +17,22 @@ from curation.neardup.minhash import Sketches
 SCHEMA = pa.schema([("id", pa.string()), ("exact", pa.uint64()), ("kind", pa.int8()),
                     ("signature", pa.list_(pa.uint32())),
                     ("shingles", pa.large_list(pa.uint32()))])
-_ROWS_PER_WRITE = 100_000
 
 
-def write_sketches(out: StagedWrites, path: Path, ids: list[str], sketches: Sketches,
-                   rows: np.ndarray) -> None:
-    """Stage the sketches of `rows` (with their `ids`), a block of rows at a time.
+def sketch_writer(out: StagedWrites, path: Path) -> pq.ParquetWriter:
+    """A staged writer of `data/signatures.parquet`, filled a block of rows at a time.
 
     Uncompressed and without dictionaries: hashes repeat too rarely for either to pay,
     and the dictionary alone made writing 3.5x slower.
     """
-    writer = out.parquet_writer(path, SCHEMA, compression="none", use_dictionary=False)
-    for start in range(0, len(rows), _ROWS_PER_WRITE):
-        block = slice(start, start + _ROWS_PER_WRITE)
-        writer.write_table(to_table(ids[block], sketches.take(rows[block])))
+    return out.parquet_writer(path, SCHEMA, compression="none", use_dictionary=False)
 
 
-def to_table(ids: list[str], sketches: Sketches) -> pa.Table:
-    """id, exact key, shingle kind, signature (null for exact-only texts) and shingles."""
-    return sketches.to_arrow().add_column(0, "id", pa.array(ids, type=pa.string())).cast(SCHEMA)
+def to_table(ids: list[str] | pa.Array, sketches: Sketches | pa.Table) -> pa.Table:
+    """id, exact key, shingle kind, signature (null for exact-only texts) and shingles;
+    `sketches` may be given as their `to_arrow` table."""
+    table = sketches if isinstance(sketches, pa.Table) else sketches.to_arrow()
+    return table.add_column(0, "id", pa.array(ids, type=pa.string())).cast(SCHEMA)
 
 
 def load_sketches(path: Path, ids: list[str]) -> Sketches:

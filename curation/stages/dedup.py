@@ -12,7 +12,7 @@ earliest in `source_priority` (unlisted sources after, by name); then the smalle
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +26,13 @@ from curation.core.engine import Engine
 from curation.core.errors import CurationError
 from curation.core.items import MESSAGE, from_arrow, response_type, user_texts, with_first_response
 from curation.core.ledger import StageLedger
+from curation.core.paths import Paths
 from curation.core.progress import bar
 from curation.core.schemas import load_schema, validate_rows
-from curation.core.tableio import StagedWrites, open_input, parquet_file
-from curation.neardup.clusters import cluster, representatives
-from curation.neardup.minhash import MinHashParams, Sketches, sketch_all
-from curation.neardup.store import write_sketches
+from curation.core.tableio import RowCursor, SpillFile, StagedWrites, open_input, parquet_file
+from curation.neardup.clusters import Clusters, cluster, representatives
+from curation.neardup.minhash import MinHashParams, Sketches, search_index, sketch_tables
+from curation.neardup.store import sketch_writer, to_table
 from curation.stages.base import Context, StageResult
 
 STAGE = "dedup"
@@ -51,12 +52,20 @@ def text_batches(path: Path, include_response: bool, batch_size: int) -> Iterato
 
 
 def sketch_table(path: Path, params: DedupParams, include_response: bool, desc: str,
-                 engine: Engine) -> Sketches:
-    """Sketches of every row's text (the prompt, or prompt and response), on the engine."""
+                 engine: Engine) -> Iterator[pa.Table]:
+    """Sketches of every row's text (the prompt, or prompt and response), on the engine,
+    as `to_arrow` tables in row order."""
     total = parquet_file(path).metadata.num_rows
     with bar(total, desc) as shown:
-        return sketch_all(text_batches(path, include_response, params.batch_size),
-                          MinHashParams.of(params), engine, shown)
+        yield from sketch_tables(text_batches(path, include_response, params.batch_size),
+                                 MinHashParams.of(params), engine, shown)
+
+
+def spilled(tables: Iterable[pa.Table], spill: SpillFile) -> Iterator[pa.Table]:
+    """`tables`, each written to `spill` as it passes."""
+    for table in tables:
+        spill.write(table)
+        yield table
 
 
 def member_rows(path: Path, rows: np.ndarray) -> pd.DataFrame:
@@ -85,15 +94,33 @@ def run(context: Context) -> StageResult:
     sketches of the kept prompts (for split) and the reports.
 
     No text is held in memory: the input is streamed for the search, once for the
-    cluster members' ids and sources, and once to write the output.
+    cluster members' ids and sources, and once to write the output. Nor are signatures:
+    the search holds their band keys, and the prompts' sketches wait in a temporary file
+    until the kept ones are written.
     """
     params, paths = context.params.dedup, context.paths
     input_path = paths.normalized
     n = open_input(input_path, "normalize", load_schema("normalized").columns).metadata.num_rows
     engine = Engine(context.params.engine.kind, context.params.engine.address, params.num_proc)
-    sketches = sketch_table(input_path, params, params.include_response, "dedup sketch", engine)
-    found = cluster(sketches, MinHashParams.of(params), params.max_bucket_size,
-                    params.num_proc)
+    with SpillFile("dedup-sketches") as prompts:
+        searched = sketch_table(input_path, params, params.include_response, "dedup sketch",
+                                engine)
+        sketches, keys = search_index(
+            searched if params.include_response else spilled(searched, prompts),
+            MinHashParams.of(params))
+        found = cluster(sketches, MinHashParams.of(params), params.max_bucket_size,
+                        params.num_proc, keys)
+        del keys
+        if params.include_response:
+            for table in sketch_table(input_path, params, False, "sketch prompts", engine):
+                prompts.write(table)
+        return _finish(context, sketches, found, prompts, n)
+
+
+def _finish(context: Context, sketches: Sketches, found: Clusters, prompts: SpillFile,
+            n: int) -> StageResult:
+    """Representatives, similarities and the outputs, from the clusters found."""
+    params, paths, input_path = context.params.dedup, context.paths, context.paths.normalized
     sizes = np.bincount(found.labels, minlength=n)[found.labels]
     in_cluster = np.flatnonzero(sizes > 1)
     members = member_rows(input_path, in_cluster).assign(label=found.labels[in_cluster])
@@ -113,20 +140,17 @@ def run(context: Context) -> StageResult:
                                    ascending=[True, False, True], kind="stable")
     clusters = clusters.assign(representative=clusters["cluster_id"],
                                similarity=clusters["similarity"].round(6))
-    prompts = sketch_table(input_path, params, False, "sketch prompts", engine) if (
-        params.include_response) else sketches
     with StagedWrites() as out:
         counts: Counter[str] = Counter()
-        rows_in, kept, kept_rows, kept_ids = _write_kept(
-            input_path, rep, sizes, members.set_index("row"), ledger, out, paths.deduped,
-            context.vocabulary.arrow_type(), counts)
+        rows_in, kept = _write_kept(
+            input_path, rep, sizes, members.set_index("row"), ledger, out, paths,
+            RowCursor(prompts.batches(_STREAM_ROWS)), context.vocabulary.arrow_type(), counts)
         ledger.count_responses(counts["in"], counts["kept"], counts["moved"],
                                identical_response=counts["identical_response"],
                                item_quarantined=counts["item_quarantined"])
         summary = ledger.summary(rows_in, kept)
         report = dedup_report(n, clusters, found.stats, params)
         out.parquet(clusters[CLUSTER_COLUMNS].reset_index(drop=True), paths.dup_clusters)
-        write_sketches(out, paths.signatures, kept_ids, prompts, kept_rows)
         ledger.write(out, paths, summary, {k: report[k] for k in (
             "exact_duplicates", "near_duplicates", "clusters", "largest_cluster")})
         out.csv(["size", "clusters"], [[int(k), v] for k, v in report["clusters_by_size"].items()],
@@ -139,13 +163,14 @@ def run(context: Context) -> StageResult:
 
 
 def _write_kept(input_path: Path, rep: np.ndarray, sizes: np.ndarray, members: pd.DataFrame,
-                ledger: StageLedger, out: StagedWrites, target: Path,
+                ledger: StageLedger, out: StagedWrites, paths: Paths, prompts: RowCursor,
                 judgments: pa.StructType, counts: Counter[str]
-                ) -> tuple[Counter[str], Counter[str], np.ndarray, list[str]]:
-    """Stream the input: representatives and singletons, validated, go to `target`, each
-    representative with the responses of its cluster's other members (an identical one
-    once); those members go to the ledger as duplicates. Returns the rows in and the rows
-    kept, per source, and the kept rows' positions and ids.
+                ) -> tuple[Counter[str], Counter[str]]:
+    """Stream the input: representatives and singletons, validated, go to the deduped
+    table, each representative with the responses of its cluster's other members (an
+    identical one once), and its prompt's sketch (read in step from `prompts`) to the
+    signatures; those members go to the ledger as duplicates. Returns the rows in and the
+    rows kept, per source.
 
     Rows stay arrow tables: only the representatives that gain responses are turned into
     Python objects, and pandas sees a batch only to validate it and to record drops.
@@ -155,16 +180,16 @@ def _write_kept(input_path: Path, rep: np.ndarray, sizes: np.ndarray, members: p
     joining_rows = np.array(sorted(joining), dtype=np.int64)
     response_list = pa.list_(response_type(judgments))
     writer = None
+    signatures = sketch_writer(out, paths.signatures)
     rows_in: Counter[str] = Counter()
     kept: Counter[str] = Counter()
-    kept_rows: list[np.ndarray] = []
-    kept_ids: list[str] = []
     start = 0
     for batch in parquet_file(input_path).iter_batches(batch_size=_STREAM_ROWS):
         table = _typed(pa.Table.from_batches([batch]), {"messages": pa.list_(MESSAGE),
                                                         "responses": response_list})
         rows = np.arange(start, start + batch.num_rows)
         start += batch.num_rows
+        sketched = prompts.take(batch.num_rows)
         rows_in.update(table["source"].to_pylist())
         counts["in"] += _responses_in(table)
         is_rep = rep[rows] == rows
@@ -177,6 +202,7 @@ def _write_kept(input_path: Path, rep: np.ndarray, sizes: np.ndarray, members: p
                         detail=pd.Series([f"jaccard {s:.3f}" for s in info["similarity"]]))
         rows = rows[is_rep]
         table = table.filter(is_rep)
+        sketched = sketched.filter(is_rep)
         joins = np.flatnonzero(np.isin(rows, joining_rows))
         if len(joins):
             merged = [_union(own, joining[int(rows[j])], counts) for own, j in zip(
@@ -196,15 +222,14 @@ def _write_kept(input_path: Path, rep: np.ndarray, sizes: np.ndarray, members: p
             counts["item_quarantined"] += _responses_in(quarantined)
         table = table.filter(passed)
         counts["kept"] += _responses_in(table)
-        kept_rows.append(rows[passed])
-        kept_ids.extend(table["id"].to_pylist())
+        signatures.write_table(to_table(table["id"].combine_chunks(), sketched.filter(passed)))
         if writer is None:
-            writer = out.parquet_writer(target, table.schema)
+            writer = out.parquet_writer(paths.deduped, table.schema)
         writer.write_table(table.cast(writer.schema))
         kept.update(table["source"].to_pylist())
     if writer is None:
         raise CurationError("the normalized table is empty", file=str(input_path))
-    return rows_in, kept, np.concatenate(kept_rows), kept_ids
+    return rows_in, kept
 
 
 def _typed(table: pa.Table, types: dict[str, pa.DataType]) -> pa.Table:

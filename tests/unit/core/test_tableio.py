@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curation.core.tableio import StagedWrites, parquet_file
+from curation.core.tableio import RowCursor, SpillFile, StagedWrites, parquet_file
 
 
 def test_a_failed_block_leaves_no_file_and_no_folder_it_made(tmp_path: Path) -> None:
@@ -51,3 +51,24 @@ def test_a_streamed_file_is_not_held_whole(tmp_path: Path) -> None:
         del batch
     assert len(held) == 40
     assert max(held) < 10 * 2**20, f"arrow memory grew to {max(held) / 2**20:.0f} MB"
+
+
+def test_a_spill_file_reads_back_in_order_and_is_removed_on_close(tmp_path: Path) -> None:
+    with SpillFile("test") as spill:
+        assert list(spill.batches(10)) == [] and spill.path is None
+        spill.write(pa.table({"a": pa.array([1, 2], pa.int32())}))
+        spill.write(pa.table({"a": pa.array([3], pa.int64())}))  # cast to the first schema
+        folder = spill.path.parent
+        read = pa.Table.from_batches(list(spill.batches(2)))
+        assert read["a"].to_pylist() == [1, 2, 3] and read.schema.field("a").type == pa.int32()
+        assert spill.rows == 3
+    assert not folder.exists()
+
+
+def test_a_row_cursor_takes_any_count_whatever_the_batch_sizes() -> None:
+    batches = [pa.record_batch({"a": pa.array(range(start, stop), pa.int64())})
+               for start, stop in [(0, 3), (3, 4), (4, 9), (9, 9), (9, 12)]]
+    cursor = RowCursor(batches)
+    taken = [cursor.take(count)["a"].to_pylist() for count in (2, 4, 0, 3, 5)]
+    assert taken == [[0, 1], [2, 3, 4, 5], [], [6, 7, 8], [9, 10, 11]]
+    assert cursor.take(1).num_rows == 0

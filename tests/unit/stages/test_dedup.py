@@ -6,8 +6,13 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, curate, set_params, write, write_source
+
+from curation.core.config import load_params
+from curation.neardup.minhash import MinHashParams, sketch
+from curation.neardup.store import to_table
 
 
 def dedup_fixture(project: Path, rows: list[dict], **params: object) -> dict:
@@ -154,3 +159,19 @@ def test_worker_count_does_not_change_the_output(built: Path, tmp_path: Path) ->
                  "reports/dedup.json",
                  "data/dropped/dedup.parquet"):
         assert (project / name).read_bytes() == (built / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("include_response", [False, True])
+def test_the_saved_sketches_are_the_kept_prompts_own(project: Path,
+                                                      include_response: bool) -> None:
+    """Sketched two at a time and spilled, the saved rows are each kept item's prompt's
+    sketch (not its prompt and response), in the order of the kept table."""
+    rows = [{"src": "a", "prompt": f"{BASE} number {i} of them", "response": f"answer {i % 2}"}
+            for i in range(7)] + [{"src": "b", "prompt": BASE, "response": None},
+                                  {"src": "b", "prompt": BASE + "!", "response": None}]
+    dedup_fixture(project, rows, include_response=include_response, batch_size=2)
+    kept = pd.read_parquet(project / "data" / "deduped.parquet")
+    saved = pq.read_table(project / "data" / "signatures.parquet")
+    assert saved["id"].to_pylist() == kept["id"].tolist() and len(kept) < len(rows)
+    params = MinHashParams.of(load_params(project / "params.yaml").params.dedup)
+    assert saved.equals(to_table(kept["id"].tolist(), sketch(kept["prompt"].tolist(), params)))
