@@ -8,20 +8,17 @@ contaminated, each with why) in `data/dropped/<stage>.parquet`, and its counts i
 from __future__ import annotations
 
 import json
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from curation.core.errors import CurationError
 from curation.core.metrics import Figures, flat
 from curation.core.paths import Paths
-from curation.core.tableio import StagedWrites, parquet_file
+from curation.core.tableio import SpillFile, StagedWrites
 
 STAGES = ("pull", "normalize", "dedup", "families", "label", "redact", "split", "release")
 OUTCOMES = ("filtered", "quarantined", "duplicate", "merged", "contaminated")
@@ -41,8 +38,7 @@ class StageLedger:
         self.stage = stage
         self._parts: list[pd.DataFrame] = []
         self._held = 0
-        self._spill: tempfile.TemporaryDirectory[str] | None = None
-        self._spill_writer: pq.ParquetWriter | None = None
+        self._spill = SpillFile(f"ledger-{stage}")
         self._reasons: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self._sources: Counter[str] = Counter()
         self._responses: dict[str, Any] | None = None
@@ -82,36 +78,25 @@ class StageLedger:
             self._spill_parts()
 
     def _spill_parts(self) -> None:
-        table = pa.Table.from_pandas(pd.concat(self._parts, ignore_index=True),
-                                     preserve_index=False)
-        if self._spill_writer is None:
-            self._spill = tempfile.TemporaryDirectory(prefix=f"ledger-{self.stage}-")
-            self._spill_writer = pq.ParquetWriter(Path(self._spill.name) / "dropped.parquet",
-                                                  table.schema, compression="none")
-        self._spill_writer.write_table(table.cast(self._spill_writer.schema))
+        self._spill.write(pa.Table.from_pandas(pd.concat(self._parts, ignore_index=True),
+                                               preserve_index=False))
         self._parts, self._held = [], 0
 
     def _tables(self) -> Iterator[pa.Table]:
         """The dropped rows in order, a part at a time: the spilled ones, then the held."""
-        if self._spill_writer is not None and self._spill is not None:
-            self._spill_writer.close()
-            spilled = parquet_file(Path(self._spill.name) / "dropped.parquet")
-            for group in range(spilled.num_row_groups):
-                yield spilled.read_row_group(group)
-            self._spill_writer = None
+        yield from self._spill.row_groups()
         if self._parts:
             yield pa.Table.from_pandas(pd.concat(self._parts, ignore_index=True),
                                        preserve_index=False)
 
     def dropped(self) -> pd.DataFrame:
         """Every dropped row (in memory: for a stage whose drops are few)."""
-        if self._spill is None:
+        if not self._spill.rows:
             if not self._parts:
                 return pd.DataFrame({c: pd.Series(dtype="str") for c in DROPPED_COLUMNS})
             return pd.concat(self._parts, ignore_index=True)
         frame = pa.concat_tables(list(self._tables())).to_pandas()
-        self._spill.cleanup()
-        self._spill = None
+        self._spill.close()
         return frame
 
     def summary(self, rows_in: Counter[str], kept: Counter[str]) -> dict[str, Any]:
@@ -138,15 +123,14 @@ class StageLedger:
               figures: dict[str, Any] | None = None) -> None:
         """Stage the dropped rows and the counts beside the stage's other outputs, and the
         stage's metrics: its ledger in numbers and the stage's own `figures`."""
-        if self._spill is None:
+        if not self._spill.rows:
             out.parquet(self.dropped(), paths.dropped(self.stage))
         else:
             writer = None
             for table in self._tables():
                 writer = writer or out.parquet_writer(paths.dropped(self.stage), table.schema)
                 writer.write_table(table.cast(writer.schema))
-            self._spill.cleanup()
-            self._spill = None
+            self._spill.close()
         out.json(summary, paths.stage_ledger(self.stage))
         out.json({**ledger_figures(summary), **flat(figures or {})}, paths.metrics(self.stage))
 

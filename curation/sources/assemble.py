@@ -15,7 +15,6 @@ import heapq
 import itertools
 import pickle
 import re
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from operator import itemgetter
@@ -29,7 +28,7 @@ import pyarrow.parquet as pq
 from curation.core.items import ROLES, item_id
 from curation.core.judgments import Vocabulary
 from curation.core.progress import bar
-from curation.core.tableio import parquet_file
+from curation.core.tableio import SpillFile
 from curation.sources.fields import MISSING, lookup
 from curation.sources.inputs import InputFile
 from curation.sources.readers import Problem, Record
@@ -219,8 +218,7 @@ class _TurnRuns:
         self.batch_size = batch_size
         self.held: list[tuple[int, int, tuple[Any, Record]]] = []  # (number, seq, turn)
         self.seq = 0
-        self.spill: tempfile.TemporaryDirectory[str] | None = None
-        self.writer: pq.ParquetWriter | None = None
+        self.spill = SpillFile("pull-turns")
         self.runs = 0
         self.header: dict[str, Any] | None = None
 
@@ -232,12 +230,8 @@ class _TurnRuns:
             self._write_run()
 
     def _write_run(self) -> None:
-        if self.writer is None:
-            self.spill = tempfile.TemporaryDirectory(prefix="pull-turns-")
-            self.writer = pq.ParquetWriter(Path(self.spill.name) / "runs.parquet",
-                                           _RUN_SCHEMA, compression="none")
         self.held.sort(key=itemgetter(0))  # stable: read order kept within a conversation
-        self.writer.write_table(pa.table({
+        self.spill.write(pa.table({
             "number": pa.array([t[0] for t in self.held], pa.int64()),
             "seq": pa.array([t[1] for t in self.held], pa.int64()),
             "turn": pa.array([pickle.dumps((t[2][0], dataclasses.replace(t[2][1], header=None)),
@@ -252,9 +246,8 @@ class _TurnRuns:
         self.held.sort(key=itemgetter(0))
         runs: list[Iterator[tuple[int, int, tuple[Any, Record]]]] = [iter(self.held)]
         try:
-            if self.writer is not None and self.spill is not None:
-                self.writer.close()
-                spilled = parquet_file(Path(self.spill.name) / "runs.parquet")
+            spilled = self.spill.reader()
+            if spilled is not None:
                 # About `batch_size` turns in memory across all runs while merging.
                 step = max(64, self.batch_size // (self.runs + 1))
                 runs += [_read_run(spilled, group, step, self.header)
@@ -263,8 +256,7 @@ class _TurnRuns:
             for number, group in itertools.groupby(merged, key=itemgetter(0)):
                 yield number, [turn for _, _, turn in group]
         finally:
-            if self.spill is not None:
-                self.spill.cleanup()
+            self.spill.close()
 
 
 _RUN_SCHEMA = pa.schema([("number", pa.int64()), ("seq", pa.int64()),

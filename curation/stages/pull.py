@@ -10,7 +10,6 @@ conversation; an item whose conversation the source already gave is merged into 
 
 from __future__ import annotations
 
-import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from curation.core.judgments import Vocabulary
 from curation.core.ledger import StageLedger, ledger_figures
 from curation.core.progress import bar
 from curation.core.schemas import load_schema, validate_rows
-from curation.core.tableio import StagedWrites, parquet_file
+from curation.core.tableio import SpillFile, StagedWrites
 from curation.core.text import clean_text
 from curation.sources.assemble import CONTRAST_KEY, Assembled, Contrasts, assemble
 from curation.sources.inputs import InputFile, input_files
@@ -125,8 +124,8 @@ def pull_source(source: Source, cache: Path, roots: list[Path], vocabulary: Voca
     record ids, all of which need the whole source.
     """
     files = list(input_files(source, cache, roots))
-    with tempfile.TemporaryDirectory(prefix=f"pull-{source.name}-") as tmp:
-        spool = _Spool(Path(tmp) / "items.parquet", vocabulary, batch_size)
+    with SpillFile(f"pull-{source.name}") as spill:
+        spool = _Spool(spill, vocabulary, batch_size)
         rows_in, missing = _read(source, files, vocabulary, spool, ledger)
         kept = _write(source, spool, vocabulary, ledger, writer)
     pin = _pin(source, files)
@@ -140,11 +139,10 @@ class _Spool:
     the keys the second pass needs: item ids and record ids (as 64-bit numbers), contrast
     keys, and the response counts so far."""
 
-    def __init__(self, path: Path, vocabulary: Vocabulary, batch_size: int) -> None:
-        self.path, self.batch_size = path, batch_size
+    def __init__(self, spill: SpillFile, vocabulary: Vocabulary, batch_size: int) -> None:
+        self.spill, self.batch_size = spill, batch_size
         self.judgments = vocabulary.arrow_type()
         self.schema = raw_schema(vocabulary).append(pa.field(CONTRAST_KEY, pa.large_string()))
-        self.writer = pq.ParquetWriter(path, self.schema, compression="none")
         self.items: list[dict[str, Any]] = []
         self.problems: list[dict[str, Any]] = []
         self.merged: list[dict[str, Any]] = []
@@ -189,7 +187,7 @@ class _Spool:
             columns = [*RAW_COLUMNS, CONTRAST_KEY]
             frame = pd.DataFrame(self.items, columns=columns).astype(
                 {c: "str" for c in columns if c not in ("messages", "responses")})
-            self.writer.write_table(to_arrow(frame, self.judgments).cast(self.schema))
+            self.spill.write(to_arrow(frame, self.judgments).cast(self.schema))
             self.ids.append(np.array([int(i, 16) for i in frame["id"]], dtype=np.uint64))
             self.record_keys.append(np.array([hash(r) for r in frame["source_record_id"]],
                                              dtype=np.int64))
@@ -198,7 +196,7 @@ class _Spool:
     def batches(self) -> Iterator[tuple[int, pa.Table]]:
         """The items written, in order, with the position of each batch's first row."""
         start = 0
-        for batch in parquet_file(self.path).iter_batches(batch_size=self.batch_size):
+        for batch in self.spill.batches(self.batch_size):
             yield start, pa.Table.from_batches([batch], schema=self.schema)
             start += batch.num_rows
 
@@ -234,7 +232,6 @@ def _read(source: Source, files: list[InputFile], vocabulary: Vocabulary, spool:
         if gaps:
             missing[file.name] = gaps
     spool.flush(ledger)
-    spool.writer.close()
     return rows_in, missing
 
 
