@@ -10,6 +10,7 @@ has labels without annotators.
     .venv/bin/python benchmarks/pipeline.py --n 10000
     .venv/bin/python benchmarks/pipeline.py --n 100000 --stages pull normalize dedup
     .venv/bin/python benchmarks/pipeline.py --n 10000 --keep /tmp/bench   # keep the project
+    .venv/bin/python benchmarks/pipeline.py --n 10000 --keep /tmp/bench --resume --stages dedup
     .venv/bin/python benchmarks/pipeline.py --n 100000 --engine ray --compare /tmp/bench
 
 `--engine ray` starts a two-node Ray cluster on this machine (one CPU per node) unless
@@ -193,17 +194,23 @@ def main() -> None:
     parser.add_argument("--stages", nargs="+", default=STAGES, choices=STAGES)
     parser.add_argument("--keep", type=Path, help="build here and keep it (default: a "
                         "temporary folder, removed)")
+    parser.add_argument("--resume", action="store_true", help="run --stages in the build "
+                        "kept at --keep, on its earlier stages' outputs (to time one stage "
+                        "again, before and after a change)")
     parser.add_argument("--engine", choices=["local", "ray"], default="local")
     parser.add_argument("--address", help="a running Ray cluster (default: start two nodes)")
     parser.add_argument("--compare", type=Path, help="a build of the same --n and --seed "
                         "kept with --keep: report whether every output has the same bytes")
     args = parser.parse_args()
+    if args.resume and not (args.keep and (args.keep / "params.yaml").exists()):
+        parser.error("--resume needs --keep naming a kept build")
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
-    if args.keep:
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
     started = time.perf_counter()
-    project(folder, args.n, args.seed)
+    if not args.resume:
+        if args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+        project(folder, args.n, args.seed)
     cluster = None
     if args.engine == "ray":
         address = args.address
@@ -217,8 +224,9 @@ def main() -> None:
         params["engine"] = {"kind": "ray", "address": address}
         (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     print(f"synthetic corpus: {args.n} records + {args.n // 20} conversations "
-          f"({time.perf_counter() - started:.1f} s to write); engine: {args.engine}; "
-          f"{psutil.cpu_count()} cores")
+          + (f"(resumed in {folder})" if args.resume else
+             f"({time.perf_counter() - started:.1f} s to write)")
+          + f"; engine: {args.engine}; {psutil.cpu_count()} cores")
     print(f"{'stage':<10}{'seconds':>9}{'items/s':>10}{'peak RSS':>10}"
           + (f"{'ray workers':>13}" if args.engine == "ray" else ""))
     try:
