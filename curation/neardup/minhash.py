@@ -423,21 +423,25 @@ def sketch_tables(batches: Iterable[pa.Array], params: MinHashParams, engine: En
                           progress)
 
 
-def search_index(tables: Iterable[pa.Table], params: MinHashParams
+def search_index(tables: Iterable[pa.Table], params: MinHashParams, texts: int
                  ) -> tuple[Sketches, np.ndarray]:
-    """What the near-duplicate search holds of `sketch_tables`' output: the sketches
-    without their signatures, and the signatures' LSH band keys, which are all the search
-    needs of them (bands x 8 bytes a text instead of num_perm x 4: 128 against 512 at
-    the default params, 3.8 GB less at 10M texts)."""
+    """What the near-duplicate search holds of `sketch_tables`' output for `texts` texts:
+    the sketches without their signatures, and the signatures' LSH band keys, which are
+    all the search needs of them (bands x 8 bytes a text instead of num_perm x 4: 128
+    against 512 at the default params, 3.8 GB less at 10M texts). The keys are written
+    into one array as they arrive, not gathered and then copied."""
     parts: list[Sketches] = []
-    keys: list[np.ndarray] = []
+    keys = np.empty((texts, params.bands[0]), dtype=np.uint64)
+    filled = 0
     for table in tables:
         part = Sketches.from_arrow(table)
-        keys.append(band_keys(part.signatures.reshape(-1, params.num_perm), params.bands))
+        count = len(part.sketched)
+        keys[filled:filled + count] = band_keys(part.signatures.reshape(-1, params.num_perm),
+                                                params.bands)
+        filled += count
         parts.append(dataclasses.replace(part, signatures=_NO_SIGNATURES))
     if not parts:
-        return dataclasses.replace(sketch([], params), signatures=_NO_SIGNATURES), np.empty(
-            (0, params.bands[0]), dtype=np.uint64)
+        return dataclasses.replace(sketch([], params), signatures=_NO_SIGNATURES), keys[:0]
     starts = np.cumsum([0, *(len(p.exact) for p in parts[:-1])])
     held = Sketches(
         exact=np.concatenate([p.exact for p in parts]),
@@ -447,4 +451,4 @@ def search_index(tables: Iterable[pa.Table], params: MinHashParams
         shingles=np.concatenate([p.shingles for p in parts]),
         lengths=np.concatenate([p.lengths for p in parts]),
     )
-    return held, np.concatenate(keys)
+    return held, keys[:filled]  # rows past `filled` were never touched: no memory

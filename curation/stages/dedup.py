@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,8 @@ from curation.neardup.store import sketch_writer, to_table
 from curation.stages.base import Context, StageResult
 
 STAGE = "dedup"
-_STREAM_ROWS = 100_000  # rows per batch when streaming the output
+_STREAM_ROWS = 25_000  # rows per batch when streaming the output (a batch of dropped rows is
+                       # held as Python objects for the ledger: about 2 KB a row)
 CLUSTER_COLUMNS = ["cluster_id", "id", "representative", "is_representative", "match",
                    "similarity", "source"]
 
@@ -107,7 +109,7 @@ def run(context: Context) -> StageResult:
                                 engine)
         sketches, keys = search_index(
             searched if params.include_response else spilled(searched, prompts),
-            MinHashParams.of(params))
+            MinHashParams.of(params), n)
         found = cluster(sketches, MinHashParams.of(params), params.max_bucket_size,
                         params.num_proc, keys)
         del keys
@@ -177,7 +179,7 @@ def _write_kept(input_path: Path, rep: np.ndarray, sizes: np.ndarray, members: p
     """
     schema = load_schema("deduped")
     joining = _joining(input_path, members, rep)
-    joining_rows = np.array(sorted(joining), dtype=np.int64)
+    joining_rows = np.unique(joining.rows)
     response_list = pa.list_(response_type(judgments))
     writer = None
     signatures = sketch_writer(out, paths.signatures)
@@ -205,7 +207,7 @@ def _write_kept(input_path: Path, rep: np.ndarray, sizes: np.ndarray, members: p
         sketched = sketched.filter(is_rep)
         joins = np.flatnonzero(np.isin(rows, joining_rows))
         if len(joins):
-            merged = [_union(own, joining[int(rows[j])], counts) for own, j in zip(
+            merged = [_union(own, joining.of(int(rows[j])), counts) for own, j in zip(
                 table["responses"].take(joins).to_pylist(), joins.tolist(), strict=True)]
             table = table.set_column(table.column_names.index("responses"), "responses",
                                      _spliced(table["responses"], joins,
@@ -251,23 +253,43 @@ def _spliced(column: pa.ChunkedArray, at: np.ndarray, values: pa.Array) -> pa.Ar
     return pa.concat_arrays([*column.chunks, values]).take(pa.array(picks))
 
 
-def _joining(path: Path, members: pd.DataFrame, rep: np.ndarray
-             ) -> dict[int, list[dict[str, Any]]]:
-    """Per representative row, the responses of its cluster's other members, read from
-    the table for just the members that have some."""
+@dataclass
+class _Joining:
+    """The responses of cluster members that move to their representative, in arrow
+    (Python objects only for a batch's representatives as they are written): `rows`, the
+    representative's row of each response, ascending; `responses` in that order, member
+    by member in row order within a representative."""
+
+    rows: np.ndarray
+    responses: pa.Array
+
+    def of(self, row: int) -> list[dict[str, Any]]:
+        lo, hi = np.searchsorted(self.rows, [row, row + 1])
+        return self.responses.slice(lo, hi - lo).to_pylist()
+
+
+def _joining(path: Path, members: pd.DataFrame, rep: np.ndarray) -> _Joining:
+    """The responses joining representatives, read from the table for just the members
+    that have some."""
     moving = np.sort(members.index[members["has_response"].to_numpy()
                                    & (rep[members.index] != members.index)].to_numpy())
-    joining: dict[int, list[dict[str, Any]]] = {}
+    owners: list[np.ndarray] = []
+    parts: list[pa.Array] = []
     start = 0
     for batch in parquet_file(path).iter_batches(batch_size=_STREAM_ROWS,
                                                     columns=["responses"]):
         lo, hi = np.searchsorted(moving, [start, start + batch.num_rows])
         if hi > lo:
-            picked = batch.column(0).take(pa.array(moving[lo:hi] - start)).to_pylist()
-            for row, responses in zip(moving[lo:hi].tolist(), picked, strict=True):
-                joining.setdefault(int(rep[row]), []).extend(responses)
+            picked = batch.column(0).take(pa.array(moving[lo:hi] - start))
+            lengths = pc.list_value_length(picked).fill_null(0).to_numpy(zero_copy_only=False)
+            owners.append(np.repeat(rep[moving[lo:hi]], lengths))
+            parts.append(pc.list_flatten(picked))
         start += batch.num_rows
-    return joining
+    if not parts:
+        return _Joining(np.empty(0, dtype=np.int64), pa.array([]))
+    rows = np.concatenate(owners)
+    order = np.argsort(rows, kind="stable")
+    return _Joining(rows[order], pa.chunked_array(parts).take(pa.array(order)).combine_chunks())
 
 
 def _union(own: list[dict[str, Any]], joining: list[dict[str, Any]],
@@ -275,11 +297,13 @@ def _union(own: list[dict[str, Any]], joining: list[dict[str, Any]],
     """An item's responses and those joining it from duplicates; an identical response
     (same text and model) is kept once."""
     union = list(own)
+    seen = {(r["text"], r["model"]) for r in own}
     for response in joining:
-        if any(r["text"] == response["text"] and r["model"] == response["model"]
-               for r in union):
+        key = (response["text"], response["model"])
+        if key in seen:
             counts["identical_response"] += 1
         else:
+            seen.add(key)
             union.append(response)
             counts["moved"] += 1
     return union
