@@ -11,6 +11,7 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from curation.core.progress import bar
 from curation.neardup.lsh import BucketNeighbours
 from curation.neardup.minhash import SHINGLE_KINDS, MinHashParams, Sketches, band_keys
 
@@ -44,15 +45,19 @@ def cluster(sketches: Sketches, params: MinHashParams, max_bucket: int,
         keys = band_keys(sketches.signatures, params.bands)
     neighbours = BucketNeighbours(keys, sketches.sketched[keep], max_bucket, rows=keep)
     checked = verified = 0
-    for earlier, later in neighbours:
-        apart = labels[earlier] != labels[later]  # each pair once within one iteration
-        if not apart.any():
-            continue
-        pairs = np.column_stack([earlier[apart], later[apart]])
-        similar = sketches.jaccards(pairs, threads) >= params.threshold
-        checked += len(pairs)
-        verified += int(similar.sum())
-        labels = joined(labels, pairs[similar])
+    with bar(None, "near-duplicate search", unit=" pairs checked") as shown:
+        for earlier, later in neighbours:
+            apart = labels[earlier] != labels[later]  # each pair once within one iteration
+            if not apart.any():
+                continue
+            pairs = np.column_stack([earlier[apart], later[apart]])
+            similar = sketches.jaccards(pairs, threads) >= params.threshold
+            checked += len(pairs)
+            verified += int(similar.sum())
+            labels = joined(labels, pairs[similar])
+            shown.set_description(f"near-duplicate search (band {neighbours.band + 1} of "
+                                  f"{params.bands[0]})", refresh=False)
+            shown.update(len(pairs))
     kinds = np.bincount(sketches.kinds, minlength=len(SHINGLE_KINDS))
     stats = {
         "shingle_kinds": {kind: int(kinds[k]) for k, kind in enumerate(SHINGLE_KINDS)},

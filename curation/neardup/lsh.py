@@ -32,11 +32,13 @@ class BucketNeighbours:
         self.band_keys, self.items, self.max_bucket = band_keys, items, max_bucket
         self.rows = rows
         self.oversized = 0
+        self.band = 0  # the band being iterated
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(earlier, later) item arrays, earlier < later element-wise."""
         members_of = self.items.astype(np.int64)
         for band in range(self.band_keys.shape[1]):
+            self.band = band
             column = self.band_keys[:, band]
             if self.rows is not None:
                 column = column[self.rows]
