@@ -128,6 +128,7 @@ def project(folder: Path, n: int, seed: int) -> Path:
     """A project with the repository's params and schemas and the two synthetic sources."""
     shutil.copytree(REPO / "schemas", folder / "schemas")
     shutil.copy(REPO / "params.yaml", folder / "params.yaml")
+    (folder / "corpus.json").write_text(json.dumps({"n": n, "seed": seed}))  # for --resume
     records, turns = corpus(n, seed)
     data = folder / "raw"
     data.mkdir()
@@ -202,8 +203,10 @@ def main() -> None:
     parser.add_argument("--compare", type=Path, help="a build of the same --n and --seed "
                         "kept with --keep: report whether every output has the same bytes")
     args = parser.parse_args()
-    if args.resume and not (args.keep and (args.keep / "params.yaml").exists()):
-        parser.error("--resume needs --keep naming a kept build")
+    if args.resume:
+        if not (args.keep and (args.keep / "corpus.json").exists()):
+            parser.error("--resume needs --keep naming a kept build")
+        args.n = json.loads((args.keep / "corpus.json").read_text())["n"]
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     started = time.perf_counter()
     if not args.resume:
@@ -212,17 +215,16 @@ def main() -> None:
             folder.mkdir(parents=True)
         project(folder, args.n, args.seed)
     cluster = None
-    if args.engine == "ray":
-        address = args.address
-        if address is None:
-            from ray.cluster_utils import Cluster
+    address = args.address
+    if args.engine == "ray" and address is None:
+        from ray.cluster_utils import Cluster
 
-            cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-            cluster.add_node(num_cpus=1)
-            address = cluster.address
-        params = yaml.safe_load((folder / "params.yaml").read_text())
-        params["engine"] = {"kind": "ray", "address": address}
-        (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+        cluster.add_node(num_cpus=1)
+        address = cluster.address
+    params = yaml.safe_load((folder / "params.yaml").read_text())
+    params["engine"] = {"kind": args.engine, "address": address}  # a resumed build's too
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     print(f"synthetic corpus: {args.n} records + {args.n // 20} conversations "
           + (f"(resumed in {folder})" if args.resume else
              f"({time.perf_counter() - started:.1f} s to write)")

@@ -41,6 +41,7 @@ class SpillFile:
         self.rows = 0
         self._folder: tempfile.TemporaryDirectory[str] | None = None
         self._writer: pq.ParquetWriter | None = None
+        self._sealed = False
 
     @property
     def path(self) -> Path | None:
@@ -48,6 +49,8 @@ class SpillFile:
 
     def write(self, table: pa.Table, row_group_size: int | None = None) -> None:
         """Append `table` (one row group per `row_group_size` rows; default: arrow's)."""
+        if self._sealed:
+            raise RuntimeError(f"spill file {self.prefix}: written after it was read")
         if self._writer is None:
             self._folder = tempfile.TemporaryDirectory(prefix=f"{self.prefix}-")
             self._writer = pq.ParquetWriter(self.path, table.schema, compression="none")
@@ -59,6 +62,7 @@ class SpillFile:
         be written after."""
         if self._writer is not None:
             self._writer.close()
+            self._sealed = True
         return None if self.path is None else parquet_file(self.path)
 
     def batches(self, batch_size: int, columns: list[str] | None = None
@@ -75,18 +79,47 @@ class SpillFile:
             yield reader.read_row_group(group)
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        if self._folder is not None:
-            self._folder.cleanup()
-        self._writer = self._folder = None
-        self.rows = 0
+        try:
+            if self._writer is not None:
+                self._writer.close()
+        finally:
+            if self._folder is not None:
+                self._folder.cleanup()
+            self._writer = self._folder = None
+            self.rows = 0
 
     def __enter__(self) -> SpillFile:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class RowGroups:
+    """Tables of any sizes to a parquet writer as row groups of exactly `rows` rows (the
+    last one fewer), so a file's layout does not depend on the batches it was built from;
+    `close` writes what is held."""
+
+    def __init__(self, writer: pq.ParquetWriter, rows: int) -> None:
+        self.writer, self.rows = writer, rows
+        self._held: list[pa.Table] = []
+        self._count = 0
+
+    def write(self, table: pa.Table) -> None:
+        if table.num_rows:
+            self._held.append(table.cast(self.writer.schema))
+            self._count += table.num_rows
+        if self._count >= self.rows:
+            whole = pa.concat_tables(self._held)
+            cut = self._count - self._count % self.rows
+            self.writer.write_table(whole.slice(0, cut), row_group_size=self.rows)
+            rest = whole.slice(cut)
+            self._held, self._count = ([rest] if rest.num_rows else []), rest.num_rows
+
+    def close(self) -> None:
+        if self._held:
+            self.writer.write_table(pa.concat_tables(self._held), row_group_size=self.rows)
+        self._held, self._count = [], 0
 
 
 class RowCursor:

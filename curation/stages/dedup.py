@@ -30,15 +30,21 @@ from curation.core.ledger import StageLedger
 from curation.core.paths import Paths
 from curation.core.progress import bar
 from curation.core.schemas import load_schema, validate_rows
-from curation.core.tableio import RowCursor, SpillFile, StagedWrites, open_input, parquet_file
+from curation.core.tableio import (
+    RowCursor,
+    RowGroups,
+    SpillFile,
+    StagedWrites,
+    open_input,
+    parquet_file,
+)
 from curation.neardup.clusters import Clusters, cluster, representatives
 from curation.neardup.minhash import MinHashParams, Sketches, search_index, sketch_tables
 from curation.neardup.store import sketch_writer, to_table
 from curation.stages.base import Context, StageResult
 
 STAGE = "dedup"
-_STREAM_ROWS = 25_000  # rows per batch when streaming the output (a batch of dropped rows is
-                       # held as Python objects for the ledger: about 2 KB a row)
+_ROWS_PER_GROUP = 25_000  # of the deduped table, whatever the batches it is built from
 CLUSTER_COLUMNS = ["cluster_id", "id", "representative", "is_representative", "match",
                    "similarity", "source"]
 
@@ -70,11 +76,11 @@ def spilled(tables: Iterable[pa.Table], spill: SpillFile) -> Iterator[pa.Table]:
         yield table
 
 
-def member_rows(path: Path, rows: np.ndarray) -> pd.DataFrame:
+def member_rows(path: Path, rows: np.ndarray, batch_size: int) -> pd.DataFrame:
     """id, source and whether there is a response, for the given (sorted) rows."""
     parts = []
     start = 0
-    for batch in parquet_file(path).iter_batches(batch_size=_STREAM_ROWS,
+    for batch in parquet_file(path).iter_batches(batch_size=batch_size,
                                                     columns=["id", "source", "responses"]):
         lo, hi = np.searchsorted(rows, [start, start + batch.num_rows])
         if hi > lo:
@@ -125,7 +131,8 @@ def _finish(context: Context, sketches: Sketches, found: Clusters, prompts: Spil
     params, paths, input_path = context.params.dedup, context.paths, context.paths.normalized
     sizes = np.bincount(found.labels, minlength=n)[found.labels]
     in_cluster = np.flatnonzero(sizes > 1)
-    members = member_rows(input_path, in_cluster).assign(label=found.labels[in_cluster])
+    members = member_rows(input_path, in_cluster, params.batch_size).assign(
+        label=found.labels[in_cluster])
     rep = np.arange(n)
     rep[in_cluster] = representatives(members, params.source_priority).to_numpy()
     members["representative_row"] = rep[in_cluster]
@@ -146,7 +153,8 @@ def _finish(context: Context, sketches: Sketches, found: Clusters, prompts: Spil
         counts: Counter[str] = Counter()
         rows_in, kept = _write_kept(
             input_path, rep, sizes, members.set_index("row"), ledger, out, paths,
-            RowCursor(prompts.batches(_STREAM_ROWS)), context.vocabulary.arrow_type(), counts)
+            RowCursor(prompts.batches(params.batch_size)), context.vocabulary.arrow_type(),
+            counts, params.batch_size)
         ledger.count_responses(counts["in"], counts["kept"], counts["moved"],
                                identical_response=counts["identical_response"],
                                item_quarantined=counts["item_quarantined"])
@@ -166,7 +174,7 @@ def _finish(context: Context, sketches: Sketches, found: Clusters, prompts: Spil
 
 def _write_kept(input_path: Path, rep: np.ndarray, sizes: np.ndarray, members: pd.DataFrame,
                 ledger: StageLedger, out: StagedWrites, paths: Paths, prompts: RowCursor,
-                judgments: pa.StructType, counts: Counter[str]
+                judgments: pa.StructType, counts: Counter[str], batch_size: int
                 ) -> tuple[Counter[str], Counter[str]]:
     """Stream the input: representatives and singletons, validated, go to the deduped
     table, each representative with the responses of its cluster's other members (an
@@ -178,7 +186,7 @@ def _write_kept(input_path: Path, rep: np.ndarray, sizes: np.ndarray, members: p
     Python objects, and pandas sees a batch only to validate it and to record drops.
     """
     schema = load_schema("deduped")
-    joining = _joining(input_path, members, rep)
+    joining = _joining(input_path, members, rep, batch_size)
     joining_rows = np.unique(joining.rows)
     response_list = pa.list_(response_type(judgments))
     writer = None
@@ -186,7 +194,7 @@ def _write_kept(input_path: Path, rep: np.ndarray, sizes: np.ndarray, members: p
     rows_in: Counter[str] = Counter()
     kept: Counter[str] = Counter()
     start = 0
-    for batch in parquet_file(input_path).iter_batches(batch_size=_STREAM_ROWS):
+    for batch in parquet_file(input_path).iter_batches(batch_size=batch_size):
         table = _typed(pa.Table.from_batches([batch]), {"messages": pa.list_(MESSAGE),
                                                         "responses": response_list})
         rows = np.arange(start, start + batch.num_rows)
@@ -224,13 +232,15 @@ def _write_kept(input_path: Path, rep: np.ndarray, sizes: np.ndarray, members: p
             counts["item_quarantined"] += _responses_in(quarantined)
         table = table.filter(passed)
         counts["kept"] += _responses_in(table)
-        signatures.write_table(to_table(table["id"].combine_chunks(), sketched.filter(passed)))
+        signatures.write(to_table(table["id"].combine_chunks(), sketched.filter(passed)))
         if writer is None:
-            writer = out.parquet_writer(paths.deduped, table.schema)
-        writer.write_table(table.cast(writer.schema))
+            writer = RowGroups(out.parquet_writer(paths.deduped, table.schema), _ROWS_PER_GROUP)
+        writer.write(table)
         kept.update(table["source"].to_pylist())
     if writer is None:
         raise CurationError("the normalized table is empty", file=str(input_path))
+    writer.close()
+    signatures.close()
     return rows_in, kept
 
 
@@ -255,20 +265,25 @@ def _spliced(column: pa.ChunkedArray, at: np.ndarray, values: pa.Array) -> pa.Ar
 
 @dataclass
 class _Joining:
-    """The responses of cluster members that move to their representative, in arrow
-    (Python objects only for a batch's representatives as they are written): `rows`, the
-    representative's row of each response, ascending; `responses` in that order, member
-    by member in row order within a representative."""
+    """The responses of cluster members that move to their representative, left in the
+    arrow batches they were read in (Python objects only for a batch's representatives as
+    they are written; one array of them all could pass arrow's 2 GB string limit).
+    `rows`: the representative's row of each response, ascending; `chunks` and `at`: where
+    the response is, member by member in row order within a representative."""
 
     rows: np.ndarray
-    responses: pa.Array
+    chunks: np.ndarray
+    at: np.ndarray
+    parts: list[pa.Array]
 
     def of(self, row: int) -> list[dict[str, Any]]:
         lo, hi = np.searchsorted(self.rows, [row, row + 1])
-        return self.responses.slice(lo, hi - lo).to_pylist()
+        return [self.parts[chunk][index].as_py() for chunk, index in zip(
+            self.chunks[lo:hi].tolist(), self.at[lo:hi].tolist(), strict=True)]
 
 
-def _joining(path: Path, members: pd.DataFrame, rep: np.ndarray) -> _Joining:
+def _joining(path: Path, members: pd.DataFrame, rep: np.ndarray, batch_size: int
+             ) -> _Joining:
     """The responses joining representatives, read from the table for just the members
     that have some."""
     moving = np.sort(members.index[members["has_response"].to_numpy()
@@ -276,7 +291,7 @@ def _joining(path: Path, members: pd.DataFrame, rep: np.ndarray) -> _Joining:
     owners: list[np.ndarray] = []
     parts: list[pa.Array] = []
     start = 0
-    for batch in parquet_file(path).iter_batches(batch_size=_STREAM_ROWS,
+    for batch in parquet_file(path).iter_batches(batch_size=batch_size,
                                                     columns=["responses"]):
         lo, hi = np.searchsorted(moving, [start, start + batch.num_rows])
         if hi > lo:
@@ -285,11 +300,12 @@ def _joining(path: Path, members: pd.DataFrame, rep: np.ndarray) -> _Joining:
             owners.append(np.repeat(rep[moving[lo:hi]], lengths))
             parts.append(pc.list_flatten(picked))
         start += batch.num_rows
-    if not parts:
-        return _Joining(np.empty(0, dtype=np.int64), pa.array([]))
-    rows = np.concatenate(owners)
+    sizes = np.array([len(part) for part in parts], dtype=np.int64)
+    rows = np.concatenate(owners) if owners else np.empty(0, dtype=np.int64)
+    chunks = np.repeat(np.arange(len(parts)), sizes)
+    at = np.arange(len(rows)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
     order = np.argsort(rows, kind="stable")
-    return _Joining(rows[order], pa.chunked_array(parts).take(pa.array(order)).combine_chunks())
+    return _Joining(rows[order], chunks[order], at[order], parts)
 
 
 def _union(own: list[dict[str, Any]], joining: list[dict[str, Any]],

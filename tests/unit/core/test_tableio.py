@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curation.core.tableio import RowCursor, SpillFile, StagedWrites, parquet_file
+from curation.core.tableio import RowCursor, RowGroups, SpillFile, StagedWrites, parquet_file
 
 
 def test_a_failed_block_leaves_no_file_and_no_folder_it_made(tmp_path: Path) -> None:
@@ -62,6 +62,8 @@ def test_a_spill_file_reads_back_in_order_and_is_removed_on_close(tmp_path: Path
         read = pa.Table.from_batches(list(spill.batches(2)))
         assert read["a"].to_pylist() == [1, 2, 3] and read.schema.field("a").type == pa.int32()
         assert spill.rows == 3
+        with pytest.raises(RuntimeError, match="written after it was read"):
+            spill.write(pa.table({"a": pa.array([4], pa.int32())}))
     assert not folder.exists()
 
 
@@ -72,3 +74,23 @@ def test_a_row_cursor_takes_any_count_whatever_the_batch_sizes() -> None:
     taken = [cursor.take(count)["a"].to_pylist() for count in (2, 4, 0, 3, 5)]
     assert taken == [[0, 1], [2, 3, 4, 5], [], [6, 7, 8], [9, 10, 11]]
     assert cursor.take(1).num_rows == 0
+
+
+def test_row_groups_have_one_size_whatever_the_tables_written(tmp_path: Path) -> None:
+    def layout(sizes: list[int]) -> tuple[list[int], bytes]:
+        path = tmp_path / f"{'-'.join(map(str, sizes))}.parquet"
+        schema = pa.schema([("a", pa.int64())])
+        with pq.ParquetWriter(path, schema) as writer:
+            groups = RowGroups(writer, 4)
+            start = 0
+            for size in sizes:
+                groups.write(pa.table({"a": pa.array(range(start, start + size), pa.int64())}))
+                start += size
+            groups.close()
+        read = pq.ParquetFile(path)
+        assert pq.read_table(path)["a"].to_pylist() == list(range(sum(sizes)))
+        return [read.metadata.row_group(g).num_rows for g in range(read.num_row_groups)], (
+            path.read_bytes())
+
+    one, same = layout([10]), layout([3, 0, 1, 5, 1])
+    assert one[0] == same[0] == [4, 4, 2] and one[1] == same[1]
