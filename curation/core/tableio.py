@@ -110,7 +110,7 @@ class RowGroups:
             self._held.append(table.cast(self.writer.schema))
             self._count += table.num_rows
         if self._count >= self.rows:
-            whole = pa.concat_tables(self._held)
+            whole = pa.concat_tables(self._held).combine_chunks()  # pages do not follow chunks
             cut = self._count - self._count % self.rows
             self.writer.write_table(whole.slice(0, cut), row_group_size=self.rows)
             rest = whole.slice(cut)
@@ -118,7 +118,8 @@ class RowGroups:
 
     def close(self) -> None:
         if self._held:
-            self.writer.write_table(pa.concat_tables(self._held), row_group_size=self.rows)
+            self.writer.write_table(pa.concat_tables(self._held).combine_chunks(),
+                                    row_group_size=self.rows)
         self._held, self._count = [], 0
 
 

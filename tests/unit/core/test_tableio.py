@@ -80,8 +80,8 @@ def test_row_groups_have_one_size_whatever_the_tables_written(tmp_path: Path) ->
     def layout(sizes: list[int]) -> tuple[list[int], bytes]:
         path = tmp_path / f"{'-'.join(map(str, sizes))}.parquet"
         schema = pa.schema([("a", pa.int64())])
-        with pq.ParquetWriter(path, schema) as writer:
-            groups = RowGroups(writer, 4)
+        with pq.ParquetWriter(path, schema, data_page_size=64) as writer:  # pages of 8 rows
+            groups = RowGroups(writer, 8)
             start = 0
             for size in sizes:
                 groups.write(pa.table({"a": pa.array(range(start, start + size), pa.int64())}))
@@ -92,5 +92,5 @@ def test_row_groups_have_one_size_whatever_the_tables_written(tmp_path: Path) ->
         return [read.metadata.row_group(g).num_rows for g in range(read.num_row_groups)], (
             path.read_bytes())
 
-    one, same = layout([10]), layout([3, 0, 1, 5, 1])
-    assert one[0] == same[0] == [4, 4, 2] and one[1] == same[1]
+    one, same = layout([20]), layout([3, 0, 1, 5, 1, 6, 4])
+    assert one[0] == same[0] == [8, 8, 4] and one[1] == same[1]
