@@ -53,7 +53,8 @@ class SpillFile:
             raise RuntimeError(f"spill file {self.prefix}: written after it was read")
         if self._writer is None:
             self._folder = tempfile.TemporaryDirectory(prefix=f"{self.prefix}-")
-            self._writer = pq.ParquetWriter(self.path, table.schema, compression="none")
+            self._writer = pq.ParquetWriter(self.path, table.schema, compression="none",
+                                            use_dictionary=False)  # 3-4x faster to write
         self._writer.write_table(table.cast(self._writer.schema), row_group_size=row_group_size)
         self.rows += table.num_rows
 

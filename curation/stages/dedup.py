@@ -45,6 +45,10 @@ from curation.stages.base import Context, StageResult
 
 STAGE = "dedup"
 _ROWS_PER_GROUP = 25_000  # of the deduped table, whatever the batches it is built from
+# Rows per batch when streaming the table after the search: a batch of dropped rows is held
+# as Python objects for the ledger (about 2 KB a row), and each batch is validated (about
+# 25 ms a call, so not a worker task's `batch_size` at a time).
+_STREAM_ROWS = 25_000
 CLUSTER_COLUMNS = ["cluster_id", "id", "representative", "is_representative", "match",
                    "similarity", "source"]
 
@@ -131,7 +135,7 @@ def _finish(context: Context, sketches: Sketches, found: Clusters, prompts: Spil
     params, paths, input_path = context.params.dedup, context.paths, context.paths.normalized
     sizes = np.bincount(found.labels, minlength=n)[found.labels]
     in_cluster = np.flatnonzero(sizes > 1)
-    members = member_rows(input_path, in_cluster, params.batch_size).assign(
+    members = member_rows(input_path, in_cluster, _STREAM_ROWS).assign(
         label=found.labels[in_cluster])
     rep = np.arange(n)
     rep[in_cluster] = representatives(members, params.source_priority).to_numpy()
@@ -153,8 +157,8 @@ def _finish(context: Context, sketches: Sketches, found: Clusters, prompts: Spil
         counts: Counter[str] = Counter()
         rows_in, kept = _write_kept(
             input_path, rep, sizes, members.set_index("row"), ledger, out, paths,
-            RowCursor(prompts.batches(params.batch_size)), context.vocabulary.arrow_type(),
-            counts, params.batch_size)
+            RowCursor(prompts.batches(_STREAM_ROWS)), context.vocabulary.arrow_type(),
+            counts, _STREAM_ROWS)
         ledger.count_responses(counts["in"], counts["kept"], counts["moved"],
                                identical_response=counts["identical_response"],
                                item_quarantined=counts["item_quarantined"])
