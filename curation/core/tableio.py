@@ -87,7 +87,7 @@ class SpillFile:
             if self._folder is not None:
                 self._folder.cleanup()
             self._writer = self._folder = None
-            self.rows = 0
+            self.rows, self._sealed = 0, False
 
     def __enter__(self) -> SpillFile:
         return self

@@ -65,6 +65,9 @@ def test_a_spill_file_reads_back_in_order_and_is_removed_on_close(tmp_path: Path
         with pytest.raises(RuntimeError, match="written after it was read"):
             spill.write(pa.table({"a": pa.array([4], pa.int32())}))
     assert not folder.exists()
+    spill.write(pa.table({"a": pa.array([5], pa.int32())}))  # closed: a fresh file
+    assert [b["a"].to_pylist() for b in spill.batches(10)] == [[5]] and spill.rows == 1
+    spill.close()
 
 
 def test_a_row_cursor_takes_any_count_whatever_the_batch_sizes() -> None:
