@@ -15,7 +15,7 @@ from curation.cli import pipeline
 from curation.cli.annotate import annotate_group
 from curation.cli.argilla import argilla_group
 from curation.cli.release import release_group
-from curation.core.errors import CurationError, ServerError
+from curation.core.errors import CurationError, ServerError, Terminated, raise_on_sigterm
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,12 +31,17 @@ cli.add_command(argilla_group)
 
 
 def main() -> None:
-    """Entry point: bad input ends in one line on stderr and exit code 1, no traceback."""
+    """Entry point: bad input ends in one line on stderr and exit code 1, no traceback;
+    Ctrl-C and SIGTERM leave no temporary files."""
+    raise_on_sigterm()
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except Terminated as exc:
+        click.echo("terminated", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

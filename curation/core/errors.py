@@ -1,8 +1,12 @@
 """The errors the CLI prints as one line: bad input or configuration (every stage), and
 the local Argilla server failing (kept here so `curate` need not import the server's
-runner to catch it)."""
+runner to catch it); and termination by a signal, turned into an exception so that
+every `with` block (temporary files, staged outputs) cleans up on the way out."""
 
 from __future__ import annotations
+
+import signal
+from types import FrameType
 
 
 class CurationError(Exception):
@@ -41,3 +45,18 @@ def _rebuilt(kind: type[CurationError], message: str, file: str | None, row: int
 
 class ServerError(Exception):
     """The local Argilla server could not be installed, started, reached or stopped."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (`kill`, a CI timeout, a scheduler). A BaseException, as
+    KeyboardInterrupt is, so that no `except Exception` swallows it."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+def raise_on_sigterm() -> None:
+    """From now on, SIGTERM raises `Terminated` in the main thread instead of killing the
+    process where it stands (which leaves spill files and staged temporaries behind)."""
+    def terminated(signum: int, frame: FrameType | None) -> None:
+        raise Terminated()
+    signal.signal(signal.SIGTERM, terminated)

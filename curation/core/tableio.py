@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ import pyarrow.parquet as pq
 
 from curation.core.errors import CurationError
 from curation.core.items import from_arrow
+from curation.core.processes import alive
 
 
 def parquet_file(source: str | Path | BinaryIO) -> pq.ParquetFile:
@@ -34,7 +36,8 @@ class SpillFile:
     """A temporary parquet file of tables written one after another and read back in
     order: what a stage cannot hold waits here. The file is made on the first write
     (the first table sets the schema; later ones are cast to it) and removed on `close`,
-    or when the `with` block ends."""
+    or when the `with` block ends. Its folder is named after the process, so a spill that
+    a killed run left behind (SIGKILL, a crash) is removed by the next one to spill."""
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
@@ -52,7 +55,9 @@ class SpillFile:
         if self._sealed:
             raise RuntimeError(f"spill file {self.prefix}: written after it was read")
         if self._writer is None:
-            self._folder = tempfile.TemporaryDirectory(prefix=f"{self.prefix}-")
+            _remove_orphans()
+            self._folder = tempfile.TemporaryDirectory(
+                prefix=f"{_SPILLS}-{os.getpid()}-{self.prefix}-")
             self._writer = pq.ParquetWriter(self.path, table.schema, compression="none",
                                             use_dictionary=False)  # 3-4x faster to write
         self._writer.write_table(table.cast(self._writer.schema), row_group_size=row_group_size)
@@ -94,6 +99,18 @@ class SpillFile:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_SPILLS = "curate-spill"  # a spill folder is named curate-spill-<pid>-<prefix>-<random>
+
+
+def _remove_orphans() -> None:
+    """Remove the spill folders whose process is gone (a live one, another run's, is left
+    alone)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{_SPILLS}-*-*"):
+        pid = folder.name[len(_SPILLS) + 1:].split("-", 1)[0]
+        if pid.isdigit() and not alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 class RowGroups:

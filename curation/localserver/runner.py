@@ -33,6 +33,7 @@ from typing import Any
 import requests
 
 from curation.core.errors import ServerError
+from curation.core.processes import alive, start_time
 
 SERVER_VERSION = "2.8.0"
 SERVER_REQUIREMENTS: tuple[str, ...] = (
@@ -195,37 +196,6 @@ def _write_state(home: Path, state: dict[str, Any]) -> None:
     os.replace(temporary, path)
 
 
-def _proc_start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (tells a reused pid from ours); None off Linux."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return fields[19] if len(fields) > 19 else None
-
-
-def _alive(pid: int | None, start_time: str | None = None) -> bool:
-    """True when ``pid`` runs (not a zombie) and, if given, started at ``start_time``."""
-    if not pid:
-        return False
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own exited child
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc: trust kill(0)
-    if stat[stat.rindex(")") + 2 :].startswith("Z"):
-        return False
-    return start_time is None or _proc_start_time(pid) == start_time
-
-
 def _log_tail(path: Path, lines: int = 5) -> str:
     try:
         text = path.read_text(errors="replace").strip().splitlines()
@@ -337,7 +307,7 @@ def _terminate(processes: dict[str, Any], timeout: float = STOP_TIMEOUT) -> None
     live = {
         name: entry["pid"]
         for name, entry in processes.items()
-        if _alive(entry.get("pid"), entry.get("start_time"))
+        if alive(entry.get("pid"), entry.get("start_time"))
     }
     # The server and worker first, Redis last (they talk to it while shutting down).
     for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -346,7 +316,7 @@ def _terminate(processes: dict[str, Any], timeout: float = STOP_TIMEOUT) -> None
                 os.killpg(live[name], sig)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            live = {name: pid for name, pid in live.items() if _alive(pid)}
+            live = {name: pid for name, pid in live.items() if alive(pid)}
             if not live:
                 return
             time.sleep(0.1)
@@ -365,7 +335,7 @@ def status(home: Path) -> ServerInfo | None:
     if not processes:
         return None
     server = processes.get("server", {})
-    if not _alive(server.get("pid"), server.get("start_time")) or not _http_ok(state["url"]):
+    if not alive(server.get("pid"), server.get("start_time")) or not _http_ok(state["url"]):
         return None
     return _info(home, state)
 
@@ -410,7 +380,7 @@ def start(home: Path, port: int | None = None, progress: Progress | None = None)
             ):
                 command = [str(python), "-m", _LAUNCHER, *arguments]
                 process = _spawn(command, logs / f"{name}.log", env, home)
-                processes[name] = {"pid": process.pid, "start_time": _proc_start_time(process.pid)}
+                processes[name] = {"pid": process.pid, "start_time": start_time(process.pid)}
             state.update(
                 url=url,
                 port=port,
@@ -442,7 +412,7 @@ def stop(home: Path) -> bool:
         if not processes:
             return False
         was_running = any(
-            _alive(entry.get("pid"), entry.get("start_time")) for entry in processes.values()
+            alive(entry.get("pid"), entry.get("start_time")) for entry in processes.values()
         )
         _terminate(processes)
         _write_state(home, state)
@@ -470,7 +440,7 @@ def _start_redis(
         command = [str(python), "-c", _FAKEREDIS_MAIN, str(port)]
         env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "PYTHONHOME"}}
     process = _spawn(command, logs / "redis.log", env, home)
-    processes["redis"] = {"pid": process.pid, "start_time": _proc_start_time(process.pid)}
+    processes["redis"] = {"pid": process.pid, "start_time": start_time(process.pid)}
     deadline = time.monotonic() + 20.0
     while time.monotonic() < deadline:
         if _redis_ping(port):
@@ -560,7 +530,7 @@ def _wait_for_server(url: str, processes: dict[str, Any], log: Path) -> None:
     while time.monotonic() < deadline:
         if _http_ok(url):
             return
-        if not _alive(server["pid"]):
+        if not alive(server["pid"]):
             raise ServerError(
                 f"argilla-server exited during startup: {_log_tail(log, 2)} (log: {log})"
             )

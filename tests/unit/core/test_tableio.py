@@ -3,6 +3,10 @@ streamed parquet files are read without holding them whole."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pyarrow as pa
@@ -68,6 +72,24 @@ def test_a_spill_file_reads_back_in_order_and_is_removed_on_close(tmp_path: Path
     spill.write(pa.table({"a": pa.array([5], pa.int32())}))  # closed: a fresh file
     assert [b["a"].to_pylist() for b in spill.batches(10)] == [[5]] and spill.rows == 1
     spill.close()
+
+
+def test_a_spill_removes_the_spills_of_processes_that_are_gone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    orphan = tmp_path / f"curate-spill-{gone.pid}-dedup-sketches-x1"
+    live = tmp_path / f"curate-spill-{os.getppid()}-pull-a-2-x2"  # another run's, still going
+    other = tmp_path / "curate-spill-notapid-x3"
+    for folder in (orphan, live, other):
+        folder.mkdir()
+        (folder / "spill.parquet").write_bytes(b"")
+    with SpillFile("pull-a") as spill:
+        spill.write(pa.table({"a": [1]}))
+        assert spill.path.parent.name.startswith(f"curate-spill-{os.getpid()}-pull-a-")
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+            [live.name, other.name, spill.path.parent.name])
 
 
 def test_a_row_cursor_takes_any_count_whatever_the_batch_sizes() -> None:
