@@ -184,6 +184,7 @@ class DedupParams(ConfigModel):
     num_proc: PositiveInt
     batch_size: PositiveInt
     max_bucket_size: PositiveInt
+    sketch_memory_mb: Annotated[int, Field(ge=0)] = 256  # sketches held before they spill
     source_priority: list[str] = []
 
 

@@ -18,7 +18,7 @@ import pyarrow as pa
 from curation.core.errors import CurationError
 from curation.core.metrics import Figures, flat
 from curation.core.paths import Paths
-from curation.core.tableio import RowGroups, SpillFile, StagedWrites
+from curation.core.tableio import SpillFile, StagedWrites
 
 STAGES = ("pull", "normalize", "dedup", "families", "label", "redact", "split", "release")
 OUTCOMES = ("filtered", "quarantined", "duplicate", "merged", "contaminated")
@@ -128,8 +128,8 @@ class StageLedger:
         else:
             writer = None
             for table in self._tables():
-                writer = writer or RowGroups(out.parquet_writer(paths.dropped(self.stage),
-                                                                table.schema), _HELD_ROWS)
+                writer = writer or out.row_groups(paths.dropped(self.stage), table.schema,
+                                                  _HELD_ROWS)
                 writer.write(table)
             if writer is not None:
                 writer.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
 import hashlib
@@ -11,6 +12,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
@@ -33,55 +35,87 @@ def parquet_file(source: str | Path | BinaryIO) -> pq.ParquetFile:
 
 
 class SpillFile:
-    """A temporary parquet file of tables written one after another and read back in
-    order: what a stage cannot hold waits here. The file is made on the first write
-    (the first table sets the schema; later ones are cast to it) and removed on `close`,
-    or when the `with` block ends. Its folder is named after the process, so a spill that
-    a killed run left behind (SIGKILL, a crash) is removed by the next one to spill."""
+    """Tables written one after another and read back in order: what a stage cannot hold
+    waits here. Up to `memory` bytes of them stay in memory; past that, all go to a
+    temporary parquet file, made then (the first table sets the schema; later ones are
+    cast to it) and removed on `close`, or when the `with` block ends. Its folder is named
+    after the process, so a spill that a killed run left behind (SIGKILL, a crash) is
+    removed by the next one to spill."""
 
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
+    def __init__(self, prefix: str, memory: int = 0) -> None:
+        self.prefix, self.memory = prefix, memory
         self.rows = 0
+        self._schema: pa.Schema | None = None
+        self._held: list[tuple[pa.Table, int | None]] = []  # (table, row group size)
+        self._held_bytes = 0
         self._folder: tempfile.TemporaryDirectory[str] | None = None
         self._writer: pq.ParquetWriter | None = None
         self._sealed = False
 
     @property
     def path(self) -> Path | None:
+        """The file, once tables went to disk."""
         return None if self._folder is None else Path(self._folder.name) / "spill.parquet"
 
     def write(self, table: pa.Table, row_group_size: int | None = None) -> None:
-        """Append `table` (one row group per `row_group_size` rows; default: arrow's)."""
+        """Append `table` (on disk, one row group per `row_group_size` rows; default:
+        arrow's)."""
         if self._sealed:
             raise RuntimeError(f"spill file {self.prefix}: written after it was read")
+        self._schema = self._schema or table.schema
+        table = table.cast(self._schema)
+        self.rows += table.num_rows
+        if self._writer is None and self._held_bytes + table.nbytes <= self.memory:
+            self._held.append((table, row_group_size))
+            self._held_bytes += table.nbytes
+            return
+        self._to_disk()
+        self._writer.write_table(table, row_group_size=row_group_size)
+
+    def _to_disk(self) -> None:
         if self._writer is None:
             _remove_orphans()
             self._folder = tempfile.TemporaryDirectory(
                 prefix=f"{_SPILLS}-{os.getpid()}-{self.prefix}-")
-            self._writer = pq.ParquetWriter(self.path, table.schema, compression="none",
+            self._writer = pq.ParquetWriter(self.path, self._schema, compression="none",
                                             use_dictionary=False)  # 3-4x faster to write
-        self._writer.write_table(table.cast(self._writer.schema), row_group_size=row_group_size)
-        self.rows += table.num_rows
+            for table, row_group_size in self._held:
+                self._writer.write_table(table, row_group_size=row_group_size)
+            self._held, self._held_bytes = [], 0
 
     def reader(self) -> pq.ParquetFile | None:
-        """The file written so far, to stream (None if nothing was written); no table may
-        be written after."""
+        """The file of what was written (held tables go to disk first; None if nothing
+        was written), to stream or to read by row group; no table may be written after."""
+        if self._held:
+            self._to_disk()
+        self._sealed = self._sealed or self._schema is not None
         if self._writer is not None:
             self._writer.close()
-            self._sealed = True
         return None if self.path is None else parquet_file(self.path)
 
     def batches(self, batch_size: int, columns: list[str] | None = None
                 ) -> Iterator[pa.RecordBatch]:
+        """What was written, in batches of at most `batch_size` rows."""
+        if self._writer is None:
+            self._sealed = self._sealed or self._schema is not None
+            for table, _ in self._held:
+                yield from (table.select(columns) if columns else table).to_batches(
+                    max_chunksize=batch_size)
+            return
         reader = self.reader()
-        if reader is not None:
-            yield from reader.iter_batches(batch_size=batch_size, columns=columns)
+        yield from reader.iter_batches(batch_size=batch_size, columns=columns)
 
     def row_groups(self) -> Iterator[pa.Table]:
         """The row groups written, in order (a table each, when tables were written whole
         and smaller than arrow's row group)."""
+        if self._writer is None:
+            self._sealed = self._sealed or self._schema is not None
+            for table, row_group_size in self._held:
+                step = row_group_size or _ARROW_ROW_GROUP
+                yield from (table.slice(at, step) for at in range(0, table.num_rows, step))
+            return
         reader = self.reader()
-        for group in range(reader.num_row_groups if reader is not None else 0):
+        for group in range(reader.num_row_groups):
             yield reader.read_row_group(group)
 
     def close(self) -> None:
@@ -91,7 +125,8 @@ class SpillFile:
         finally:
             if self._folder is not None:
                 self._folder.cleanup()
-            self._writer = self._folder = None
+            self._writer = self._folder = self._schema = None
+            self._held, self._held_bytes = [], 0
             self.rows, self._sealed = 0, False
 
     def __enter__(self) -> SpillFile:
@@ -101,6 +136,7 @@ class SpillFile:
         self.close()
 
 
+_ARROW_ROW_GROUP = 1024 * 1024  # pyarrow's default row group, in rows
 _SPILLS = "curate-spill"  # a spill folder is named curate-spill-<pid>-<prefix>-<random>
 
 
@@ -116,29 +152,67 @@ def _remove_orphans() -> None:
 class RowGroups:
     """Tables of any sizes to a parquet writer as row groups of exactly `rows` rows (the
     last one fewer), so a file's layout does not depend on the batches it was built from;
-    `close` writes what is held."""
+    `close` writes what is held. Groups are joined and written on a thread of their own
+    (arrow releases the GIL to encode and compress), one at a time, while the caller
+    prepares the next; `StagedWrites.row_groups` makes one that its block closes."""
 
     def __init__(self, writer: pq.ParquetWriter, rows: int) -> None:
         self.writer, self.rows = writer, rows
         self._held: list[pa.Table] = []
         self._count = 0
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="row-groups")
+        self._writing: Future[None] | None = None
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows:
             self._held.append(table.cast(self.writer.schema))
             self._count += table.num_rows
         if self._count >= self.rows:
-            whole = pa.concat_tables(self._held).combine_chunks()  # pages do not follow chunks
-            cut = self._count - self._count % self.rows
-            self.writer.write_table(whole.slice(0, cut), row_group_size=self.rows)
-            rest = whole.slice(cut)
-            self._held, self._count = ([rest] if rest.num_rows else []), rest.num_rows
+            whole, self._held = _split(self._held, self._count - self._count % self.rows)
+            self._count %= self.rows
+            self._submit(whole)
 
     def close(self) -> None:
-        if self._held:
-            self.writer.write_table(pa.concat_tables(self._held).combine_chunks(),
-                                    row_group_size=self.rows)
+        """Write what is held and wait until all is written."""
+        try:
+            if self._held:
+                self._submit(self._held)
+            self._held, self._count = [], 0
+            self._wait()
+        finally:
+            self._thread.shutdown()
+
+    def discard(self) -> None:
+        """Wait for the group being written, and write nothing more (a failed stage)."""
+        with contextlib.suppress(Exception):
+            self._wait()
         self._held, self._count = [], 0
+        self._thread.shutdown()
+
+    def _submit(self, tables: list[pa.Table]) -> None:
+        self._wait()
+        self._writing = self._thread.submit(self._write, tables)
+
+    def _write(self, tables: list[pa.Table]) -> None:
+        whole = pa.concat_tables(tables).combine_chunks()  # pages do not follow chunks
+        self.writer.write_table(whole, row_group_size=self.rows)
+
+    def _wait(self) -> None:
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()  # raises what writing raised
+
+
+def _split(tables: list[pa.Table], rows: int) -> tuple[list[pa.Table], list[pa.Table]]:
+    """The first `rows` rows of `tables`, and the rest (slices: nothing is copied)."""
+    first: list[pa.Table] = []
+    for i, table in enumerate(tables):
+        if rows < table.num_rows:
+            rest = [table.slice(rows), *tables[i + 1:]]
+            return ([*first, table.slice(0, rows)] if rows else first), rest
+        first.append(table)
+        rows -= table.num_rows
+    return first, []
 
 
 class RowCursor:
@@ -225,6 +299,7 @@ class StagedWrites:
     def __init__(self) -> None:
         self._pending: list[tuple[Path, Path]] = []
         self._writers: list[pq.ParquetWriter] = []
+        self._row_groups: list[RowGroups] = []
         self._made: list[Path] = []  # folders made for temporaries, removed on failure
 
     def _temporary(self, target: str | Path) -> Path:
@@ -252,6 +327,15 @@ class StagedWrites:
         self._writers.append(writer)
         return writer
 
+    def row_groups(self, target: str | Path, schema: pa.Schema, rows: int,
+                   compression: str = "zstd", use_dictionary: bool = True) -> RowGroups:
+        """A `RowGroups` writer of `target`, closed when the block ends (or, if it
+        fails, stopped once the group being written is written)."""
+        groups = RowGroups(self.parquet_writer(target, schema, compression, use_dictionary),
+                           rows)
+        self._row_groups.append(groups)
+        return groups
+
     def json(self, obj: Any, target: str | Path) -> None:
         self._temporary(target).write_text(dumps_json(obj), encoding="utf-8")
 
@@ -271,6 +355,12 @@ class StagedWrites:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        for groups in self._row_groups:
+            if exc_type is None:
+                groups.close()
+            else:
+                groups.discard()
+        self._row_groups.clear()
         for writer in self._writers:
             writer.close()
         self._writers.clear()

@@ -25,8 +25,8 @@ def sketch_writer(out: StagedWrites, path: Path) -> RowGroups:
     Uncompressed and without dictionaries: hashes repeat too rarely for either to pay,
     and the dictionary alone made writing 3.5x slower.
     """
-    return RowGroups(out.parquet_writer(path, SCHEMA, compression="none",
-                                        use_dictionary=False), _ROWS_PER_GROUP)
+    return out.row_groups(path, SCHEMA, _ROWS_PER_GROUP, compression="none",
+                          use_dictionary=False)
 
 
 def to_table(ids: list[str] | pa.Array, sketches: Sketches | pa.Table) -> pa.Table:

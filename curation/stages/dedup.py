@@ -32,7 +32,6 @@ from curation.core.progress import bar
 from curation.core.schemas import load_schema, validate_rows
 from curation.core.tableio import (
     RowCursor,
-    RowGroups,
     SpillFile,
     StagedWrites,
     open_input,
@@ -106,15 +105,15 @@ def run(context: Context) -> StageResult:
     sketches of the kept prompts (for split) and the reports.
 
     No text is held in memory: the input is streamed for the search, once for the
-    cluster members' ids and sources, and once to write the output. Nor are signatures:
-    the search holds their band keys, and the prompts' sketches wait in a temporary file
-    until the kept ones are written.
+    cluster members' ids and sources, and once to write the output. Nor are signatures,
+    past `sketch_memory_mb`: the search holds their band keys, and the prompts' sketches
+    wait in a temporary file until the kept ones are written.
     """
     params, paths = context.params.dedup, context.paths
     input_path = paths.normalized
     n = open_input(input_path, "normalize", load_schema("normalized").columns).metadata.num_rows
     engine = Engine(context.params.engine.kind, context.params.engine.address, params.num_proc)
-    with SpillFile("dedup-sketches") as prompts:
+    with SpillFile("dedup-sketches", params.sketch_memory_mb * 2**20) as prompts:
         searched = sketch_table(input_path, params, params.include_response, "dedup sketch",
                                 engine)
         sketches, keys = search_index(
@@ -215,8 +214,7 @@ def _write_kept(input_path: Path, rep: np.ndarray, sizes: np.ndarray, members: p
                         duplicate_of=pd.Series(info["cluster_id"].to_numpy()),
                         detail=pd.Series([f"jaccard {s:.3f}" for s in info["similarity"]]))
         rows = rows[is_rep]
-        table = table.filter(is_rep)
-        sketched = sketched.filter(is_rep)
+        table = _rows(table, is_rep)
         joins = np.flatnonzero(np.isin(rows, joining_rows))
         if len(joins):
             merged = [_union(own, joining.of(int(rows[j])), counts) for own, j in zip(
@@ -234,11 +232,13 @@ def _write_kept(input_path: Path, rep: np.ndarray, sizes: np.ndarray, members: p
             ledger.drop(from_arrow(quarantined), "quarantined", failures["check"],
                         field=failures["field"], detail=failures["detail"])
             counts["item_quarantined"] += _responses_in(quarantined)
-        table = table.filter(passed)
+        table = _rows(table, passed)
         counts["kept"] += _responses_in(table)
-        signatures.write(to_table(table["id"].combine_chunks(), sketched.filter(passed)))
+        written = is_rep.copy()
+        written[is_rep] = passed
+        signatures.write(to_table(table["id"].combine_chunks(), _rows(sketched, written)))
         if writer is None:
-            writer = RowGroups(out.parquet_writer(paths.deduped, table.schema), _ROWS_PER_GROUP)
+            writer = out.row_groups(paths.deduped, table.schema, _ROWS_PER_GROUP)
         writer.write(table)
         kept.update(table["source"].to_pylist())
     if writer is None:
@@ -246,6 +246,12 @@ def _write_kept(input_path: Path, rep: np.ndarray, sizes: np.ndarray, members: p
     writer.close()
     signatures.close()
     return rows_in, kept
+
+
+def _rows(table: pa.Table, mask: np.ndarray) -> pa.Table:
+    """The rows of `table` where `mask` holds (the table itself when it holds for all:
+    a filter copies every column, nested texts and responses included)."""
+    return table if mask.all() else table.filter(mask)
 
 
 def _typed(table: pa.Table, types: dict[str, pa.DataType]) -> pa.Table:

@@ -74,6 +74,28 @@ def test_a_spill_file_reads_back_in_order_and_is_removed_on_close(tmp_path: Path
     spill.close()
 
 
+def test_a_spill_file_holds_tables_in_memory_up_to_its_budget_then_goes_to_disk() -> None:
+    def table(start: int, kind: pa.DataType | None = None) -> pa.Table:
+        return pa.table({"a": pa.array(range(start, start + 100), kind or pa.int64())})  # 800 B
+
+    with SpillFile("test", memory=2000) as spill:
+        spill.write(table(0), row_group_size=30)
+        spill.write(table(100, pa.int32()))  # cast to the first schema
+        assert spill.path is None and spill.rows == 200  # 1,600 bytes: held
+        assert [b.num_rows for b in spill.batches(64)] == [64, 36, 64, 36]
+        assert [t.num_rows for t in spill.row_groups()] == [30, 30, 30, 10, 100]
+        assert pa.concat_tables(spill.row_groups())["a"].to_pylist() == list(range(200))
+        with pytest.raises(RuntimeError, match="written after it was read"):
+            spill.write(table(200))
+    with SpillFile("test", memory=2000) as spill:
+        for start in (0, 100, 200):  # the third passes the budget: all go to disk
+            spill.write(table(start), row_group_size=30)
+        assert spill.path.is_file() and spill.rows == 300
+        assert [t.num_rows for t in spill.row_groups()] == [30, 30, 30, 10] * 3
+        read = pa.Table.from_batches(list(spill.batches(64)))
+        assert read["a"].to_pylist() == list(range(300))
+
+
 def test_a_spill_removes_the_spills_of_processes_that_are_gone(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
@@ -119,3 +141,20 @@ def test_row_groups_have_one_size_whatever_the_tables_written(tmp_path: Path) ->
 
     one, same = layout([20]), layout([3, 0, 1, 5, 1, 6, 4])
     assert one[0] == same[0] == [8, 8, 4] and one[1] == same[1]
+
+
+def test_staged_row_groups_are_written_when_the_block_ends(tmp_path: Path) -> None:
+    schema = pa.schema([("a", pa.int64())])
+    with StagedWrites() as out:
+        groups = out.row_groups(tmp_path / "t.parquet", schema, 4)
+        for start in range(0, 10, 3):  # 10 rows; 2 left held when the block ends
+            groups.write(pa.table({"a": range(start, min(start + 3, 10))}, schema=schema))
+    read = pq.ParquetFile(tmp_path / "t.parquet")
+    assert [read.metadata.row_group(g).num_rows for g in range(read.num_row_groups)] == [4, 4, 2]
+    assert read.read()["a"].to_pylist() == list(range(10))
+
+    with pytest.raises(ValueError, match="stage failed"), StagedWrites() as out:
+        groups = out.row_groups(tmp_path / "u.parquet", schema, 4)
+        groups.write(pa.table({"a": range(9)}, schema=schema))  # two groups being written
+        raise ValueError("stage failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.parquet"]

@@ -144,13 +144,14 @@ def test_demo_data_dedup_report_and_invariants(built: Path) -> None:
             assert cluster_id in with_response
 
 
-def test_worker_count_does_not_change_the_output(built: Path, tmp_path: Path) -> None:
+def test_workers_batches_and_spilling_do_not_change_the_output(built: Path,
+                                                              tmp_path: Path) -> None:
     project = tmp_path / "single"
     (project / "data").mkdir(parents=True)
     (project / "data" / "normalized.parquet").write_bytes(
         (built / "data" / "normalized.parquet").read_bytes())
     write(project / "params.yaml", (REPO / "params.yaml").read_text())
-    set_params(project, "dedup", num_proc=1, batch_size=100)
+    set_params(project, "dedup", num_proc=1, batch_size=100, sketch_memory_mb=0)  # on disk
     (project / "schemas").mkdir()
     for name in ("normalized.yaml", "deduped.yaml", "judgments.yaml"):
         (project / "schemas" / name).write_text((REPO / "schemas" / name).read_text())
@@ -161,15 +162,16 @@ def test_worker_count_does_not_change_the_output(built: Path, tmp_path: Path) ->
         assert (project / name).read_bytes() == (built / name).read_bytes(), name
 
 
-@pytest.mark.parametrize("include_response", [False, True])
-def test_the_saved_sketches_are_the_kept_prompts_own(project: Path,
-                                                      include_response: bool) -> None:
-    """Sketched two at a time and spilled, the saved rows are each kept item's prompt's
-    sketch (not its prompt and response), in the order of the kept table."""
+@pytest.mark.parametrize(("include_response", "memory_mb"), [(False, 0), (True, 0), (True, 1)])
+def test_the_saved_sketches_are_the_kept_prompts_own(project: Path, include_response: bool,
+                                                      memory_mb: int) -> None:
+    """Sketched two at a time and spilled (or held), the saved rows are each kept item's
+    prompt's sketch (not its prompt and response), in the order of the kept table."""
     rows = [{"src": "a", "prompt": f"{BASE} number {i} of them", "response": f"answer {i % 2}"}
             for i in range(7)] + [{"src": "b", "prompt": BASE, "response": None},
                                   {"src": "b", "prompt": BASE + "!", "response": None}]
-    dedup_fixture(project, rows, include_response=include_response, batch_size=2)
+    dedup_fixture(project, rows, include_response=include_response, batch_size=2,
+                  sketch_memory_mb=memory_mb)
     kept = pd.read_parquet(project / "data" / "deduped.parquet")
     saved = pq.read_table(project / "data" / "signatures.parquet")
     assert saved["id"].to_pylist() == kept["id"].tolist() and len(kept) < len(rows)
