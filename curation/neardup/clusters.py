@@ -51,7 +51,7 @@ def cluster(sketches: Sketches, params: MinHashParams, max_bucket: int,
             if not apart.any():
                 continue
             pairs = np.column_stack([earlier[apart], later[apart]])
-            similar = sketches.jaccards(pairs, threads) >= params.threshold
+            similar = sketches.reaching(pairs, params.threshold, threads)
             checked += len(pairs)
             verified += int(similar.sum())
             labels = joined(labels, pairs[similar])

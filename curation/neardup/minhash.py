@@ -268,6 +268,15 @@ class Sketches:
                 fill(block)
         return out
 
+    def reaching(self, pairs: np.ndarray, threshold: float, threads: int = 1) -> np.ndarray:
+        """Which (i, j) pairs' `jaccard` is at least `threshold`. Set sizes alone rule most
+        unlike pairs out: J(A, B) <= min(|A|, |B|) / max(|A|, |B|), and the float division
+        of that bound is at least that of the true value, so those are never checked."""
+        sizes = self.lengths[pairs].reshape(-1, 2)
+        found = sizes.min(axis=1) / np.maximum(sizes.max(axis=1), 1) >= threshold
+        found[found] = self.jaccards(pairs[found], threads) >= threshold
+        return found
+
     def _block_jaccards(self, pairs: np.ndarray) -> np.ndarray:
         a, b = pairs[:, 0], pairs[:, 1]
         tags = np.arange(len(pairs), dtype=np.uint64) << np.uint64(32)

@@ -265,7 +265,7 @@ def _lexical_pairs(sketches: Sketches, minhash: MinHashParams, params: FamiliesP
     bands = dataclasses.replace(minhash, threshold=params.jaccard).bands
     pairs, _ = candidate_pairs(band_keys(sketches.signatures, bands), sketches.sketched,
                                dedup.max_bucket_size)
-    return pairs[sketches.jaccards(pairs) >= params.jaccard]
+    return pairs[sketches.reaching(pairs, params.jaccard)]
 
 
 def _drop_paraphrases(table: pd.DataFrame, vectors: np.ndarray, labels: np.ndarray,

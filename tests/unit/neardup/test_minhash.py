@@ -84,6 +84,18 @@ def test_many_jaccards_at_once_equal_one_at_a_time(texts: list[str]) -> None:
     assert batch.jaccards(pairs).tolist() == [batch.jaccard(i, j) for i, j in pairs.tolist()]
 
 
+def test_pairs_ruled_out_by_set_sizes_are_exactly_those_below_the_threshold() -> None:
+    words = [f"w{k}" for k in range(12)]
+    texts = [" ".join(words[:n]) for n in range(3, 13)] + [" ".join(words[6:])]  # 1-10 grams
+    batch = sketch(texts, PARAMS)
+    pairs = np.array([(i, j) for i in range(len(texts)) for j in range(len(texts))],
+                     dtype=np.int64)
+    exact = batch.jaccards(pairs)
+    for threshold in (0.5, 0.8, 0.9, 1.0):  # 4 of 5 grams shared: 0.8, on the bound
+        assert np.array_equal(batch.reaching(pairs, threshold), exact >= threshold), threshold
+    assert (exact == 0.8).any()
+
+
 def test_a_bucket_larger_than_the_cap_pairs_each_member_with_the_next_ones_only() -> None:
     keys = np.array([[7], [7], [3], [7], [7], [3], [9]], dtype=np.uint64)
     items = np.array([10, 11, 12, 13, 14, 15, 16])
