@@ -268,6 +268,23 @@ def read_input(path: Path, stage: str, columns: Iterable[str]) -> pd.DataFrame:
                             f"`curate {stage}` again", file=str(path)) from None
 
 
+def read_batches(path: Path, stage: str, columns: Iterable[str], rows: int
+                 ) -> Iterator[pd.DataFrame]:
+    """`open_input`, then the table `rows` rows at a time: an empty table is one empty
+    frame, with its columns. A corrupt page is the same one-line error."""
+    table = open_input(path, stage, columns)
+    try:
+        read = 0
+        for batch in table.iter_batches(batch_size=rows):
+            read += 1
+            yield from_arrow(pa.Table.from_batches([batch]))
+        if not read:
+            yield from_arrow(table.schema_arrow.empty_table())
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise CurationError(f"not a readable parquet file ({_first_line(exc)}); run "
+                            f"`curate {stage}` again", file=str(path)) from None
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

@@ -23,44 +23,68 @@ from curation.core.ledger import StageLedger
 from curation.core.progress import bar
 from curation.core.schemas import load_schema, validate_rows
 from curation.core.signals import referral_resources
-from curation.core.tableio import StagedWrites
+from curation.core.tableio import StagedWrites, open_input, read_batches
 from curation.privacy.detector import PII_TYPES, PiiDetector, Span, load_detector, load_rules
 from curation.stages.base import Context, StageResult
 
 STAGE = "redact"
+_STREAM_ROWS = 10_000  # items read, redacted and written at a time
+_CACHED_TEXTS = 50_000  # spans of texts kept for later batches (then forgotten)
 
 
 def run(context: Context) -> StageResult:
-    """Find personal data in the labeled items; write them redacted (or flagged)."""
+    """Find personal data in the labeled items; write them redacted (or flagged).
+
+    The items stream `_STREAM_ROWS` at a time; the spans of texts already read are kept
+    for the next batches (templated responses are read once), up to `_CACHED_TEXTS`."""
     params, paths = context.params.redact, context.paths
-    table = context.input_table(paths.labeled, "label", "labeled")
+    items = read_batches(paths.labeled, "label", load_schema("labeled").columns, _STREAM_ROWS)
     detector = load_detector(params, load_rules(paths.schemas_dir / "pii.yaml"),
                              referral_resources(context.taxonomy), paths.cache,
                              context.params_file.error)
-    found = findings(table, detector, params.batch_size)
-    texts = [rewrite(item, found, detector, params.mode) for item in table.itertuples()]
-    out = table.assign(messages=[t[0] for t in texts], prompt=[t[1] for t in texts],
-                       responses=[t[2] for t in texts], pii=[t[3] for t in texts])
-    ledger = StageLedger(STAGE)
-    valid, failures = validate_rows(out, load_schema("redacted"))
-    if not failures.empty:
-        ledger.drop(out.iloc[failures["index"]], "quarantined", failures["check"],
-                    field=failures["field"], detail=failures["detail"])
-    taken_in, kept = responses_of(table), responses_of(valid)
-    ledger.count_responses(taken_in, kept, item_quarantined=taken_in - kept)
-    summary = ledger.summary(Counter(table["source"]), Counter(valid["source"]))
-    report = pii_report(valid, params.mode, params.types, model_name(params.model))
-    summary["pii"] = {"mode": params.mode, "by_type": report["by_type"]}
-    with StagedWrites() as writes:
-        writes.parquet(to_arrow(valid, context.vocabulary.arrow_type(), labelled=True),
-                       paths.redacted)
+    total = open_input(paths.labeled, "label", []).metadata.num_rows
+    ledger, schema, judgments = StageLedger(STAGE), load_schema("redacted"), (
+        context.vocabulary.arrow_type())
+    tally = PiiTally(params.types)
+    rows_in: Counter[str] = Counter()
+    kept: Counter[str] = Counter()
+    taken_in = kept_responses = 0
+    found: dict[str, list[Span]] = {}
+    with StagedWrites() as writes, bar(None, "redact: personal data", " texts") as shown:
+        writer = None
+        for table in items:
+            if len(found) > _CACHED_TEXTS:
+                found = {}
+            found.update(findings(table, detector, params.batch_size, found, shown))
+            texts = [rewrite(item, found, detector, params.mode) for item in table.itertuples()]
+            out = table.assign(messages=[t[0] for t in texts], prompt=[t[1] for t in texts],
+                               responses=[t[2] for t in texts], pii=[t[3] for t in texts])
+            valid, failures = validate_rows(out, schema)
+            if not failures.empty:
+                ledger.drop(out.iloc[failures["index"]], "quarantined", failures["check"],
+                            field=failures["field"], detail=failures["detail"])
+            rows_in.update(table["source"])
+            kept.update(valid["source"])
+            taken_in += responses_of(table)
+            kept_responses += responses_of(valid)
+            tally.add(valid)
+            arrow = to_arrow(valid, judgments, labelled=True)
+            writer = writer or writes.row_groups(paths.redacted, arrow.schema, _STREAM_ROWS)
+            writer.write(arrow)
+            shown.set_description(f"redact: personal data ({sum(rows_in.values()):,} of "
+                                  f"{total:,} items)", refresh=False)
+        ledger.count_responses(taken_in, kept_responses,
+                               item_quarantined=taken_in - kept_responses)
+        summary = ledger.summary(rows_in, kept)
+        report = tally.report(params.mode, model_name(params.model))
+        summary["pii"] = {"mode": params.mode, "by_type": report["by_type"]}
         ledger.write(writes, paths, summary, {
             "items_with_pii": report["items_with_pii"],
             **{f"pii_{kind}": n["found"] for kind, n in report["by_type"].items()}})
         writes.json(report, paths.report("redact"))
     verb = "redacted" if params.mode == "redact" else "flagged"
     return StageResult(STAGE, summary, report, [
-        f"personal data {verb} in {report['items_with_pii']} of {len(valid)} items: "
+        f"personal data {verb} in {report['items_with_pii']} of {report['items']} items: "
         + (", ".join(f"{k} {n['found']}" for k, n in report["by_type"].items()) or "none")])
 
 
@@ -72,17 +96,17 @@ def model_name(model: NerModelParams) -> str:
     return str(model.package or model.folder)
 
 
-def findings(table: pd.DataFrame, detector: PiiDetector, batch_size: int
-             ) -> dict[str, list[Span]]:
-    """The spans of every distinct text of the items (templated responses once)."""
-    texts = list(dict.fromkeys(
+def findings(table: pd.DataFrame, detector: PiiDetector, batch_size: int,
+             known: dict[str, list[Span]], progress: Any) -> dict[str, list[Span]]:
+    """The spans of every distinct text of the items not in `known` (templated responses
+    once)."""
+    texts = [t for t in dict.fromkeys(
         [*(m["content"] for ms in table["messages"] for m in ms), *table["prompt"],
-         *(r["text"] for rs in table["responses"] for r in rs)]))
+         *(r["text"] for rs in table["responses"] for r in rs)]) if t not in known]
     spans: dict[str, list[Span]] = {}
-    with bar(len(texts), "redact: personal data", " texts") as progress:
-        for text, found in zip(texts, detector.find(texts, batch_size), strict=True):
-            spans[text] = found
-            progress.update(1)
+    for text, found in zip(texts, detector.find(texts, batch_size), strict=True):
+        spans[text] = found
+        progress.update(1)
     return spans
 
 
@@ -111,16 +135,28 @@ def rewrite(item: Any, found: dict[str, list[Span]], detector: PiiDetector, mode
     return messages, prompt, responses, pii
 
 
-def pii_report(items: pd.DataFrame, mode: str, types: list[str], model: str
-               ) -> dict[str, Any]:
-    """Findings per type (spans, items, responses) over the items passed on."""
-    spans = Counter(p["type"] for ps in items["pii"] for p in ps)
-    in_items = Counter(t for ps in items["pii"] for t in {p["type"] for p in ps})
-    in_responses = Counter(kind for ps in items["pii"] for kind, _ in {
-        (p["type"], p["field"]) for p in ps if p["field"].startswith("responses")})
-    by_type = {kind: {"found": spans[kind], "items": in_items[kind],
-                      "responses": in_responses[kind]}
-               for kind in PII_TYPES if kind in types}
-    return {"mode": mode, "types": list(types), "model": model, "items": len(items),
-            "items_with_pii": int(sum(bool(ps) for ps in items["pii"])),
-            "by_type": by_type}
+class PiiTally:
+    """Findings per type (spans, items, responses) over the items passed on, counted a
+    batch at a time."""
+
+    def __init__(self, types: list[str]) -> None:
+        self.types = list(types)
+        self.spans: Counter[str] = Counter()
+        self.in_items: Counter[str] = Counter()
+        self.in_responses: Counter[str] = Counter()
+        self.items = self.items_with_pii = 0
+
+    def add(self, items: pd.DataFrame) -> None:
+        self.spans.update(p["type"] for ps in items["pii"] for p in ps)
+        self.in_items.update(t for ps in items["pii"] for t in {p["type"] for p in ps})
+        self.in_responses.update(kind for ps in items["pii"] for kind, _ in {
+            (p["type"], p["field"]) for p in ps if p["field"].startswith("responses")})
+        self.items += len(items)
+        self.items_with_pii += int(sum(bool(ps) for ps in items["pii"]))
+
+    def report(self, mode: str, model: str) -> dict[str, Any]:
+        by_type = {kind: {"found": self.spans[kind], "items": self.in_items[kind],
+                          "responses": self.in_responses[kind]}
+                   for kind in PII_TYPES if kind in self.types}
+        return {"mode": mode, "types": self.types, "model": model, "items": self.items,
+                "items_with_pii": self.items_with_pii, "by_type": by_type}
