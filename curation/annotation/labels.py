@@ -50,13 +50,16 @@ def mapped_domains(table: pd.DataFrame, sources: list[Source]) -> pd.Series:
                           strict=True)], index=table.index, dtype="object")
 
 
-def assign_labels(table: pd.DataFrame, sources: list[Source], annotations: pd.DataFrame,
-                  min_submitted: int) -> tuple[pd.DataFrame, pd.Series, pd.Series,
-                                               pd.DataFrame]:
+def vote_table(annotations: pd.DataFrame, min_submitted: int) -> pd.DataFrame:
+    """Per item id: its submitted domain answers aggregated (`aggregate`)."""
+    return aggregate(annotations, min_submitted).set_index("id")
+
+
+def assign_labels(table: pd.DataFrame, sources: list[Source], votes: pd.DataFrame
+                  ) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
     """Each item's domain (annotation majority, else category map) and its provenance;
-    also the mapped and annotated domains apart, and the vote table, for the report."""
+    also the mapped and annotated domains apart, for the report. `votes`: `vote_table`."""
     mapped = mapped_domains(table, sources)
-    votes = aggregate(annotations, min_submitted).set_index("id")
     joined = votes.reindex(table["id"])
     annotation = pd.Series(joined["annotation"].to_numpy(dtype=object), index=table.index)
     annotation = annotation.where(annotation.notna(), None)
@@ -68,4 +71,4 @@ def assign_labels(table: pd.DataFrame, sources: list[Source], annotations: pd.Da
         n_annotations=joined["n_annotations"].fillna(0).astype("int64").to_numpy(),
         agreement=joined["agreement"].to_numpy(dtype="float64"),
     )
-    return labeled, mapped, annotation, votes
+    return labeled, mapped, annotation

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from curation.annotation.labels import assign_labels, read_annotations
+from curation.annotation.labels import assign_labels, read_annotations, vote_table
 from curation.annotation.suggest import evaluate, fit, pooled, top_two
 from curation.core.config import ModelParams
 from curation.core.errors import CurationError
@@ -51,7 +51,8 @@ def run(context: Context) -> StageResult:
     table = context.input_table(paths.families, "families", "families")
     annotations = read_annotations(paths.annotations_dir, set(labels))
     sources = load_sources(context.sources_folder, labels, tuple(context.vocabulary.by_name()))
-    labeled, *_ = assign_labels(table, sources, annotations, context.params.label.min_submitted)
+    labeled, *_ = assign_labels(table, sources,
+                                vote_table(annotations, context.params.label.min_submitted))
     vectors = load_embeddings(paths.embeddings, table["id"].tolist()).astype(np.float64)
     trusted = labeled["domain"].notna().to_numpy()
     truth = labeled.loc[trusted, "domain"].to_numpy(dtype=str)
