@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from curation.core.errors import CurationError
+from curation.core.errors import CurationError, Terminated
 from curation.core.paths import Paths
 
 HOME = click.option("--home", default=str(Paths().argilla_home), show_default=True,
@@ -42,7 +42,7 @@ def argilla_serve(home: str, port: int | None, detach: bool) -> None:
         while runner.status(Path(home)) is not None:
             time.sleep(1)
         raise CurationError("the server stopped; see its logs", file=str(Path(home) / "logs"))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated):
         runner.stop(Path(home))
         click.echo("stopped")
 

@@ -372,16 +372,22 @@ class StagedWrites:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        failed: BaseException | None = None  # a failure while closing: nothing is published
         for groups in self._row_groups:
-            if exc_type is None:
-                groups.close()
-            else:
-                groups.discard()
+            if exc_type is None and failed is None:
+                try:
+                    groups.close()
+                except BaseException as error:  # Terminated and Ctrl-C included
+                    failed = error
+            groups.discard()
         self._row_groups.clear()
         for writer in self._writers:
-            writer.close()
+            try:
+                writer.close()
+            except BaseException as error:
+                failed = failed or error
         self._writers.clear()
-        if exc_type is None:
+        if exc_type is None and failed is None:
             for tmp, target in self._pending:
                 os.replace(tmp, target)
         else:
@@ -392,3 +398,5 @@ class StagedWrites:
                     folder.rmdir()
         self._pending.clear()
         self._made.clear()
+        if failed is not None and exc_type is None:
+            raise failed

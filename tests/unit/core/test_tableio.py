@@ -158,3 +158,16 @@ def test_staged_row_groups_are_written_when_the_block_ends(tmp_path: Path) -> No
         groups.write(pa.table({"a": range(9)}, schema=schema))  # two groups being written
         raise ValueError("stage failed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.parquet"]
+
+
+def test_a_failure_while_closing_publishes_nothing(tmp_path: Path) -> None:
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError("No space left on device")
+
+    schema = pa.schema([("a", pa.int64())])
+    with pytest.raises(OSError, match="No space left"), StagedWrites() as out:
+        out.json({"x": 1}, tmp_path / "r.json")
+        groups = out.row_groups(tmp_path / "t.parquet", schema, 4)
+        groups.write(pa.table({"a": range(2)}, schema=schema))  # held until the block ends
+        groups.writer.write_table = disk_full  # fails when the block writes the held rows
+    assert list(tmp_path.iterdir()) == []
