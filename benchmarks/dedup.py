@@ -132,7 +132,8 @@ def main() -> None:
         clusters = pd.read_parquet(root / "data" / "dup_clusters.parquet")
     print(f"end to end: {elapsed:.2f} s, {args.n / elapsed:,.0f} prompts/s; "
           f"{stage['exact_duplicates']:,} exact + {stage['near_duplicates']:,} near "
-          f"duplicates, {stage['checked_pairs']:,} candidate pairs checked")
+          f"duplicates, {stage['candidate_pairs']:,} candidate pairs, "
+          f"{stage['checked_pairs']:,} checked")
     print(f"peak RSS of `curate dedup` and its workers together: {peak / 2**20:,.0f} MB")
 
     prompts = table["prompt"].tolist()

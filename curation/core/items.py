@@ -99,11 +99,18 @@ def responses_of(items: pd.DataFrame) -> int:
     return int(items["responses"].map(len).sum())
 
 
-def to_arrow(frame: pd.DataFrame, judgments: pa.StructType, labelled: bool = False
-             ) -> pa.Table:
-    """A table of items with its nested columns typed (empty judgments stay typed)."""
+def to_arrow(frame: pd.DataFrame, judgments: pa.StructType, labelled: bool = False,
+             like: pa.Schema | None = None) -> pa.Table:
+    """A table of items with its nested columns typed (empty judgments stay typed). The
+    other columns that `like` has take its types: a batch in which such a column is all
+    null would otherwise be typed null, and batches of one file must agree."""
     flat = frame.drop(columns=[c for c in NESTED if c in frame.columns])
     table = pa.Table.from_pandas(flat, preserve_index=False).replace_schema_metadata(None)
+    for name in set(table.column_names) & set(like.names if like is not None else []):
+        kind = like.field(name).type
+        if table.schema.field(name).type != kind:
+            table = table.set_column(table.column_names.index(name), name,
+                                     table[name].cast(kind))
     if "contrast_of" in table.column_names:  # all null is still a column of ids
         table = table.set_column(table.column_names.index("contrast_of"), "contrast_of",
                                  table["contrast_of"].cast(pa.string()))

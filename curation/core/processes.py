@@ -18,12 +18,14 @@ def start_time(pid: int) -> str | None:
     return fields[19] if len(fields) > 19 else None
 
 
-def alive(pid: int | None, started: str | None = None) -> bool:
-    """True when ``pid`` runs (not a zombie) and, if given, started at ``started``."""
+def alive(pid: int | None, started: str | None = None, reap: bool = True) -> bool:
+    """True when ``pid`` runs (not a zombie) and, if given, started at ``started``;
+    ``reap``: first reap it if it is our own exited child (the server's processes)."""
     if not pid:
         return False
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own exited child
+    if reap:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

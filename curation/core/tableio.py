@@ -10,6 +10,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,13 +18,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation.core.errors import CurationError
 from curation.core.items import from_arrow
-from curation.core.processes import alive
+from curation.core.processes import alive, start_time
 
 
 def parquet_file(source: str | Path | BinaryIO) -> pq.ParquetFile:
@@ -64,19 +66,19 @@ class SpillFile:
             raise RuntimeError(f"spill file {self.prefix}: written after it was read")
         self._schema = self._schema or table.schema
         table = table.cast(self._schema)
-        self.rows += table.num_rows
         if self._writer is None and self._held_bytes + table.nbytes <= self.memory:
             self._held.append((table, row_group_size))
             self._held_bytes += table.nbytes
-            return
-        self._to_disk()
-        self._writer.write_table(table, row_group_size=row_group_size)
+        else:
+            self._to_disk()
+            self._writer.write_table(table, row_group_size=row_group_size)
+        self.rows += table.num_rows
 
     def _to_disk(self) -> None:
         if self._writer is None:
             _remove_orphans()
             self._folder = tempfile.TemporaryDirectory(
-                prefix=f"{_SPILLS}-{os.getpid()}-{self.prefix}-")
+                prefix=f"{_SPILLS}-{_owner()}-{self.prefix}-")
             self._writer = pq.ParquetWriter(self.path, self._schema, compression="none",
                                             use_dictionary=False)  # 3-4x faster to write
             for table, row_group_size in self._held:
@@ -137,15 +139,25 @@ class SpillFile:
 
 
 _ARROW_ROW_GROUP = 1024 * 1024  # pyarrow's default row group, in rows
-_SPILLS = "curate-spill"  # a spill folder is named curate-spill-<pid>-<prefix>-<random>
+_SPILLS = "curate-spill"  # a spill folder: curate-spill-<host>-<pid>-<start>-<prefix>-<random>
+
+
+def _owner() -> str:
+    """This process as a spill folder names it: a hash of the host name (a `TMPDIR` may
+    be shared between machines), the pid and the kernel's start time of the process (a
+    pid is reused)."""
+    host = hashlib.blake2b(socket.gethostname().encode(), digest_size=4).hexdigest()
+    return f"{host}-{os.getpid()}-{start_time(os.getpid()) or 0}"
 
 
 def _remove_orphans() -> None:
-    """Remove the spill folders whose process is gone (a live one, another run's, is left
-    alone)."""
-    for folder in Path(tempfile.gettempdir()).glob(f"{_SPILLS}-*-*"):
-        pid = folder.name[len(_SPILLS) + 1:].split("-", 1)[0]
-        if pid.isdigit() and not alive(int(pid)):
+    """Remove the spill folders of this host whose process is gone (a live one, another
+    run's, is left alone; so is another host's)."""
+    host = _owner().split("-", 1)[0]
+    for folder in Path(tempfile.gettempdir()).glob(f"{_SPILLS}-{host}-*-*-*"):
+        pid, started = folder.name[len(_SPILLS) + len(host) + 2:].split("-")[:2]
+        if pid.isdigit() and started.isdigit() and not alive(
+                int(pid), None if started == "0" else started, reap=False):
             shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -261,11 +273,8 @@ def open_input(path: Path, stage: str, columns: Iterable[str]) -> pq.ParquetFile
 def read_input(path: Path, stage: str, columns: Iterable[str]) -> pd.DataFrame:
     """`open_input`, then the whole table (a corrupt page is the same one-line error)."""
     table = open_input(path, stage, columns)
-    try:
+    with _readable(path, stage):
         return from_arrow(table.read())
-    except (OSError, ValueError, pa.ArrowException) as exc:
-        raise CurationError(f"not a readable parquet file ({_first_line(exc)}); run "
-                            f"`curate {stage}` again", file=str(path)) from None
 
 
 def read_batches(path: Path, stage: str, columns: Iterable[str], rows: int
@@ -273,16 +282,69 @@ def read_batches(path: Path, stage: str, columns: Iterable[str], rows: int
     """`open_input`, then the table `rows` rows at a time: an empty table is one empty
     frame, with its columns. A corrupt page is the same one-line error."""
     table = open_input(path, stage, columns)
-    try:
+    with _readable(path, stage):
         read = 0
         for batch in table.iter_batches(batch_size=rows):
             read += 1
             yield from_arrow(pa.Table.from_batches([batch]))
         if not read:
             yield from_arrow(table.schema_arrow.empty_table())
+
+
+@contextlib.contextmanager
+def _readable(path: Path, stage: str) -> Iterator[None]:
+    """Reading an earlier stage's table: a corrupt page is one line saying what to rerun."""
+    try:
+        yield
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise CurationError(f"not a readable parquet file ({_first_line(exc)}); run "
                             f"`curate {stage}` again", file=str(path)) from None
+
+
+def check_unique(path: Path, stage: str, column: str) -> None:
+    """Stop on a value of `column` (an id an earlier stage made unique) that two rows of
+    the table share, naming both rows: a stage that streams would otherwise see each copy
+    in a different batch. Holds a 64-bit hash per row, and the values of rows whose hash
+    repeats."""
+    with _readable(path, stage):
+        hashes = np.concatenate([np.empty(0, np.uint64), *map(_hashes, parquet_file(
+            path).iter_batches(batch_size=_CHECK_ROWS, columns=[column]))])
+    _, inverse, counts = np.unique(hashes, return_inverse=True, return_counts=True)
+    suspects = np.flatnonzero(counts[inverse.ravel()] > 1)
+    if not len(suspects):
+        return
+    seen: dict[str, int] = {}
+    for batch_start, batch in _numbered(parquet_file(path).iter_batches(
+            batch_size=_CHECK_ROWS, columns=[column])):
+        lo, hi = np.searchsorted(suspects, [batch_start, batch_start + batch.num_rows])
+        values = batch.column(0).to_pylist()
+        for row in suspects[lo:hi].tolist():
+            value = values[row - batch_start]
+            if value is not None and value in seen:
+                raise CurationError(f"'{value}' is also in row {seen[value] + 1}: ids must be "
+                                    f"unique; run `curate {stage}` again", file=str(path),
+                                    row=row + 1, field=column)
+            seen[value] = row
+
+
+_CHECK_ROWS = 100_000
+
+
+def _hashes(batch: pa.RecordBatch) -> np.ndarray:
+    """xxh64 of each value of a batch's one text column (null as empty)."""
+    import xxhash
+
+    return np.fromiter((xxhash.xxh64_intdigest(("" if v is None else v).encode(
+        "utf-8", "surrogatepass")) for v in batch.column(0).to_pylist()), np.uint64,
+        count=batch.num_rows)
+
+
+def _numbered(batches: Iterable[pa.RecordBatch]) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """Each batch with the position of its first row."""
+    start = 0
+    for batch in batches:
+        yield start, batch
+        start += batch.num_rows
 
 
 def _first_line(exc: BaseException) -> str:

@@ -27,8 +27,9 @@ def cluster(sketches: Sketches, params: MinHashParams, max_bucket: int,
     """Rows are joined when their text keys are equal, or when LSH makes them candidates
     and their true Jaccard similarity is at least `params.threshold`.
 
-    Candidates are checked nearest bucket neighbours first, and a pair whose rows are
-    already joined (through other pairs) is not checked: components come out the same as
+    Candidates are checked nearest bucket neighbours first; a pair whose set sizes rule
+    the threshold out (`Sketches.may_reach`), or whose rows are already joined (through
+    other pairs), is not checked: components come out the same as
     checking every candidate, but a bucket of thousands of copies (templated prompts)
     costs one check per member instead of one per member and neighbour and band.
     Checks run on `threads` threads. `keys`: the band keys of the signatures, when the
@@ -44,15 +45,18 @@ def cluster(sketches: Sketches, params: MinHashParams, max_bucket: int,
     if keys is None:
         keys = band_keys(sketches.signatures, params.bands)
     neighbours = BucketNeighbours(keys, sketches.sketched[keep], max_bucket, rows=keep)
-    checked = verified = 0
-    with bar(None, "near-duplicate search", unit=" pairs checked") as shown:
+    candidates = checked = verified = 0
+    with bar(None, "near-duplicate search", unit=" candidate pairs") as shown:
         for earlier, later in neighbours:
             apart = labels[earlier] != labels[later]  # each pair once within one iteration
             if not apart.any():
                 continue
             pairs = np.column_stack([earlier[apart], later[apart]])
-            similar = sketches.reaching(pairs, params.threshold, threads)
-            checked += len(pairs)
+            possible = sketches.may_reach(pairs, params.threshold)
+            similar = np.zeros(len(pairs), dtype=bool)
+            similar[possible] = sketches.jaccards(pairs[possible], threads) >= params.threshold
+            candidates += len(pairs)
+            checked += int(possible.sum())
             verified += int(similar.sum())
             labels = joined(labels, pairs[similar])
             shown.set_description(f"near-duplicate search (band {neighbours.band + 1} of "
@@ -62,7 +66,7 @@ def cluster(sketches: Sketches, params: MinHashParams, max_bucket: int,
     stats = {
         "shingle_kinds": {kind: int(kinds[k]) for k, kind in enumerate(SHINGLE_KINDS)},
         "lsh_bands": params.bands[0], "lsh_rows_per_band": params.bands[1],
-        "checked_pairs": checked, "verified_pairs": verified,
+        "candidate_pairs": candidates, "checked_pairs": checked, "verified_pairs": verified,
         "oversized_buckets": neighbours.oversized,
     }
     return Clusters(labels, stats)

@@ -268,12 +268,17 @@ class Sketches:
                 fill(block)
         return out
 
-    def reaching(self, pairs: np.ndarray, threshold: float, threads: int = 1) -> np.ndarray:
-        """Which (i, j) pairs' `jaccard` is at least `threshold`. Set sizes alone rule most
-        unlike pairs out: J(A, B) <= min(|A|, |B|) / max(|A|, |B|), and the float division
-        of that bound is at least that of the true value, so those are never checked."""
+    def may_reach(self, pairs: np.ndarray, threshold: float) -> np.ndarray:
+        """Which (i, j) pairs' set sizes allow a `jaccard` of `threshold`:
+        J(A, B) <= min(|A|, |B|) / max(|A|, |B|), and the float division of that bound is
+        at least that of the true value, so the others need no check."""
         sizes = self.lengths[pairs].reshape(-1, 2)
-        found = sizes.min(axis=1) / np.maximum(sizes.max(axis=1), 1) >= threshold
+        return sizes.min(axis=1) / np.maximum(sizes.max(axis=1), 1) >= threshold
+
+    def reaching(self, pairs: np.ndarray, threshold: float, threads: int = 1) -> np.ndarray:
+        """Which (i, j) pairs' `jaccard` is at least `threshold` (checked only where
+        `may_reach`)."""
+        found = self.may_reach(pairs, threshold)
         found[found] = self.jaccards(pairs[found], threads) >= threshold
         return found
 

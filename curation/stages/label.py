@@ -33,7 +33,13 @@ from curation.core.ledger import StageLedger
 from curation.core.progress import bar
 from curation.core.schemas import load_schema, validate_rows
 from curation.core.signals import Detectors, load_detectors
-from curation.core.tableio import StagedWrites, open_input, read_batches, read_input
+from curation.core.tableio import (
+    StagedWrites,
+    check_unique,
+    open_input,
+    read_batches,
+    read_input,
+)
 from curation.sources.spec import load_sources
 from curation.stages.base import Context, StageResult
 
@@ -54,9 +60,11 @@ def run(context: Context) -> StageResult:
     params, paths, vocabulary = context.params.label, context.paths, context.vocabulary
     annotations = read_annotations(paths.annotations_dir, set(context.category_labels))
     votes = vote_table(annotations, params.min_submitted)
-    total = open_input(paths.families, "families", []).metadata.num_rows
-    items = read_batches(paths.families, "families", load_schema("families").columns,
-                         _STREAM_ROWS)
+    columns = load_schema("families").columns
+    families = open_input(paths.families, "families", columns)
+    total, like = families.metadata.num_rows, families.schema_arrow
+    check_unique(paths.families, "families", "id")
+    items = read_batches(paths.families, "families", columns, _STREAM_ROWS)
     sources = load_sources(context.sources_folder, context.category_labels,
                            tuple(vocabulary.by_name()))
     suggestions = read_input(paths.suggestions, "suggest",
@@ -96,7 +104,7 @@ def run(context: Context) -> StageResult:
             tally.add(table, labeled, mapped, annotation, valid, out_of_scope | unlabeled,
                       suggestions, params.accept_model_above)
             signals.add(table, detectors)
-            arrow = to_arrow(valid, vocabulary.arrow_type(), labelled=True)
+            arrow = to_arrow(valid, vocabulary.arrow_type(), labelled=True, like=like)
             writer = writer or out.row_groups(paths.labeled, arrow.schema, _STREAM_ROWS)
             writer.write(arrow)
             shown.update(len(table))

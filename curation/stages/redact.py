@@ -23,7 +23,7 @@ from curation.core.ledger import StageLedger
 from curation.core.progress import bar
 from curation.core.schemas import load_schema, validate_rows
 from curation.core.signals import referral_resources
-from curation.core.tableio import StagedWrites, open_input, read_batches
+from curation.core.tableio import StagedWrites, check_unique, open_input, read_batches
 from curation.privacy.detector import PII_TYPES, PiiDetector, Span, load_detector, load_rules
 from curation.stages.base import Context, StageResult
 
@@ -38,11 +38,14 @@ def run(context: Context) -> StageResult:
     The items stream `_STREAM_ROWS` at a time; the spans of texts already read are kept
     for the next batches (templated responses are read once), up to `_CACHED_TEXTS`."""
     params, paths = context.params.redact, context.paths
-    items = read_batches(paths.labeled, "label", load_schema("labeled").columns, _STREAM_ROWS)
+    columns = load_schema("labeled").columns
+    labeled = open_input(paths.labeled, "label", columns)  # checked before the model loads
+    total, like = labeled.metadata.num_rows, labeled.schema_arrow
+    check_unique(paths.labeled, "label", "id")
+    items = read_batches(paths.labeled, "label", columns, _STREAM_ROWS)
     detector = load_detector(params, load_rules(paths.schemas_dir / "pii.yaml"),
                              referral_resources(context.taxonomy), paths.cache,
                              context.params_file.error)
-    total = open_input(paths.labeled, "label", []).metadata.num_rows
     ledger, schema, judgments = StageLedger(STAGE), load_schema("redacted"), (
         context.vocabulary.arrow_type())
     tally = PiiTally(params.types)
@@ -68,7 +71,7 @@ def run(context: Context) -> StageResult:
             taken_in += responses_of(table)
             kept_responses += responses_of(valid)
             tally.add(valid)
-            arrow = to_arrow(valid, judgments, labelled=True)
+            arrow = to_arrow(valid, judgments, labelled=True, like=like)
             writer = writer or writes.row_groups(paths.redacted, arrow.schema, _STREAM_ROWS)
             writer.write(arrow)
             shown.set_description(f"redact: personal data ({sum(rows_in.values()):,} of "

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curation.core.items import MESSAGE, user_text, user_texts, with_first_response
+from curation.core.items import MESSAGE, to_arrow, user_text, user_texts, with_first_response
+
+JUDGMENTS = pa.struct([("is_refusal", pa.bool_())])
 
 turn = st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system"]),
                               "content": st.text(max_size=20)})
@@ -33,3 +36,11 @@ def test_first_response_is_appended_where_there_is_one(rows: list, start: int) -
     got = with_first_response(texts.slice(start), responses.slice(start)).to_pylist()
     assert got == [f"{text}\n{answers[0]}" if answers else text
                    for text, answers in rows[start:]]
+
+
+def test_columns_all_null_in_a_batch_keep_the_types_of_the_file() -> None:
+    frame = pd.DataFrame({"id": ["a"], "family_key": pd.Series([None], dtype=object)})
+    assert to_arrow(frame, JUDGMENTS).schema.field("family_key").type == pa.null()
+    like = pa.schema([("id", pa.large_string()), ("family_key", pa.large_string())])
+    typed = to_arrow(frame, JUDGMENTS, like=like)
+    assert typed.schema == like and typed["family_key"].to_pylist() == [None]

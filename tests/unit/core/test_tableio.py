@@ -13,7 +13,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from curation.core.tableio import RowCursor, RowGroups, SpillFile, StagedWrites, parquet_file
+from curation.core import tableio
+from curation.core.errors import CurationError
+from curation.core.processes import start_time
+from curation.core.tableio import (
+    RowCursor,
+    RowGroups,
+    SpillFile,
+    StagedWrites,
+    check_unique,
+    parquet_file,
+)
 
 
 def test_a_failed_block_leaves_no_file_and_no_folder_it_made(tmp_path: Path) -> None:
@@ -99,19 +109,24 @@ def test_a_spill_file_holds_tables_in_memory_up_to_its_budget_then_goes_to_disk(
 def test_a_spill_removes_the_spills_of_processes_that_are_gone(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    host, pid, started = tableio._owner().split("-")
+    assert int(pid) == os.getpid() and started.isdigit()
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    orphan = tmp_path / f"curate-spill-{gone.pid}-dedup-sketches-x1"
-    live = tmp_path / f"curate-spill-{os.getppid()}-pull-a-2-x2"  # another run's, still going
-    other = tmp_path / "curate-spill-notapid-x3"
-    for folder in (orphan, live, other):
-        folder.mkdir()
-        (folder / "spill.parquet").write_bytes(b"")
+    parent = os.getppid()
+    orphans = [f"curate-spill-{host}-{gone.pid}-0-dedup-sketches-x1",  # a dead pid
+               f"curate-spill-{host}-{parent}-1-pull-a-x2"]  # a live pid, started otherwise
+    kept = [f"curate-spill-{host}-{parent}-{start_time(parent)}-pull-a-2-x3",  # still going
+            f"curate-spill-ffffffff-{gone.pid}-0-ledger-x4",  # another host's
+            "curate-spill-notapid-x5"]
+    for name in orphans + kept:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "spill.parquet").write_bytes(b"")
     with SpillFile("pull-a") as spill:
         spill.write(pa.table({"a": [1]}))
-        assert spill.path.parent.name.startswith(f"curate-spill-{os.getpid()}-pull-a-")
+        assert spill.path.parent.name.startswith(f"curate-spill-{tableio._owner()}-pull-a-")
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-            [live.name, other.name, spill.path.parent.name])
+            [*kept, spill.path.parent.name])
 
 
 def test_a_row_cursor_takes_any_count_whatever_the_batch_sizes() -> None:
@@ -171,3 +186,16 @@ def test_a_failure_while_closing_publishes_nothing(tmp_path: Path) -> None:
         groups.write(pa.table({"a": range(2)}, schema=schema))  # held until the block ends
         groups.writer.write_table = disk_full  # fails when the block writes the held rows
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_repeated_id_is_one_line_naming_both_rows(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tableio, "_CHECK_ROWS", 3)  # the copies sit in different batches
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"id": ["a", "b", None, "c", None, "d", "e", "b"]}), path)
+    with pytest.raises(CurationError) as raised:
+        check_unique(path, "families", "id")
+    assert str(raised.value) == (f"{path}, row 8: field 'id': 'b' is also in row 2: ids must "
+                                 "be unique; run `curate families` again")
+    pq.write_table(pa.table({"id": ["a", "b", None, "c", None, "d"]}), path)
+    check_unique(path, "families", "id")  # nulls are the schema's business
