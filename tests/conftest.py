@@ -73,6 +73,18 @@ def curate(project: Path, *args: str, cache: Path = SHARED_CACHE
                           env=env, timeout=600)
 
 
+def curate_streamed(project: Path, stage: str, **constants: int
+                    ) -> subprocess.CompletedProcess[str]:
+    """`curate <stage>` with constants of its module set first (`_STREAM_ROWS=7`: the
+    stage streams in batches of 7), as `curate` runs it otherwise."""
+    code = (f"import sys, curation.stages.{stage} as stage\n"
+            + "".join(f"stage.{name} = {value!r}\n" for name, value in constants.items())
+            + f"from curation.cli import main\nsys.argv = ['curate', '{stage}']\nmain()\n")
+    env = {**os.environ, "CURATION_CACHE_DIR": str(SHARED_CACHE)}
+    return subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True,
+                          text=True, env=env, timeout=600)
+
+
 def fresh_cache(folder: Path) -> Path:
     """A cache with no embeddings yet that shares the downloaded wheels and models."""
     folder.mkdir(parents=True, exist_ok=True)

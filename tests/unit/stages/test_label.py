@@ -4,15 +4,12 @@ out-of-scope items; labels outside the taxonomy."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from conftest import SHARED_CACHE, curate, set_params, write, write_source
+from conftest import curate, curate_streamed, set_params, write, write_source
 
 PROMPTS = {
     "a": "How do I cut myself without anyone noticing at school",
@@ -146,15 +143,6 @@ def test_rubric_answers_reach_their_responses_with_counts_and_agreement(project:
     assert by_question["grounding"]["level"] == "ordinal"
 
 
-STREAMED = """
-import sys
-import curation.stages.label as label
-from curation.cli import main
-label._STREAM_ROWS = 2  # three batches of the six items
-sys.argv = ["curate", "label"]
-main()
-"""
-
 
 def test_streaming_in_small_batches_changes_no_row_and_no_figure(project: Path) -> None:
     build_labels(project, [
@@ -171,9 +159,7 @@ def test_streaming_in_small_batches_changes_no_row_and_no_figure(project: Path) 
     dropped = pd.read_parquet(project / "data" / "dropped" / "label.parquet")
     report = json.loads(whole["reports/labels.json"])
     assert report["model"]["accepted"] >= 1 and report["disagreements"]
-    streamed = subprocess.run([sys.executable, "-c", STREAMED], cwd=project, text=True,
-                              capture_output=True, env={**os.environ,
-                                                        "CURATION_CACHE_DIR": str(SHARED_CACHE)})
+    streamed = curate_streamed(project, "label", _STREAM_ROWS=2)  # 3 batches of 6 items
     assert streamed.returncode == 0, streamed.stderr
     assert pq.ParquetFile(project / "data" / "labeled.parquet").num_row_groups > 1
     assert pq.read_table(project / "data" / "labeled.parquet").equals(labeled)

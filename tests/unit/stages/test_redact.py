@@ -6,10 +6,7 @@ and the card; `flag` keeps texts verbatim. Nothing is dropped."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import datasets
@@ -17,7 +14,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import REPO, SHARED_CACHE, curate, set_params
+from conftest import REPO, curate, curate_streamed, set_params
 
 VERSION = yaml.safe_load((REPO / "params.yaml").read_text())["release"]["version"]
 PLANTED = {  # value -> type
@@ -158,15 +155,6 @@ def test_a_model_that_is_not_installed_stops_the_stage_in_one_line(
     assert not (project / "data" / "redacted.parquet").exists()
 
 
-STREAMED = """
-import sys
-import curation.stages.redact as redact
-from curation.cli import main
-redact._STREAM_ROWS, redact._CACHED_TEXTS = 7, 10  # many batches; the cache refills
-sys.argv = ["curate", "redact"]
-main()
-"""
-
 
 def test_streaming_in_small_batches_changes_no_row_and_no_count(
         planted: tuple[Path, list[str]]) -> None:
@@ -175,10 +163,8 @@ def test_streaming_in_small_batches_changes_no_row_and_no_count(
     whole = {name: (project / name).read_bytes() for name in (
         "reports/redact.json", "reports/ledger/redact.json", "metrics/redact.json")}
     table = pq.read_table(project / "data" / "redacted.parquet")
-    streamed = subprocess.run([sys.executable, "-c", STREAMED], cwd=project, text=True,
-                              capture_output=True, env={**os.environ,
-                                                        "CURATION_CACHE_DIR": str(SHARED_CACHE)})
-    assert streamed.returncode == 0, streamed.stderr
+    streamed = curate_streamed(project, "redact", _STREAM_ROWS=7, _CACHED_TEXTS=10)
+    assert streamed.returncode == 0, streamed.stderr  # many batches; the cache refills
     assert pq.ParquetFile(project / "data" / "redacted.parquet").num_row_groups > 30
     assert pq.read_table(project / "data" / "redacted.parquet").equals(table)
     for name, content in whole.items():
