@@ -197,50 +197,53 @@ def _write_kept(input_path: Path, rep: np.ndarray, sizes: np.ndarray, members: p
     rows_in: Counter[str] = Counter()
     kept: Counter[str] = Counter()
     start = 0
-    for batch in parquet_file(input_path).iter_batches(batch_size=batch_size):
-        table = _typed(pa.Table.from_batches([batch]), {"messages": pa.list_(MESSAGE),
-                                                        "responses": response_list})
-        rows = np.arange(start, start + batch.num_rows)
-        start += batch.num_rows
-        sketched = prompts.take(batch.num_rows)
-        rows_in.update(table["source"].to_pylist())
-        counts["in"] += _responses_in(table)
-        is_rep = rep[rows] == rows
-        gone = rows[~is_rep]
-        if len(gone):
-            info = members.loc[gone]
-            ledger.drop(from_arrow(table.filter(~is_rep)), "duplicate",
-                        pd.Series(np.where(info["exact"], "exact_duplicate", "near_duplicate")),
-                        duplicate_of=pd.Series(info["cluster_id"].to_numpy()),
-                        detail=pd.Series([f"jaccard {s:.3f}" for s in info["similarity"]]))
-        rows = rows[is_rep]
-        table = _rows(table, is_rep)
-        joins = np.flatnonzero(np.isin(rows, joining_rows))
-        if len(joins):
-            merged = [_union(own, joining.of(int(rows[j])), counts) for own, j in zip(
-                table["responses"].take(joins).to_pylist(), joins.tolist(), strict=True)]
-            table = table.set_column(table.column_names.index("responses"), "responses",
-                                     _spliced(table["responses"], joins,
-                                              pa.array(merged, response_list)))
-        table = table.append_column("dup_cluster_id", table["id"]).append_column(
-            "dup_cluster_size", pa.array(sizes[rows], pa.int64()))
-        _, failures = validate_rows(table.to_pandas(), schema)  # arrow's own objects: faster
-        passed = np.ones(table.num_rows, dtype=bool)
-        passed[failures["index"].to_numpy(dtype=int)] = False
-        if not failures.empty:
-            quarantined = table.filter(~passed)
-            ledger.drop(from_arrow(quarantined), "quarantined", failures["check"],
-                        field=failures["field"], detail=failures["detail"])
-            counts["item_quarantined"] += _responses_in(quarantined)
-        table = _rows(table, passed)
-        counts["kept"] += _responses_in(table)
-        written = is_rep.copy()
-        written[is_rep] = passed
-        signatures.write(to_table(table["id"].combine_chunks(), _rows(sketched, written)))
-        if writer is None:
-            writer = out.row_groups(paths.deduped, table.schema, _ROWS_PER_GROUP)
-        writer.write(table)
-        kept.update(table["source"].to_pylist())
+    source = parquet_file(input_path)
+    with bar(source.metadata.num_rows, "dedup write") as shown:
+        for batch in source.iter_batches(batch_size=batch_size):
+            table = _typed(pa.Table.from_batches([batch]), {"messages": pa.list_(MESSAGE),
+                                                            "responses": response_list})
+            rows = np.arange(start, start + batch.num_rows)
+            start += batch.num_rows
+            sketched = prompts.take(batch.num_rows)
+            rows_in.update(table["source"].to_pylist())
+            counts["in"] += _responses_in(table)
+            is_rep = rep[rows] == rows
+            gone = rows[~is_rep]
+            if len(gone):
+                info = members.loc[gone]
+                ledger.drop(from_arrow(table.filter(~is_rep)), "duplicate",
+                            pd.Series(np.where(info["exact"], "exact_duplicate", "near_duplicate")),
+                            duplicate_of=pd.Series(info["cluster_id"].to_numpy()),
+                            detail=pd.Series([f"jaccard {s:.3f}" for s in info["similarity"]]))
+            rows = rows[is_rep]
+            table = _rows(table, is_rep)
+            joins = np.flatnonzero(np.isin(rows, joining_rows))
+            if len(joins):
+                merged = [_union(own, joining.of(int(rows[j])), counts) for own, j in zip(
+                    table["responses"].take(joins).to_pylist(), joins.tolist(), strict=True)]
+                table = table.set_column(table.column_names.index("responses"), "responses",
+                                         _spliced(table["responses"], joins,
+                                                  pa.array(merged, response_list)))
+            table = table.append_column("dup_cluster_id", table["id"]).append_column(
+                "dup_cluster_size", pa.array(sizes[rows], pa.int64()))
+            _, failures = validate_rows(table.to_pandas(), schema)  # arrow's own objects: faster
+            passed = np.ones(table.num_rows, dtype=bool)
+            passed[failures["index"].to_numpy(dtype=int)] = False
+            if not failures.empty:
+                quarantined = table.filter(~passed)
+                ledger.drop(from_arrow(quarantined), "quarantined", failures["check"],
+                            field=failures["field"], detail=failures["detail"])
+                counts["item_quarantined"] += _responses_in(quarantined)
+            table = _rows(table, passed)
+            counts["kept"] += _responses_in(table)
+            written = is_rep.copy()
+            written[is_rep] = passed
+            signatures.write(to_table(table["id"].combine_chunks(), _rows(sketched, written)))
+            if writer is None:
+                writer = out.row_groups(paths.deduped, table.schema, _ROWS_PER_GROUP)
+            writer.write(table)
+            kept.update(table["source"].to_pylist())
+            shown.update(batch.num_rows)
     if writer is None:
         raise CurationError("the normalized table is empty", file=str(input_path))
     writer.close()
