@@ -40,12 +40,14 @@ class SpillFile:
     """Tables written one after another and read back in order: what a stage cannot hold
     waits here. Up to `memory` bytes of them stay in memory; past that, all go to a
     temporary parquet file, made then (the first table sets the schema; later ones are
-    cast to it) and removed on `close`, or when the `with` block ends. Its folder is named
+    cast to it) and removed on `close`, or when the `with` block ends. Given the `rows`
+    that will be written, tables go to disk from the first one whose size per row says
+    they will not all fit (holding some first would only add to the peak). Its folder is named
     after the process, so a spill that a killed run left behind (SIGKILL, a crash) is
     removed by the next one to spill."""
 
-    def __init__(self, prefix: str, memory: int = 0) -> None:
-        self.prefix, self.memory = prefix, memory
+    def __init__(self, prefix: str, memory: int = 0, rows: int | None = None) -> None:
+        self.prefix, self.memory, self.expected = prefix, memory, rows
         self.rows = 0
         self._schema: pa.Schema | None = None
         self._held: list[tuple[pa.Table, int | None]] = []  # (table, row group size)
@@ -66,7 +68,9 @@ class SpillFile:
             raise RuntimeError(f"spill file {self.prefix}: written after it was read")
         self._schema = self._schema or table.schema
         table = table.cast(self._schema)
-        if self._writer is None and self._held_bytes + table.nbytes <= self.memory:
+        if self._writer is None and self._held_bytes + table.nbytes <= self.memory and (
+                self.expected is None or not table.num_rows
+                or table.nbytes / table.num_rows * self.expected <= self.memory):
             self._held.append((table, row_group_size))
             self._held_bytes += table.nbytes
         else:

@@ -113,7 +113,7 @@ def run(context: Context) -> StageResult:
     input_path = paths.normalized
     n = open_input(input_path, "normalize", load_schema("normalized").columns).metadata.num_rows
     engine = Engine(context.params.engine.kind, context.params.engine.address, params.num_proc)
-    with SpillFile("dedup-sketches", params.sketch_memory_mb * 2**20) as prompts:
+    with SpillFile("dedup-sketches", params.sketch_memory_mb * 2**20, rows=n) as prompts:
         searched = sketch_table(input_path, params, params.include_response, "dedup sketch",
                                 engine)
         sketches, keys = search_index(

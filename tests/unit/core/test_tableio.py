@@ -97,6 +97,9 @@ def test_a_spill_file_holds_tables_in_memory_up_to_its_budget_then_goes_to_disk(
         assert pa.concat_tables(spill.row_groups())["a"].to_pylist() == list(range(200))
         with pytest.raises(RuntimeError, match="written after it was read"):
             spill.write(table(200))
+    with SpillFile("test", memory=2000, rows=300) as spill:  # 2,400 bytes will not fit
+        spill.write(table(0))
+        assert spill.path.is_file()
     with SpillFile("test", memory=2000) as spill:
         for start in (0, 100, 200):  # the third passes the budget: all go to disk
             spill.write(table(start), row_group_size=30)
