@@ -113,15 +113,9 @@ class SpillFile:
 
     def row_groups(self) -> Iterator[pa.Table]:
         """The row groups written, in order (a table each, when tables were written whole
-        and smaller than arrow's row group)."""
-        if self._writer is None:
-            self._sealed = self._sealed or self._schema is not None
-            for table, row_group_size in self._held:
-                step = row_group_size or _ARROW_ROW_GROUP
-                yield from (table.slice(at, step) for at in range(0, table.num_rows, step))
-            return
+        and smaller than arrow's row group); held tables go to disk first."""
         reader = self.reader()
-        for group in range(reader.num_row_groups):
+        for group in range(reader.num_row_groups if reader is not None else 0):
             yield reader.read_row_group(group)
 
     def close(self) -> None:
@@ -142,7 +136,6 @@ class SpillFile:
         self.close()
 
 
-_ARROW_ROW_GROUP = 1024 * 1024  # pyarrow's default row group, in rows
 _SPILLS = "curate-spill"  # a spill folder: curate-spill-<host>-<pid>-<start>-<prefix>-<random>
 
 
