@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from collections import Counter
 from itertools import permutations
 from pathlib import Path
@@ -83,6 +85,44 @@ def curate_streamed(project: Path, stage: str, **constants: int
     env = {**os.environ, "CURATION_CACHE_DIR": str(SHARED_CACHE)}
     return subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True,
                           text=True, env=env, timeout=600)
+
+
+# A command added to the real entry point: it connects to Ray when given an address,
+# spills a table, and then waits to be killed.
+_SPILL_AND_WAIT = """
+import sys, time, click, pyarrow as pa
+from curation.cli import cli, main
+from curation.core.engine import connect_ray
+from curation.core.tableio import SpillFile
+
+@cli.command()
+@click.option("--ray")
+def spill_and_wait(ray):
+    if ray:
+        connect_ray(ray)
+    with SpillFile("test") as spill:
+        spill.write(pa.table({"a": [1, 2, 3]}))
+        print(spill.path, flush=True)
+        time.sleep(120)
+
+main()
+"""
+
+
+def sigterm_while_spilling(tmp: Path, ray: str | None = None
+                           ) -> tuple[int, str, bool]:
+    """Run `curate spill-and-wait` with TMPDIR=`tmp`, SIGTERM it inside its spill and
+    return its exit code, its stderr and whether its spill file was under `tmp`."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", _SPILL_AND_WAIT, "spill-and-wait",
+         *(["--ray", ray] if ray else [])], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env={**os.environ, "TMPDIR": str(tmp)})
+    spill = Path(process.stdout.readline().strip())
+    spilled = spill.is_file() and spill.is_relative_to(tmp)
+    time.sleep(0.2)  # inside the sleep
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    return process.returncode, stderr, spilled
 
 
 def fresh_cache(folder: Path) -> Path:

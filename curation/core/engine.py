@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -132,7 +134,12 @@ def connect_ray(address: str | None) -> Any:
     if not ray.is_initialized():
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")
         logging.getLogger("ray").setLevel(logging.WARNING)  # plans and timings: not ours
+        ours = signal.getsignal(signal.SIGTERM)
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  configure_logging=False, runtime_env={"env_vars": {
                      "TOKENIZERS_PARALLELISM": "false"}})
+        if callable(ours) and threading.current_thread() is threading.main_thread():
+            # ray.init replaces it with a bare exit(15); ours ends the command the same
+            # way (the exit still runs Ray's shutdown) but with `terminated` and 143.
+            signal.signal(signal.SIGTERM, ours)
     return ray

@@ -5,6 +5,7 @@ bytes."""
 from __future__ import annotations
 
 import shutil
+import signal
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import curate, fresh_cache, set_params
+from conftest import curate, fresh_cache, set_params, sigterm_while_spilling
 
 from curation.core.engine import Engine
 from curation.core.errors import CurationError
@@ -85,3 +86,13 @@ def test_stages_on_ray_write_the_local_engine_bytes(cluster: object, built: Path
                 == (on_ray / "data" / f"{name}.parquet").read_bytes()), name
     assert (local / "reports" / "ledger" / "families.json").read_bytes() == (
         on_ray / "reports" / "ledger" / "families.json").read_bytes()
+
+
+def test_sigterm_on_a_ray_driver_ends_as_it_does_locally(cluster: object,
+                                                         tmp_path: Path) -> None:
+    """ray.init installs a SIGTERM handler of its own (a bare exit 15)."""
+    code, stderr, spilled = sigterm_while_spilling(tmp_path, ray=cluster.address)
+    assert spilled
+    assert code == 128 + signal.SIGTERM
+    assert stderr.strip().splitlines()[-1] == "terminated"
+    assert not list(tmp_path.glob("curate-spill-*"))
