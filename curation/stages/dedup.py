@@ -79,8 +79,8 @@ def spilled(tables: Iterable[pa.Table], spill: SpillFile) -> Iterator[pa.Table]:
         yield table
 
 
-def member_rows(path: Path, rows: np.ndarray, batch_size: int) -> pd.DataFrame:
-    """id, source and whether there is a response, for the given (sorted) rows."""
+def member_rows(path: Path, rows: np.ndarray, batch_size: int) -> pa.Table:
+    """row, id, source and whether there is a response, for the given (sorted) rows."""
     parts = []
     start = 0
     for batch in parquet_file(path).iter_batches(batch_size=batch_size,
@@ -88,16 +88,32 @@ def member_rows(path: Path, rows: np.ndarray, batch_size: int) -> pd.DataFrame:
         lo, hi = np.searchsorted(rows, [start, start + batch.num_rows])
         if hi > lo:
             picked = pa.Table.from_batches([batch]).take(rows[lo:hi] - start)
-            parts.append(pd.DataFrame({
-                "row": rows[lo:hi], "id": picked["id"].to_pylist(),
-                "source": picked["source"].to_pylist(),
-                "has_response": (pc.list_value_length(picked["responses"]).to_numpy(
-                    zero_copy_only=False) > 0),
-            }))
+            parts.append(pa.table({
+                "row": rows[lo:hi], "id": picked["id"].cast(pa.string()),
+                "source": picked["source"].cast(pa.string()),
+                "has_response": pc.greater(pc.list_value_length(picked["responses"]).fill_null(0),
+                                           0)}))
         start += batch.num_rows
-    columns = {"row": "int64", "id": "str", "source": "str", "has_response": "bool"}
-    return (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-        {c: pd.Series(dtype=t) for c, t in columns.items()}))
+    return pa.concat_tables(parts) if parts else pa.table(
+        {"row": pa.array([], pa.int64()), "id": pa.array([], pa.string()),
+         "source": pa.array([], pa.string()), "has_response": pa.array([], pa.bool_())})
+
+
+@dataclass
+class _Members:
+    """The rows of multi-row clusters (`rows`, ascending) and, position for position, what
+    the ledger and the clusters table say of each: arrays, not Python objects."""
+
+    rows: np.ndarray
+    representative: np.ndarray  # row of the cluster's representative
+    cluster_id: pa.Array        # id of the cluster's representative
+    exact: np.ndarray
+    similarity: np.ndarray
+    has_response: np.ndarray
+
+    def at(self, rows: np.ndarray) -> np.ndarray:
+        """Positions of these member rows."""
+        return np.searchsorted(self.rows, rows)
 
 
 def run(context: Context) -> StageResult:
@@ -134,36 +150,27 @@ def _finish(context: Context, sketches: Sketches, found: Clusters, prompts: Spil
     params, paths, input_path = context.params.dedup, context.paths, context.paths.normalized
     sizes = np.bincount(found.labels, minlength=n)[found.labels]
     in_cluster = np.flatnonzero(sizes > 1)
-    members = member_rows(input_path, in_cluster, _STREAM_ROWS).assign(
-        label=found.labels[in_cluster])
+    table = member_rows(input_path, in_cluster, _STREAM_ROWS)
+    table = table.append_column("label", pa.array(found.labels[in_cluster]))
     rep = np.arange(n)
-    rep[in_cluster] = representatives(members, params.source_priority).to_numpy()
-    members["representative_row"] = rep[in_cluster]
-    members["is_representative"] = members["row"] == members["representative_row"]
-    members["cluster_id"] = members.set_index("row")["id"].loc[rep[in_cluster]].to_numpy()
-    members["exact"] = sketches.exact[in_cluster] == sketches.exact[rep[in_cluster]]
-    members["similarity"] = np.where(members["exact"], 1.0, sketches.jaccards(
-        np.column_stack([in_cluster, rep[in_cluster]])))
-    members["match"] = np.where(members["is_representative"], "representative",
-                                np.where(members["exact"], "exact", "near"))
+    rep[in_cluster] = representatives(table, params.source_priority)
+    members = _members(table, rep[in_cluster], sketches)
 
     ledger = StageLedger(STAGE)
-    clusters = members.sort_values(["cluster_id", "is_representative", "id"],
-                                   ascending=[True, False, True], kind="stable")
-    clusters = clusters.assign(representative=clusters["cluster_id"],
-                               similarity=clusters["similarity"].round(6))
     with StagedWrites() as out:
+        clusters = _clusters_table(table, members)
+        report = dedup_report(n, clusters, found.stats, params)
+        out.parquet(clusters, paths.dup_clusters)
+        del table, clusters
         counts: Counter[str] = Counter()
         rows_in, kept = _write_kept(
-            input_path, rep, sizes, members.set_index("row"), ledger, out, paths,
+            input_path, rep, sizes, members, ledger, out, paths,
             RowCursor(prompts.batches(_STREAM_ROWS)), context.vocabulary.arrow_type(),
             counts, _STREAM_ROWS)
         ledger.count_responses(counts["in"], counts["kept"], counts["moved"],
                                identical_response=counts["identical_response"],
                                item_quarantined=counts["item_quarantined"])
         summary = ledger.summary(rows_in, kept)
-        report = dedup_report(n, clusters, found.stats, params)
-        out.parquet(clusters[CLUSTER_COLUMNS].reset_index(drop=True), paths.dup_clusters)
         ledger.write(out, paths, summary, {k: report[k] for k in (
             "exact_duplicates", "near_duplicates", "clusters", "largest_cluster")})
         out.csv(["size", "clusters"], [[int(k), v] for k, v in report["clusters_by_size"].items()],
@@ -175,7 +182,37 @@ def _finish(context: Context, sketches: Sketches, found: Clusters, prompts: Spil
         "dropped"])
 
 
-def _write_kept(input_path: Path, rep: np.ndarray, sizes: np.ndarray, members: pd.DataFrame,
+def _members(table: pa.Table, representative: np.ndarray, sketches: Sketches) -> _Members:
+    """Each member's cluster id, and its similarity to the representative (1 for an exact
+    duplicate: the same text key)."""
+    rows = table["row"].to_numpy()
+    exact = sketches.exact[rows] == sketches.exact[representative]
+    similarity = np.ones(len(rows))
+    near = np.flatnonzero(~exact)
+    similarity[near] = sketches.jaccards(np.column_stack([rows[near], representative[near]]))
+    cluster_id = table["id"].combine_chunks().take(np.searchsorted(rows, representative))
+    return _Members(rows, representative, cluster_id, exact, similarity,
+                    table["has_response"].to_numpy())
+
+
+def _clusters_table(table: pa.Table, members: _Members) -> pa.Table:
+    """`dup_clusters`: one row per member, clusters by id, each representative first."""
+    is_rep = members.rows == members.representative
+    match = np.where(is_rep, 0, np.where(members.exact, 1, 2))
+    unsorted = pa.table({
+        "cluster_id": members.cluster_id, "id": table["id"], "is_representative": is_rep,
+        "match": pa.array(["representative", "exact", "near"]).take(pa.array(match)),
+        "similarity": members.similarity.round(6), "source": table["source"]})
+    ordered = unsorted.take(pc.sort_indices(unsorted, sort_keys=[
+        ("cluster_id", "ascending"), ("is_representative", "descending"),
+        ("id", "ascending")]))
+    # the representative's id, twice: as the cluster's id and as the representative
+    columns = {name: ordered[name] for name in ordered.column_names}
+    return pa.table({name: columns[name if name != "representative" else "cluster_id"]
+                     for name in CLUSTER_COLUMNS})
+
+
+def _write_kept(input_path: Path, rep: np.ndarray, sizes: np.ndarray, members: _Members,
                 ledger: StageLedger, out: StagedWrites, paths: Paths, prompts: RowCursor,
                 judgments: pa.StructType, counts: Counter[str], batch_size: int
                 ) -> tuple[Counter[str], Counter[str]]:
@@ -210,11 +247,14 @@ def _write_kept(input_path: Path, rep: np.ndarray, sizes: np.ndarray, members: p
             is_rep = rep[rows] == rows
             gone = rows[~is_rep]
             if len(gone):
-                info = members.loc[gone]
+                at = members.at(gone)
                 ledger.drop(from_arrow(table.filter(~is_rep)), "duplicate",
-                            pd.Series(np.where(info["exact"], "exact_duplicate", "near_duplicate")),
-                            duplicate_of=pd.Series(info["cluster_id"].to_numpy()),
-                            detail=pd.Series([f"jaccard {s:.3f}" for s in info["similarity"]]))
+                            pd.Series(np.where(members.exact[at], "exact_duplicate",
+                                               "near_duplicate")),
+                            duplicate_of=pd.Series(members.cluster_id.take(pa.array(at))
+                                                   .to_pylist()),
+                            detail=pd.Series([f"jaccard {s:.3f}"
+                                              for s in members.similarity[at].tolist()]))
             rows = rows[is_rep]
             table = _rows(table, is_rep)
             joins = np.flatnonzero(np.isin(rows, joining_rows))
@@ -295,12 +335,10 @@ class _Joining:
             self.chunks[lo:hi].tolist(), self.at[lo:hi].tolist(), strict=True)]
 
 
-def _joining(path: Path, members: pd.DataFrame, rep: np.ndarray, batch_size: int
-             ) -> _Joining:
+def _joining(path: Path, members: _Members, rep: np.ndarray, batch_size: int) -> _Joining:
     """The responses joining representatives, read from the table for just the members
     that have some."""
-    moving = np.sort(members.index[members["has_response"].to_numpy()
-                                   & (rep[members.index] != members.index)].to_numpy())
+    moving = members.rows[members.has_response & (members.representative != members.rows)]
     owners: list[np.ndarray] = []
     parts: list[pa.Array] = []
     start = 0
@@ -338,26 +376,38 @@ def _union(own: list[dict[str, Any]], joining: list[dict[str, Any]],
     return union
 
 
-def dedup_report(rows_in: int, clusters: pd.DataFrame, stats: dict[str, Any],
+def dedup_report(rows_in: int, clusters: pa.Table, stats: dict[str, Any],
                  params: DedupParams) -> dict:
-    """The figures of `reports/dedup.json`."""
-    sizes = clusters.groupby("cluster_id").size()
-    shared: Counter[str] = Counter()
-    for sources in clusters.groupby("cluster_id")["source"].agg(lambda s: sorted(set(s))):
-        if len(sources) > 1:
-            shared[" + ".join(sources)] += 1
-    dropped = clusters[~clusters["is_representative"]]
+    """The figures of `reports/dedup.json`, from the clusters table (sorted by cluster)."""
+    cluster_ids = clusters["cluster_id"].combine_chunks()
+    starts = np.flatnonzero(np.r_[True, pc.not_equal(cluster_ids[1:],
+                                                      cluster_ids[:-1]).to_numpy(zero_copy_only=False)]
+                            ) if len(cluster_ids) else np.empty(0, dtype=np.int64)
+    sizes = np.diff(np.r_[starts, len(cluster_ids)])
+    cluster = np.repeat(np.arange(len(sizes)), sizes)
+    sources = pc.dictionary_encode(clusters["source"]).combine_chunks()
+    names = sources.dictionary.to_pylist()
+    pairs = np.unique(cluster * len(names) + sources.indices.to_numpy(zero_copy_only=False))
+    per_cluster = np.split(pairs % max(len(names), 1),
+                           np.flatnonzero(np.diff(pairs // max(len(names), 1))) + 1)
+    shared = Counter(" + ".join(sorted(names[k] for k in codes.tolist()))
+                     for codes in per_cluster if len(codes) > 1)
+    dropped = pc.invert(clusters["is_representative"])
+    match = pc.value_counts(clusters["match"].filter(dropped)).to_pylist()
+    by_match = {m["values"]: m["counts"] for m in match}
+    by_source = {m["values"]: m["counts"] for m in
+                 pc.value_counts(clusters["source"].filter(dropped)).to_pylist()}
+    by_size = Counter(sizes.tolist())
     return {
         "rows_in": rows_in,
-        "kept": rows_in - len(dropped),
-        "exact_duplicates": int((dropped["match"] == "exact").sum()),
-        "near_duplicates": int((dropped["match"] == "near").sum()),
-        "clusters": int(len(sizes)),
-        "clusters_by_size": {str(k): int(v) for k, v in sizes.value_counts().sort_index().items()},
+        "kept": rows_in - sum(by_match.values()),
+        "exact_duplicates": by_match.get("exact", 0),
+        "near_duplicates": by_match.get("near", 0),
+        "clusters": len(sizes),
+        "clusters_by_size": {str(k): by_size[k] for k in sorted(by_size)},
         "largest_cluster": int(sizes.max()) if len(sizes) else 0,
         "clusters_shared_by_sources": dict(sorted(shared.items())),
-        "duplicates_by_source": {str(k): int(v) for k, v in
-                                 dropped["source"].value_counts().sort_index().items()},
+        "duplicates_by_source": {str(k): by_source[k] for k in sorted(by_source)},
         **stats,
         "params": {"on": "prompt+response" if params.include_response else "prompt",
                    "ngram": params.ngram, "char_ngram": params.char_ngram,

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from curation.core.config import FamiliesParams
 from curation.core.engine import Engine
@@ -274,11 +275,12 @@ def _drop_paraphrases(table: pd.DataFrame, vectors: np.ndarray, labels: np.ndarr
     """One item per (family, expected behaviour); the others are semantic duplicates, their
     responses dropped with them (they answered another prompt)."""
     groups = pd.Series(list(zip(labels.tolist(), table["expected_behavior"], strict=True)))
-    members = pd.DataFrame({"row": np.arange(len(table)), "label": groups.factorize()[0],
-                            "id": table["id"], "source": table["source"],
-                            "has_response": table["responses"].map(len) > 0})
-    rep = representatives(members, tuple(source_priority)).to_numpy()
-    gone = rep != members["row"].to_numpy()
+    members = pa.table({"row": np.arange(len(table)), "label": groups.factorize()[0],
+                        "id": pa.array(table["id"], pa.string()),
+                        "source": pa.array(table["source"], pa.string()),
+                        "has_response": (table["responses"].map(len) > 0).to_numpy()})
+    rep = representatives(members, tuple(source_priority))
+    gone = rep != np.arange(len(table))
     if gone.any():
         cosine = cosines(vectors, np.column_stack([np.flatnonzero(gone), rep[gone]]))
         rows = table[gone]

