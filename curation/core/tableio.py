@@ -274,18 +274,20 @@ def read_input(path: Path, stage: str, columns: Iterable[str]) -> pd.DataFrame:
         return from_arrow(table.read())
 
 
-def read_batches(path: Path, stage: str, columns: Iterable[str], rows: int
-                 ) -> Iterator[pd.DataFrame]:
-    """`open_input`, then the table `rows` rows at a time: an empty table is one empty
-    frame, with its columns. A corrupt page is the same one-line error."""
+def read_batches(path: Path, stage: str, columns: Iterable[str], rows: int,
+                 only: list[str] | None = None) -> Iterator[pd.DataFrame]:
+    """`open_input`, then the table `rows` rows at a time (just the columns `only`, when
+    given): an empty table is one empty frame, with its columns. A corrupt page is the
+    same one-line error."""
     table = open_input(path, stage, columns)
     with _readable(path, stage):
         read = 0
-        for batch in table.iter_batches(batch_size=rows):
+        for batch in table.iter_batches(batch_size=rows, columns=only):
             read += 1
             yield from_arrow(pa.Table.from_batches([batch]))
         if not read:
-            yield from_arrow(table.schema_arrow.empty_table())
+            empty = table.schema_arrow.empty_table()
+            yield from_arrow(empty.select(only) if only is not None else empty)
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,8 +30,9 @@ from curation.core.config import FamiliesParams
 from curation.core.engine import Engine
 from curation.core.items import responses_of, to_arrow, user_text
 from curation.core.ledger import StageLedger
+from curation.core.progress import bar
 from curation.core.schemas import load_schema, validate_rows
-from curation.core.tableio import StagedWrites
+from curation.core.tableio import StagedWrites, check_unique, open_input, read_batches
 from curation.core.text import clean_text
 from curation.neardup.clusters import representatives
 from curation.neardup.embeddings import Embedder, resolve_model
@@ -63,12 +65,35 @@ class References:
                    table[["id", "source", "source_record_id"]].reset_index(drop=True), texts)
 
 
+_STREAM_ROWS = 10_000  # items read at a time, in both passes
+# What the first pass reads: the family plan needs no responses' texts or judgments.
+_PLAN_COLUMNS = ["id", "source", "messages", "family_key", "contrast_of",
+                 "expected_behavior", "responses"]
+
+
+@dataclasses.dataclass
+class Plan:
+    """Where each item of the input goes, decided from its narrow columns: contaminated
+    (`causes`), a semantic duplicate of another item (`duplicate_of`, with the `cosine`),
+    or kept with its family and its twin. Rows are the input's."""
+
+    causes: pd.DataFrame          # row, set, metric, ref, score
+    duplicates: pd.DataFrame      # row, duplicate_of, cosine, family_id
+    kept: pd.DataFrame            # row, family_id, family_size, contrast_of
+
+
 def run(context: Context) -> StageResult:
-    """Embed, decontaminate, group, and write `data/families.parquet` with the vectors."""
+    """Embed, decontaminate, group, and write `data/families.parquet` with the vectors.
+
+    Two passes over the input, `_STREAM_ROWS` items at a time: the first reads the
+    columns the families are decided on (the prompts, not the responses), the second
+    writes each item where the plan sends it. Embeddings and sketches are held whole:
+    the neighbour search needs them all."""
     params, paths = context.params.families, context.paths
-    table = context.input_table(paths.deduped, "dedup", "deduped").reset_index(drop=True)
-    rows_in, responses_in = Counter(table["source"]), responses_of(table)
-    texts = [user_text(m) for m in table["messages"]]
+    columns = load_schema("deduped").columns
+    like = open_input(paths.deduped, "dedup", columns).schema_arrow
+    check_unique(paths.deduped, "dedup", "id")
+    items, texts = _narrow(paths.deduped, columns)
     references = References.load(context)
     model = resolve_model(params.model, paths.cache, context.params_file.error)
     engine = context.params.engine
@@ -76,21 +101,19 @@ def run(context: Context) -> StageResult:
                         params.num_threads, context.params_file.error,
                         Engine(engine.kind, engine.address) if engine.kind == "ray" else None)
     both = embedder.embed(texts + references.texts)  # one pass over the cache
-    vectors, ref_vectors = both[:len(texts)], both[len(texts):]
+    del texts
+    vectors, ref_vectors = both[:len(items)], both[len(items):]
     minhash = MinHashParams.of(context.params.dedup)
-    sketches = load_sketches(paths.signatures, table["id"].tolist())
+    sketches = load_sketches(paths.signatures, items["id"].tolist())
     search = SearchParams.of(params)
 
-    ledger = StageLedger(STAGE)
-    dropped: Counter[str] = Counter()
     closest = closest_references(
         vectors, sketches, ref_vectors, sketch(references.texts, minhash), references,
         dataclasses.replace(minhash, threshold=min(params.contamination.jaccard,
                                                    minhash.threshold / 2)), search)
-    causes = with_look_alikes(contamination_causes(closest, len(table), params), table)
-    _drop_contaminated(table, causes, references, ledger, dropped)
-    keep = np.setdiff1d(np.arange(len(table)), causes["row"].to_numpy() if len(causes) else [])
-    table, vectors, sketches = table.iloc[keep].reset_index(drop=True), vectors[keep], \
+    causes = with_look_alikes(contamination_causes(closest, len(items), params), items)
+    keep = np.setdiff1d(np.arange(len(items)), causes["row"].to_numpy() if len(causes) else [])
+    linked, vectors, sketches = items.iloc[keep].reset_index(drop=True), vectors[keep], \
         sketches.take(keep)
 
     pairs, scores = neighbours(vectors, search, -1.0)  # every neighbour: split reuses them
@@ -98,35 +121,61 @@ def run(context: Context) -> StageResult:
     lexical = _lexical_pairs(sketches, minhash, params, context.params.dedup)
     # Lexical links first (score 2, above any cosine), then cosine links, strongest first;
     # both stop at max_family_size, so templated prompts cannot chain into one family.
-    found = link(vectors, _declared_edges(table),
+    found = link(vectors, _declared_edges(linked),
                  np.concatenate([lexical, pairs[close]]),
                  np.concatenate([np.full(len(lexical), 2.0, np.float32), scores[close]]),
                  params.cosine, params.max_family_size)
-    linked_ids = table["id"].to_numpy()
-    table = table.assign(family_id=table["id"].to_numpy()[found.labels])
-    if params.paraphrases == "remove":
-        table, vectors = _drop_paraphrases(table, vectors, found.labels,
-                                           context.params.dedup.source_priority, ledger,
-                                           dropped)
-    table = table.assign(family_size=table.groupby("family_id")["id"].transform("size")
-                         .astype(np.int64))
-    table["family_id"] = table.groupby("family_id")["id"].transform("min")
+    plan = _plan(linked, keep, causes, vectors, found.labels, params.paraphrases,
+                 context.params.dedup.source_priority)
 
-    valid, failures = validate_rows(table, load_schema("families"))
-    if not failures.empty:
-        broken = table.iloc[failures["index"]]
-        dropped["item_quarantined"] += responses_of(broken)
-        ledger.drop(broken, "quarantined", failures["check"], field=failures["field"],
-                    detail=failures["detail"])
-        vectors = vectors[np.setdiff1d(np.arange(len(table)), failures["index"].to_numpy())]
-    ledger.count_responses(responses_in, responses_of(valid), **dropped)
-    summary = ledger.summary(rows_in, Counter(valid["source"]))
-    report = families_report(found.stats, closest, causes, references, embedder,
-                             model_name(params), valid, params)
-    with StagedWrites() as out:
-        out.parquet(to_arrow(valid, context.vocabulary.arrow_type()), paths.families)
-        out.parquet(embeddings_table(valid["id"].tolist(), vectors), paths.embeddings)
-        out.parquet(neighbours_table(*_kept_pairs(pairs, scores, linked_ids, valid["id"])),
+    ledger = StageLedger(STAGE)
+    dropped: Counter[str] = Counter()
+    kept_sources: Counter[str] = Counter()
+    kept_responses = 0
+    kept_rows: list[np.ndarray] = []
+    kept_families: list[np.ndarray] = []
+    schema, judgments = load_schema("families"), context.vocabulary.arrow_type()
+    with StagedWrites() as out, bar(len(items), "families write") as shown:
+        writer = None
+        start = 0
+        for frame in read_batches(paths.deduped, "dedup", columns, _STREAM_ROWS):
+            stop = start + len(frame)
+            _drop_contaminated(frame, _within(plan.causes, start, stop), references, ledger,
+                               dropped)
+            _drop_duplicates(frame, _within(plan.duplicates, start, stop), ledger, dropped)
+            mine = _within(plan.kept, start, stop)
+            placed = frame.iloc[mine["row"].to_numpy()].reset_index(drop=True)
+            placed = placed.assign(  # typed as ids, also in a batch where all are null
+                contrast_of=pd.Series(mine["contrast_of"].to_numpy(),
+                                      dtype=frame["contrast_of"].dtype),
+                family_id=pd.Series(mine["family_id"].to_numpy(), dtype=frame["id"].dtype),
+                family_size=mine["family_size"].to_numpy(dtype=np.int64))
+            valid, failures = validate_rows(placed, schema)
+            passed = np.ones(len(placed), dtype=bool)
+            if not failures.empty:
+                broken = placed.iloc[failures["index"]]
+                dropped["item_quarantined"] += responses_of(broken)
+                ledger.drop(broken, "quarantined", failures["check"], field=failures["field"],
+                            detail=failures["detail"])
+                passed[failures["index"].to_numpy(dtype=int)] = False
+            kept_rows.append(start + mine["row"].to_numpy()[passed])
+            kept_families.append(valid["family_id"].to_numpy(dtype=object))
+            kept_sources.update(valid["source"])
+            kept_responses += responses_of(valid)
+            arrow = to_arrow(valid, judgments, like=like)
+            writer = writer or out.row_groups(paths.families, arrow.schema, _STREAM_ROWS)
+            writer.write(arrow)
+            shown.update(len(frame))
+            start = stop
+        ledger.count_responses(int(items["responses"].sum()), kept_responses, **dropped)
+        summary = ledger.summary(Counter(items["source"]), kept_sources)
+        written = np.concatenate(kept_rows)
+        family_ids = np.concatenate(kept_families)
+        report = families_report(found.stats, closest, causes, references, embedder,
+                                 model_name(params), family_ids, params)
+        ids = items["id"].to_numpy()
+        out.parquet(embeddings_table(ids[written].tolist(), both[written]), paths.embeddings)
+        out.parquet(neighbours_table(*_kept_pairs(pairs, scores, ids[keep], ids[written])),
                     paths.neighbours)
         ledger.write(out, paths, summary, {k: report[k] for k in (
             "families", "families_with_several_items", "largest_family")})
@@ -141,6 +190,23 @@ def run(context: Context) -> StageResult:
               f"cosine {figures['highest_remaining_cosine']}"
               for name, figures in report["contamination"].items()]
     return StageResult(STAGE, summary, report, lines)
+
+
+def _narrow(path: Path, columns: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """The first pass: every item's id, source, family key, twin, expected behaviour and
+    number of responses, and the text it is embedded on."""
+    parts, texts = [], []
+    for frame in read_batches(path, "dedup", columns, _STREAM_ROWS, only=_PLAN_COLUMNS):
+        texts += [user_text(m) for m in frame["messages"]]
+        parts.append(frame.drop(columns="messages").assign(
+            responses=frame["responses"].map(len).astype(np.int64)))
+    return pd.concat(parts, ignore_index=True), texts
+
+
+def _within(rows: pd.DataFrame, start: int, stop: int) -> pd.DataFrame:
+    """The rows of a plan table that fall in the batch [start, stop), renumbered to it."""
+    picked = rows[(rows["row"] >= start) & (rows["row"] < stop)]
+    return picked.assign(row=picked["row"] - start).reset_index(drop=True)
 
 
 def _kept_pairs(pairs: np.ndarray, scores: np.ndarray, ids: np.ndarray,
@@ -269,38 +335,56 @@ def _lexical_pairs(sketches: Sketches, minhash: MinHashParams, params: FamiliesP
     return pairs[sketches.reaching(pairs, params.jaccard)]
 
 
-def _drop_paraphrases(table: pd.DataFrame, vectors: np.ndarray, labels: np.ndarray,
-                      source_priority: list[str], ledger: StageLedger,
-                      dropped: Counter[str]) -> tuple[pd.DataFrame, np.ndarray]:
-    """One item per (family, expected behaviour); the others are semantic duplicates, their
-    responses dropped with them (they answered another prompt)."""
-    groups = pd.Series(list(zip(labels.tolist(), table["expected_behavior"], strict=True)))
-    members = pa.table({"row": np.arange(len(table)), "label": groups.factorize()[0],
-                        "id": pa.array(table["id"], pa.string()),
-                        "source": pa.array(table["source"], pa.string()),
-                        "has_response": (table["responses"].map(len) > 0).to_numpy()})
-    rep = representatives(members, tuple(source_priority))
-    gone = rep != np.arange(len(table))
-    if gone.any():
-        cosine = cosines(vectors, np.column_stack([np.flatnonzero(gone), rep[gone]]))
-        rows = table[gone]
-        dropped["item_semantic_duplicate"] += responses_of(rows)
-        ledger.drop(rows, "duplicate", "semantic_duplicate",
-                    duplicate_of=pd.Series(table["id"].to_numpy()[rep[gone]]),
-                    detail=pd.Series([f"cosine {c:.3f} to its family's representative"
-                                      for c in cosine]))
-    # A benign look-alike whose harmful twin left points to the twin's representative.
-    kept_for = dict(zip(table["id"].to_numpy()[gone], table["id"].to_numpy()[rep[gone]],
-                        strict=True))
-    table = table.assign(contrast_of=table["contrast_of"].map(lambda t: kept_for.get(t, t)))
-    return table[~gone].reset_index(drop=True), vectors[~gone]
+def _plan(linked: pd.DataFrame, rows: np.ndarray, causes: pd.DataFrame, vectors: np.ndarray,
+          labels: np.ndarray, paraphrases: str, source_priority: list[str]) -> Plan:
+    """Families of the items left after decontamination (`linked`, at input `rows`), each
+    named by its smallest id. With `paraphrases: remove`, one item per (family, expected
+    behaviour) stays; the others are semantic duplicates of it, and a benign look-alike
+    whose harmful twin left points to the twin's representative."""
+    ids = linked["id"].to_numpy()
+    rep = np.arange(len(linked))
+    if paraphrases == "remove":
+        groups = pd.Series(list(zip(labels.tolist(), linked["expected_behavior"], strict=True)))
+        rep = representatives(pa.table({
+            "row": rep, "label": groups.factorize()[0], "id": pa.array(ids, pa.string()),
+            "source": pa.array(linked["source"], pa.string()),
+            "has_response": linked["responses"].to_numpy() > 0}), tuple(source_priority))
+    gone = rep != np.arange(len(linked))
+    duplicates = pd.DataFrame({
+        "row": rows[gone], "duplicate_of": ids[rep[gone]],
+        "cosine": cosines(vectors, np.column_stack([np.flatnonzero(gone), rep[gone]]))})
+    kept_for = dict(zip(ids[gone], ids[rep[gone]], strict=True))
+    kept = pd.DataFrame({"row": rows[~gone], "id": ids[~gone], "family": ids[labels][~gone],
+                         "contrast_of": linked["contrast_of"][~gone].map(
+                             lambda t: kept_for.get(t, t)).to_numpy()})
+    family = kept.groupby("family")["id"]
+    kept = kept.assign(family_id=family.transform("min"),
+                       family_size=family.transform("size").astype(np.int64))
+    family_of = np.empty(len(linked), dtype=object)
+    family_of[~gone] = kept["family_id"].to_numpy()
+    return Plan(causes, duplicates.assign(family_id=family_of[rep[gone]]), kept)
+
+
+def _drop_duplicates(items: pd.DataFrame, duplicates: pd.DataFrame, ledger: StageLedger,
+                     dropped: Counter[str]) -> None:
+    """Semantic duplicates leave with their responses (they answered another prompt)."""
+    if duplicates.empty:
+        return
+    rows = items.iloc[duplicates["row"].to_numpy()].assign(
+        family_id=duplicates["family_id"].to_numpy())  # its representative's family
+    dropped["item_semantic_duplicate"] += responses_of(rows)
+    ledger.drop(rows, "duplicate", "semantic_duplicate",
+                duplicate_of=pd.Series(duplicates["duplicate_of"].to_numpy()),
+                detail=pd.Series([f"cosine {c:.3f} to its family's representative"
+                                  for c in duplicates["cosine"]]))
 
 
 def families_report(stats: dict[str, Any], closest: dict[str, pd.DataFrame],
                     causes: pd.DataFrame, references: References, embedder: Embedder,
-                    model: str, kept: pd.DataFrame, params: FamiliesParams) -> dict[str, Any]:
+                    model: str, family_ids: np.ndarray, params: FamiliesParams
+                    ) -> dict[str, Any]:
     """The figures of `reports/families.json`: families, contamination per reference set,
-    and the model the embeddings came from."""
+    and the model the embeddings came from. `family_ids`: those of the kept items."""
     removed = Counter(causes["set"]) if not causes.empty else Counter()
     left = np.ones(len(next(iter(closest.values()))) if closest else 0, dtype=bool)
     if not causes.empty:
@@ -315,7 +399,7 @@ def families_report(stats: dict[str, Any], closest: dict[str, pd.DataFrame],
     } for name, frame in closest.items()}
     return {
         **stats,
-        "families_with_several_items": int((kept.groupby("family_id").size() > 1).sum()),
+        "families_with_several_items": int((pd.Series(family_ids).value_counts() > 1).sum()),
         "contaminated": int(len(causes)),
         "contamination": contamination,
         "embeddings": {"model": model, "model_key": embedder.model.key,
