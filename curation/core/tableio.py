@@ -267,11 +267,13 @@ def open_input(path: Path, stage: str, columns: Iterable[str]) -> pq.ParquetFile
     return table
 
 
-def read_input(path: Path, stage: str, columns: Iterable[str]) -> pd.DataFrame:
-    """`open_input`, then the whole table (a corrupt page is the same one-line error)."""
+def read_input(path: Path, stage: str, columns: Iterable[str],
+               only: list[str] | None = None) -> pd.DataFrame:
+    """`open_input`, then the whole table, or just its columns `only` (a corrupt page is
+    the same one-line error)."""
     table = open_input(path, stage, columns)
     with _readable(path, stage):
-        return from_arrow(table.read())
+        return from_arrow(table.read(columns=only))
 
 
 def read_batches(path: Path, stage: str, columns: Iterable[str], rows: int,

@@ -57,10 +57,12 @@ class Context:
     def sources_folder(self) -> Path:
         return self.sources_dir or self.paths.root / self.params.pull.sources_dir
 
-    def input_table(self, path: Path, previous_stage: str, schema: str) -> pd.DataFrame:
+    def input_table(self, path: Path, previous_stage: str, schema: str,
+                    only: list[str] | None = None) -> pd.DataFrame:
         """A table an earlier stage wrote, checked against that stage's schema (`schemas/
-        <schema>.yaml`): missing, corrupt or off-contract input is one line."""
-        return read_input(path, previous_stage, load_schema(schema).columns)
+        <schema>.yaml`): missing, corrupt or off-contract input is one line. `only`: the
+        columns to read (a stage that needs no texts does not hold them)."""
+        return read_input(path, previous_stage, load_schema(schema).columns, only)
 
     def input_report(self, name: str, previous_stage: str) -> dict[str, Any]:
         path = self.paths.report(name)

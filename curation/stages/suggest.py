@@ -48,7 +48,8 @@ def run(context: Context) -> StageResult:
     """Fit on the trusted labels, suggest for every item, evaluate by held-out source."""
     params, paths = context.params.suggest, context.paths
     labels = context.category_labels
-    table = context.input_table(paths.families, "families", "families")
+    table = context.input_table(paths.families, "families", "families",
+                                only=["id", "source", "source_category", "family_id"])
     annotations = read_annotations(paths.annotations_dir, set(labels))
     sources = load_sources(context.sources_folder, labels, tuple(context.vocabulary.by_name()))
     labeled, *_ = assign_labels(table, sources,
