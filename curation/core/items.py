@@ -99,6 +99,13 @@ def responses_of(items: pd.DataFrame) -> int:
     return int(items["responses"].map(len).sum())
 
 
+def nested_types(judgments: pa.StructType, labelled: bool = False) -> dict[str, pa.DataType]:
+    """The arrow types of the nested columns of items."""
+    return {"messages": pa.list_(MESSAGE),
+            "responses": pa.list_(response_type(judgments, labelled)),
+            "pii": pa.list_(PII_SPAN)}
+
+
 def to_arrow(frame: pd.DataFrame, judgments: pa.StructType, labelled: bool = False,
              like: pa.Schema | None = None) -> pa.Table:
     """A table of items with its nested columns typed (empty judgments stay typed). The
@@ -114,14 +121,23 @@ def to_arrow(frame: pd.DataFrame, judgments: pa.StructType, labelled: bool = Fal
     if "contrast_of" in table.column_names:  # all null is still a column of ids
         table = table.set_column(table.column_names.index("contrast_of"), "contrast_of",
                                  table["contrast_of"].cast(pa.string()))
-    types = {"messages": pa.list_(MESSAGE),
-             "responses": pa.list_(response_type(judgments, labelled)),
-             "pii": pa.list_(PII_SPAN)}
+    types = nested_types(judgments, labelled)
     for position, name in enumerate(frame.columns):
         if name in NESTED:
             values = [None if v is None else list(v) for v in frame[name]]
             table = table.add_column(position, name, pa.array(values, type=types[name]))
     return table
+
+
+def typed(table: pa.Table, judgments: pa.StructType, labelled: bool = False) -> pa.Table:
+    """Items read back from parquet, their nested columns cast to `to_arrow`'s types
+    (parquet names a list's values `element`, `to_arrow` names them `item`) and without
+    schema metadata: written again, they have the bytes `to_arrow` would give."""
+    for name, kind in nested_types(judgments, labelled).items():
+        if name in table.column_names:
+            table = table.set_column(table.column_names.index(name), name,
+                                     table[name].cast(kind))
+    return table.replace_schema_metadata(None)
 
 
 def from_arrow(table: pa.Table) -> pd.DataFrame:

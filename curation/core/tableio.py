@@ -276,6 +276,13 @@ def read_input(path: Path, stage: str, columns: Iterable[str],
         return from_arrow(table.read(columns=only))
 
 
+def read_arrow(path: Path, stage: str, columns: Iterable[str]) -> pa.Table:
+    """`open_input`, then the whole table in arrow: no Python object per value."""
+    table = open_input(path, stage, columns)
+    with _readable(path, stage):
+        return table.read()
+
+
 def read_batches(path: Path, stage: str, columns: Iterable[str], rows: int,
                  only: list[str] | None = None) -> Iterator[pd.DataFrame]:
     """`open_input`, then the table `rows` rows at a time (just the columns `only`, when

@@ -25,7 +25,13 @@ import pyarrow.compute as pc
 from curation.core.config import DedupParams
 from curation.core.engine import Engine
 from curation.core.errors import CurationError
-from curation.core.items import MESSAGE, from_arrow, response_type, user_texts, with_first_response
+from curation.core.items import (
+    from_arrow,
+    response_type,
+    typed,
+    user_texts,
+    with_first_response,
+)
 from curation.core.ledger import StageLedger
 from curation.core.paths import Paths
 from curation.core.progress import bar
@@ -237,8 +243,7 @@ def _write_kept(input_path: Path, rep: np.ndarray, sizes: np.ndarray, members: _
     source = parquet_file(input_path)
     with bar(source.metadata.num_rows, "dedup write") as shown:
         for batch in source.iter_batches(batch_size=batch_size):
-            table = _typed(pa.Table.from_batches([batch]), {"messages": pa.list_(MESSAGE),
-                                                            "responses": response_list})
+            table = typed(pa.Table.from_batches([batch]), judgments)
             rows = np.arange(start, start + batch.num_rows)
             start += batch.num_rows
             sketched = prompts.take(batch.num_rows)
@@ -295,14 +300,6 @@ def _rows(table: pa.Table, mask: np.ndarray) -> pa.Table:
     """The rows of `table` where `mask` holds (the table itself when it holds for all:
     a filter copies every column, nested texts and responses included)."""
     return table if mask.all() else table.filter(mask)
-
-
-def _typed(table: pa.Table, types: dict[str, pa.DataType]) -> pa.Table:
-    """`table` without schema metadata and with these columns cast to our own nested
-    types (parquet names a list's values `element`, `to_arrow` names them `item`)."""
-    for name, kind in types.items():
-        table = table.set_column(table.column_names.index(name), name, table[name].cast(kind))
-    return table.replace_schema_metadata(None)
 
 
 def _responses_in(table: pa.Table) -> int:

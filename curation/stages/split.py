@@ -18,15 +18,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from curation.core.arrays import distinct
 from curation.core.config import ParamsFile, SplitParams
 from curation.core.errors import CurationError
-from curation.core.items import responses_of, to_arrow
+from curation.core.items import from_arrow, typed
 from curation.core.ledger import StageLedger
 from curation.core.paths import SPLITS
 from curation.core.schemas import load_schema, validate_rows
-from curation.core.tableio import StagedWrites
+from curation.core.tableio import StagedWrites, check_unique, read_arrow
 from curation.core.taxonomy import Taxonomy
 from curation.neardup.clusters import components
 from curation.neardup.store import load_neighbours, load_sketches
@@ -132,12 +134,23 @@ def with_contrast_pairs(table: pd.DataFrame, groups: np.ndarray) -> np.ndarray:
     return components(edges, len(groups))
 
 
+# What the assignment reads; the items themselves stay in arrow until they are written.
+_ASSIGNED_ON = ["id", "domain", "source", "family_id", "contrast_of"]
+_CHECKED_ROWS = 10_000  # items validated at a time
+
+
 def run(context: Context) -> StageResult:
-    """Build every configuration and write data/splits/<config>/<split>.parquet."""
+    """Build every configuration and write data/splits/<config>/<split>.parquet.
+
+    Splits are assigned on a few columns in pandas; the items are held once, in arrow,
+    sorted by id, and each split file is taken from them as it is written."""
     params, paths = context.params.split, context.paths
     domains = context.taxonomy.domain_ids
-    table = context.input_table(paths.redacted, "redact", "redacted")
-    table = table.sort_values("id", kind="stable").reset_index(drop=True)
+    check_unique(paths.redacted, "redact", "id")
+    items = read_arrow(paths.redacted, "redact", load_schema("redacted").columns)
+    items = typed(items.take(pc.sort_indices(items, [("id", "ascending")])),
+                  context.vocabulary.arrow_type(), labelled=True)
+    table = items.select(_ASSIGNED_ON).to_pandas()
     check_inputs(table, context.taxonomy, context.params_file)
     first_row = table.groupby("family_id", sort=False).cumcount() == 0
     family_row = dict(zip(table.loc[first_row, "family_id"], table.index[first_row],
@@ -145,7 +158,8 @@ def run(context: Context) -> StageResult:
     groups = with_contrast_pairs(table, table["family_id"].map(family_row).to_numpy(np.int64))
     default = assign_default(table, groups, params)
 
-    configs: dict[str, pd.DataFrame] = {"default": table.assign(split=default)}
+    placed: dict[str, tuple[np.ndarray, np.ndarray]] = {  # rows in it and their split
+        "default": (np.arange(len(table)), default)}
     excluded: dict[str, int] = {}
     for domain in domains:
         in_domain = (table["domain"] == domain).to_numpy()
@@ -154,23 +168,23 @@ def run(context: Context) -> StageResult:
                                                         "train"))
         keep = in_domain | ~touching
         excluded[f"heldout-{domain}"] = int((~keep).sum())
-        configs[f"heldout-{domain}"] = table[keep].assign(split=split_of[keep])
+        placed[f"heldout-{domain}"] = (np.flatnonzero(keep), split_of[keep])
+    _check(items, default)
 
-    schema = load_schema("split")
     ledger = StageLedger(STAGE)
+    responses = int(pc.sum(pc.list_value_length(items["responses"])).as_py() or 0)
     with StagedWrites() as out:
-        for config, frame in configs.items():
-            valid, failures = validate_rows(frame, schema)
-            if not failures.empty:  # a row that breaks the contract here is a bug upstream
-                first = failures.iloc[0]
-                raise CurationError(f"{config}: {first['detail']}", file="schemas/split.yaml",
-                                    field=str(first["field"]))
+        for config, (rows, split_of) in placed.items():
             for name in SPLITS:
-                out.parquet(to_arrow(valid[valid["split"] == name].reset_index(drop=True),
-                                     context.vocabulary.arrow_type(), labelled=True),
+                chosen = rows[split_of == name]
+                out.parquet(items.take(chosen).append_column(
+                    "split", pa.array(np.full(len(chosen), name, dtype=object),
+                                      pa.large_string())),
                             paths.splits_dir / config / f"{name}.parquet")
-        ledger.count_responses(responses_of(table), responses_of(table))
+        ledger.count_responses(responses, responses)
         summary = ledger.summary(Counter(table["source"]), Counter(table["source"]))
+        configs = {config: table.iloc[rows].assign(split=split_of)
+                   for config, (rows, split_of) in placed.items()}
         report = split_report(configs, excluded, table, groups, context, params)
         ledger.write(out, paths, summary, split_figures(report))
         for config, figures in report["configs"].items():
@@ -188,6 +202,21 @@ def run(context: Context) -> StageResult:
         f"cosine {figures['max_cross_split_cosine']}, jaccard "
         f"{figures['max_cross_split_jaccard']}"
         for config, figures in report["configs"].items()])
+
+
+def _check(items: pa.Table, split: np.ndarray) -> None:
+    """Every item against the split schema, `_CHECKED_ROWS` at a time (every configuration
+    holds the same rows, only their split differs; ids were checked unique). A row that
+    breaks the contract here is a bug upstream, so it stops the stage."""
+    schema = load_schema("split")
+    for start in range(0, max(items.num_rows, 1), _CHECKED_ROWS):
+        frame = from_arrow(items.slice(start, _CHECKED_ROWS)).assign(
+            split=split[start:start + _CHECKED_ROWS])
+        _, failures = validate_rows(frame, schema)
+        if not failures.empty:
+            first = failures.iloc[0]
+            raise CurationError(f"default: {first['detail']}", file="schemas/split.yaml",
+                                field=str(first["field"]))
 
 
 def split_report(configs: dict[str, pd.DataFrame], excluded: dict[str, int],
