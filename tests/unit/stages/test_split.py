@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
-from conftest import REPO, curate, set_params
+from conftest import REPO, curate, curate_streamed, set_params
 
 from curation.core.config import load_params
 
@@ -141,3 +143,28 @@ def test_the_leak_report_from_saved_neighbours_matches_an_exhaustive_search(
         split = frame["split"].to_numpy()
         exhaustive = cosine[split[:, None] != split[None, :]].max()
         assert report["configs"][name]["max_cross_split_cosine"] == round(float(exhaustive), 4)
+
+
+def test_an_off_contract_or_repeated_item_stops_the_split_in_one_line(
+        labeled_project: Path) -> None:
+    """The split checks its input in batches: a broken row in a later batch, and an id
+    repeated across the table, still stop it before anything is written."""
+    path = labeled_project / "data" / "redacted.parquet"
+    table = pq.read_table(path)
+    last = table.num_rows - 1
+    prompts = table["prompt"].to_pylist()
+    prompts[last] = ""
+    pq.write_table(table.set_column(table.column_names.index("prompt"), "prompt",
+                                    pa.array(prompts, table.schema.field("prompt").type)), path)
+    result = curate_streamed(labeled_project, "split", _CHECKED_ROWS=7)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    line, = result.stderr.strip().splitlines()
+    assert line.startswith("error: schemas/split.yaml: field 'prompt': default: prompt:")
+    assert not (labeled_project / "data" / "splits").exists()
+    pq.write_table(pa.concat_tables([table, table.slice(0, 1)]), path)
+    result = curate(labeled_project, "split")
+    assert result.returncode == 1
+    line, = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: data/redacted.parquet, row {table.num_rows + 1}: field 'id'")
+    assert line.endswith("is also in row 1: ids must be unique; run `curate redact` again")
+    assert not (labeled_project / "data" / "splits").exists()
