@@ -38,7 +38,8 @@ _TEMPLATES = Environment(loader=PackageLoader("curation.publishing", "templates"
 class ReleaseInputs:
     """Everything a release is made from, read before anything is written."""
 
-    splits: dict[str, dict[str, pd.DataFrame]]   # config -> split -> rows
+    default: dict[str, pd.DataFrame]             # split -> rows of the default config
+    configs: dict[str, dict[str, Path]]          # config -> split -> its split file
     taxonomy: Taxonomy
     schema_dir: Path
     sources: dict[str, Any]                      # reports/sources.json
@@ -56,7 +57,7 @@ class ReleaseInputs:
 def domain_chart(inputs: ReleaseInputs) -> bytes:
     """A stacked bar chart of the default configuration: items per domain and split."""
     domains = list(inputs.taxonomy.domain_ids)
-    default = inputs.splits["default"]
+    default = inputs.default
     fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
     bottom = [0] * len(domains)
     for name, color in zip(SPLITS, ("#4c72b0", "#dd8452", "#55a868"), strict=True):
@@ -86,7 +87,7 @@ def _size_category(n: int) -> str:
 def dataset_card(inputs: ReleaseInputs, params: ReleaseParams, rows: dict[str, dict[str, int]],
                  change: tuple[str, dict[str, Any]] | None) -> DatasetCard:
     """The dataset card: a YAML header `datasets` reads, and the documentation body."""
-    default = pd.concat(inputs.splits["default"].values(), ignore_index=True)
+    default = pd.concat(inputs.default.values(), ignore_index=True)
     used_sources = sorted(set(default["source"]))
     licenses = sorted({inputs.sources[s]["license"].lower() for s in used_sources})
     languages = sorted(set(default["language"]) - {"und"}) or ["en"]
@@ -111,7 +112,7 @@ def dataset_card(inputs: ReleaseInputs, params: ReleaseParams, rows: dict[str, d
         tags=["safety", "refusal", "red-teaming", "mental-health", "risk-domains"],
         configs=[{"config_name": config, "data_files": [
             {"split": name, "path": f"data/{config}/{name}.parquet"} for name in SPLITS]}
-            for config in inputs.splits],
+            for config in inputs.configs],
         **gate,
     )
     body = card_body(inputs, params, rows, default, used_sources, change)
@@ -130,7 +131,7 @@ def card_body(inputs: ReleaseInputs, params: ReleaseParams, rows: dict[str, dict
         with_responses=int(default["responses"].map(len).gt(0).sum()),
         responses=int(default["responses"].map(len).sum()),
         benign=int((default["expected_behavior"] == "comply").sum()),
-        item_rows=item_rows(inputs.splits["default"], domains),
+        item_rows=item_rows(inputs.default, domains),
         judgment_rows=judgment_rows(default, inputs.vocabulary),
         splits=list(SPLITS), chart=CHART,
         config_rows=[[config, *(counts[name] for name in SPLITS)]
@@ -146,7 +147,7 @@ def card_body(inputs: ReleaseInputs, params: ReleaseParams, rows: dict[str, dict
         referral_rows=[[d["title"], r["name"], r["contact"], r["region"]]
                        for d in inputs.taxonomy.domains
                        for r in d.get("referral_resources", [])],
-        example=example_instance(inputs.splits["default"]["train"]),
+        example=example_instance(inputs.default["train"]),
         dataset_citation=dataset_citation(params, __version__),
         source_rows=[[s, inputs.sources[s]["description"], inputs.sources[s]["license"],
                       int((default["source"] == s).sum()), _pin_text(inputs.sources[s])]

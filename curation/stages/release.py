@@ -28,10 +28,10 @@ import pyarrow.parquet as pq
 from curation import __version__
 from curation.core.config import ReleaseParams
 from curation.core.errors import CurationError
-from curation.core.items import to_arrow
+from curation.core.items import typed
 from curation.core.paths import SPLITS
 from curation.core.schemas import load_schema
-from curation.core.tableio import StagedWrites, parquet_file, read_input, sha256_of
+from curation.core.tableio import StagedWrites, parquet_file, read_arrow, read_input, sha256_of
 from curation.publishing.card import CHART, ReleaseInputs, dataset_card, domain_chart
 from curation.publishing.changelog import changelog, diff, labels, previous
 from curation.publishing.registry import frozen
@@ -40,14 +40,14 @@ from curation.stages.base import Context, StageResult
 STAGE = "release"
 
 
-def read_splits(folder: Path) -> dict[str, dict[str, pd.DataFrame]]:
+def split_files(folder: Path) -> dict[str, dict[str, Path]]:
+    """Every configuration's split files, the default configuration first."""
     configs = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
     if not configs:
         raise CurationError("no split configurations; run `curate split` first",
                             file=str(folder))
-    columns = load_schema("split").columns
-    return {config: {name: read_input(folder / config / f"{name}.parquet", "split", columns)
-                     for name in SPLITS} for config in _default_first(configs)}
+    return {config: {name: folder / config / f"{name}.parquet" for name in SPLITS}
+            for config in _default_first(configs)}
 
 
 def _default_first(configs: list[str]) -> list[str]:
@@ -57,8 +57,12 @@ def _default_first(configs: list[str]) -> list[str]:
 def run(context: Context) -> StageResult:
     """Build `releases/<version>/` from the splits and the earlier stages' reports."""
     paths = context.paths
+    configs = split_files(paths.splits_dir)
+    columns = load_schema("split").columns
     inputs = ReleaseInputs(
-        splits=read_splits(paths.splits_dir), taxonomy=context.taxonomy,
+        default={name: read_input(path, "split", columns)
+                 for name, path in configs["default"].items()},
+        configs=configs, taxonomy=context.taxonomy,
         schema_dir=paths.schemas_dir, sources=context.input_report("sources", "pull"),
         dedup=context.input_report("dedup", "dedup"),
         families=context.input_report("families", "families"),
@@ -111,7 +115,7 @@ def _changes(found: dict[str, Any]) -> str:
 
 
 def _default_labels(inputs: ReleaseInputs) -> pd.Series:
-    rows = pd.concat(inputs.splits["default"].values())
+    rows = pd.concat(inputs.default.values())
     return rows.set_index("id")["domain"].sort_index()
 
 
@@ -145,13 +149,16 @@ def build(inputs: ReleaseInputs, params: ReleaseParams, folder: Path,
     the diff against it, for the card."""
     (folder / "data").mkdir(parents=True)
     rows: dict[str, dict[str, int]] = {}
-    for config, splits in inputs.splits.items():
+    columns = load_schema("split").columns
+    for config, splits in inputs.configs.items():  # one file in memory at a time
         (folder / "data" / config).mkdir()
         rows[config] = {}
-        for name, frame in splits.items():
-            pq.write_table(to_arrow(frame, inputs.vocabulary.arrow_type(), labelled=True),
-                           folder / "data" / config / f"{name}.parquet", compression="zstd")
-            rows[config][name] = len(frame)
+        for name, path in splits.items():
+            table = typed(read_arrow(path, "split", columns), inputs.vocabulary.arrow_type(),
+                          labelled=True)
+            pq.write_table(table, folder / "data" / config / f"{name}.parquet",
+                           compression="zstd")
+            rows[config][name] = table.num_rows
     shutil.copytree(inputs.schema_dir, folder / "schemas",
                     ignore=shutil.ignore_patterns("__pycache__", ".*"))
     (folder / CHART).write_bytes(domain_chart(inputs))
