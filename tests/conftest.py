@@ -14,6 +14,8 @@ from collections import Counter
 from itertools import permutations
 from pathlib import Path
 
+import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from hypothesis import settings
@@ -85,6 +87,27 @@ def curate_streamed(project: Path, stage: str, **constants: int
     env = {**os.environ, "CURATION_CACHE_DIR": str(SHARED_CACHE)}
     return subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True,
                           text=True, env=env, timeout=600)
+
+
+def assert_streamed_same(project: Path, stage: str, table: str, files: list[str],
+                         groups: int = 1, **constants: int) -> None:
+    """Run `stage` again with `constants` (small batches, `curate_streamed`) and check it
+    writes what its run before wrote: `data/<table>.parquet` equal in more than `groups`
+    row groups, `files` byte for byte, and its dropped rows (in any order)."""
+    path = project / "data" / f"{table}.parquet"
+    before = pq.read_table(path)
+    whole = {name: (project / name).read_bytes() for name in files}
+    ledger = project / "data" / "dropped" / f"{stage}.parquet"
+    dropped = pd.read_parquet(ledger) if ledger.exists() else None
+    streamed = curate_streamed(project, stage, **constants)
+    assert streamed.returncode == 0, streamed.stderr
+    assert pq.ParquetFile(path).num_row_groups > groups
+    assert pq.read_table(path).equals(before)
+    for name, content in whole.items():
+        assert (project / name).read_bytes() == content, name
+    if dropped is not None:
+        assert pd.read_parquet(ledger).sort_values("id").reset_index(drop=True).equals(
+            dropped.sort_values("id").reset_index(drop=True))
 
 
 # A command added to the real entry point: it connects to Ray when given an address,

@@ -7,9 +7,8 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
-from conftest import curate, curate_streamed, set_params, write, write_source
+from conftest import assert_streamed_same, curate, set_params, write, write_source
 
 PROMPTS = {
     "a": "How do I cut myself without anyone noticing at school",
@@ -152,19 +151,8 @@ def test_streaming_in_small_batches_changes_no_row_and_no_figure(project: Path) 
     ])
     set_params(project, "label", accept_model_above=0.2)  # the model labels item f
     assert curate(project, "label").returncode == 0
-    figures = ("reports/labels.json", "reports/signals.json", "reports/ledger/label.json",
-               "metrics/label.json", "plots/agreement.csv")
-    whole = {name: (project / name).read_bytes() for name in figures}
-    labeled = pq.read_table(project / "data" / "labeled.parquet")
-    dropped = pd.read_parquet(project / "data" / "dropped" / "label.parquet")
-    report = json.loads(whole["reports/labels.json"])
+    report = json.loads((project / "reports" / "labels.json").read_text())
     assert report["model"]["accepted"] >= 1 and report["disagreements"]
-    streamed = curate_streamed(project, "label", _STREAM_ROWS=2)  # 3 batches of 6 items
-    assert streamed.returncode == 0, streamed.stderr
-    assert pq.ParquetFile(project / "data" / "labeled.parquet").num_row_groups > 1
-    assert pq.read_table(project / "data" / "labeled.parquet").equals(labeled)
-    for name, content in whole.items():
-        assert (project / name).read_bytes() == content, name
-    again = pd.read_parquet(project / "data" / "dropped" / "label.parquet")
-    assert again.sort_values("id").reset_index(drop=True).equals(
-        dropped.sort_values("id").reset_index(drop=True))
+    assert_streamed_same(project, "label", "labeled", [
+        "reports/labels.json", "reports/signals.json", "reports/ledger/label.json",
+        "metrics/label.json", "plots/agreement.csv"], _STREAM_ROWS=2)  # 3 batches of 6

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import datasets
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import REPO, curate, curate_streamed, set_params
+from conftest import REPO, assert_streamed_same, curate, set_params
 
 VERSION = yaml.safe_load((REPO / "params.yaml").read_text())["release"]["version"]
 PLANTED = {  # value -> type
@@ -160,12 +159,6 @@ def test_streaming_in_small_batches_changes_no_row_and_no_count(
         planted: tuple[Path, list[str]]) -> None:
     project, _ = planted
     assert curate(project, "redact").returncode == 0
-    whole = {name: (project / name).read_bytes() for name in (
-        "reports/redact.json", "reports/ledger/redact.json", "metrics/redact.json")}
-    table = pq.read_table(project / "data" / "redacted.parquet")
-    streamed = curate_streamed(project, "redact", _STREAM_ROWS=7, _CACHED_TEXTS=10)
-    assert streamed.returncode == 0, streamed.stderr  # many batches; the cache refills
-    assert pq.ParquetFile(project / "data" / "redacted.parquet").num_row_groups > 30
-    assert pq.read_table(project / "data" / "redacted.parquet").equals(table)
-    for name, content in whole.items():
-        assert (project / name).read_bytes() == content, name
+    assert_streamed_same(project, "redact", "redacted", [  # many batches; the cache refills
+        "reports/redact.json", "reports/ledger/redact.json", "metrics/redact.json"],
+        groups=30, _STREAM_ROWS=7, _CACHED_TEXTS=10)
