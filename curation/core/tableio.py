@@ -283,20 +283,27 @@ def read_arrow(path: Path, stage: str, columns: Iterable[str]) -> pa.Table:
         return table.read()
 
 
-def read_batches(path: Path, stage: str, columns: Iterable[str], rows: int,
-                 only: list[str] | None = None) -> Iterator[pd.DataFrame]:
-    """`open_input`, then the table `rows` rows at a time (just the columns `only`, when
-    given): an empty table is one empty frame, with its columns. A corrupt page is the
-    same one-line error."""
+def arrow_batches(path: Path, stage: str, columns: Iterable[str], rows: int,
+                  only: list[str] | None = None) -> Iterator[pa.Table]:
+    """`open_input`, then the table `rows` rows at a time, in arrow (just the columns
+    `only`, when given): an empty table is one empty batch, with its columns. A corrupt
+    page is the same one-line error."""
     table = open_input(path, stage, columns)
     with _readable(path, stage):
         read = 0
         for batch in table.iter_batches(batch_size=rows, columns=only):
             read += 1
-            yield from_arrow(pa.Table.from_batches([batch]))
+            yield pa.Table.from_batches([batch])
         if not read:
             empty = table.schema_arrow.empty_table()
-            yield from_arrow(empty.select(only) if only is not None else empty)
+            yield empty.select(only) if only is not None else empty
+
+
+def read_batches(path: Path, stage: str, columns: Iterable[str], rows: int,
+                 only: list[str] | None = None) -> Iterator[pd.DataFrame]:
+    """`arrow_batches` as item frames."""
+    for batch in arrow_batches(path, stage, columns, rows, only):
+        yield from_arrow(batch)
 
 
 @contextlib.contextmanager

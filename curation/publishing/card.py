@@ -36,7 +36,9 @@ _TEMPLATES = Environment(loader=PackageLoader("curation.publishing", "templates"
 
 @dataclass
 class ReleaseInputs:
-    """Everything a release is made from, read before anything is written."""
+    """Everything a release is made from: the reports and the default configuration read
+    before anything is written; every configuration's files copied as the release is
+    built (a bad one still stops it in one line, and the staging folder goes)."""
 
     default: dict[str, pd.DataFrame]             # split -> rows of the default config
     configs: dict[str, dict[str, Path]]          # config -> split -> its split file

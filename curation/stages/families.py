@@ -19,20 +19,28 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from curation.core.config import FamiliesParams
 from curation.core.engine import Engine
-from curation.core.items import responses_of, to_arrow, user_text
+from curation.core.items import responses_of, to_arrow, user_text, user_texts
 from curation.core.ledger import StageLedger
 from curation.core.progress import bar
 from curation.core.schemas import load_schema, validate_rows
-from curation.core.tableio import StagedWrites, check_unique, open_input, read_batches
+from curation.core.tableio import (
+    StagedWrites,
+    arrow_batches,
+    check_unique,
+    open_input,
+    read_batches,
+)
 from curation.core.text import clean_text
 from curation.neardup.clusters import representatives
 from curation.neardup.embeddings import Embedder, resolve_model
@@ -192,25 +200,29 @@ def run(context: Context) -> StageResult:
     return StageResult(STAGE, summary, report, lines)
 
 
-def _narrow(path: Path, columns: list[str]) -> tuple[pd.DataFrame, list[str]]:
+def _narrow(path: Path, columns: Iterable[str]) -> tuple[pd.DataFrame, list[str]]:
     """The first pass: every item's id, source, family key, twin, expected behaviour and
-    number of responses, and the text it is embedded on."""
+    number of responses, and the text it is embedded on (no response becomes a Python
+    object)."""
     parts, texts = [], []
-    for frame in read_batches(path, "dedup", columns, _STREAM_ROWS, only=_PLAN_COLUMNS):
-        texts += [user_text(m) for m in frame["messages"]]
-        parts.append(frame.drop(columns="messages").assign(
-            responses=frame["responses"].map(len).astype(np.int64)))
+    for batch in arrow_batches(path, "dedup", columns, _STREAM_ROWS, only=_PLAN_COLUMNS):
+        texts += user_texts(batch["messages"]).to_pylist()
+        counts = pc.list_value_length(batch["responses"]).fill_null(0)
+        parts.append(batch.drop_columns(["messages", "responses"]).to_pandas().assign(
+            responses=counts.to_numpy(zero_copy_only=False).astype(np.int64)))
     return pd.concat(parts, ignore_index=True), texts
 
 
 def _within(rows: pd.DataFrame, start: int, stop: int) -> pd.DataFrame:
-    """The rows of a plan table that fall in the batch [start, stop), renumbered to it."""
-    picked = rows[(rows["row"] >= start) & (rows["row"] < stop)]
+    """The rows of a plan table (ascending `row`) in the batch [start, stop), renumbered
+    to it."""
+    lo, hi = np.searchsorted(rows["row"].to_numpy(), [start, stop])
+    picked = rows.iloc[lo:hi]
     return picked.assign(row=picked["row"] - start).reset_index(drop=True)
 
 
 def _kept_pairs(pairs: np.ndarray, scores: np.ndarray, ids: np.ndarray,
-                kept: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+                kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Neighbour pairs between kept items, renumbered to the kept items' rows."""
     row = pd.Index(kept).get_indexer(ids)[pairs] if len(pairs) else pairs
     both = (row >= 0).all(axis=1)

@@ -137,6 +137,7 @@ def with_contrast_pairs(table: pd.DataFrame, groups: np.ndarray) -> np.ndarray:
 # What the assignment reads; the items themselves stay in arrow until they are written.
 _ASSIGNED_ON = ["id", "domain", "source", "family_id", "contrast_of"]
 _CHECKED_ROWS = 10_000  # items validated at a time
+_WRITTEN_ROWS = 10_000  # items taken and written at a time (one row group)
 
 
 def run(context: Context) -> StageResult:
@@ -147,10 +148,12 @@ def run(context: Context) -> StageResult:
     params, paths = context.params.split, context.paths
     domains = context.taxonomy.domain_ids
     check_unique(paths.redacted, "redact", "id")
-    items = read_arrow(paths.redacted, "redact", load_schema("redacted").columns)
-    items = typed(items.take(pc.sort_indices(items, [("id", "ascending")])),
+    items = typed(read_arrow(paths.redacted, "redact", load_schema("redacted").columns),
                   context.vocabulary.arrow_type(), labelled=True)
-    table = items.select(_ASSIGNED_ON).to_pandas()
+    order = pc.sort_indices(items, [("id", "ascending")]).to_numpy()  # rows are sorted by id
+    table = items.select(_ASSIGNED_ON).take(order).to_pandas()
+    written = items.schema
+    items = _wide(items)
     check_inputs(table, context.taxonomy, context.params_file)
     first_row = table.groupby("family_id", sort=False).cumcount() == 0
     family_row = dict(zip(table.loc[first_row, "family_id"], table.index[first_row],
@@ -169,18 +172,24 @@ def run(context: Context) -> StageResult:
         keep = in_domain | ~touching
         excluded[f"heldout-{domain}"] = int((~keep).sum())
         placed[f"heldout-{domain}"] = (np.flatnonzero(keep), split_of[keep])
-    _check(items, default)
+    _check(items, order, default)
 
     ledger = StageLedger(STAGE)
     responses = int(pc.sum(pc.list_value_length(items["responses"])).as_py() or 0)
     with StagedWrites() as out:
+        schema = written.append(pa.field("split", pa.large_string()))
         for config, (rows, split_of) in placed.items():
             for name in SPLITS:
-                chosen = rows[split_of == name]
-                out.parquet(items.take(chosen).append_column(
-                    "split", pa.array(np.full(len(chosen), name, dtype=object),
-                                      pa.large_string())),
-                            paths.splits_dir / config / f"{name}.parquet")
+                chosen = order[rows[split_of == name]]
+                target = paths.splits_dir / config / f"{name}.parquet"
+                if not len(chosen):  # one empty row group, as for any empty table
+                    out.parquet(schema.empty_table(), target)
+                    continue
+                writer = out.row_groups(target, schema, _WRITTEN_ROWS)
+                for start in range(0, len(chosen), _WRITTEN_ROWS):
+                    part = items.take(chosen[start:start + _WRITTEN_ROWS]).cast(written)
+                    writer.write(part.append_column("split", pa.array(
+                        [name] * part.num_rows, pa.large_string())))
         ledger.count_responses(responses, responses)
         summary = ledger.summary(Counter(table["source"]), Counter(table["source"]))
         configs = {config: table.iloc[rows].assign(split=split_of)
@@ -204,13 +213,30 @@ def run(context: Context) -> StageResult:
         for config, figures in report["configs"].items()])
 
 
-def _check(items: pa.Table, split: np.ndarray) -> None:
-    """Every item against the split schema, `_CHECKED_ROWS` at a time (every configuration
-    holds the same rows, only their split differs; ids were checked unique). A row that
-    breaks the contract here is a bug upstream, so it stops the stage."""
+def _wide(items: pa.Table) -> pa.Table:
+    """`items` in one chunk with 64-bit offsets: taking rows from a chunked table joins its
+    chunks first, and the texts of half a million items pass the 2 GB that 32-bit offsets
+    reach. Taken rows are cast back to the file's types a batch at a time."""
+    def wide(kind: pa.DataType) -> pa.DataType:
+        if pa.types.is_string(kind):
+            return pa.large_string()
+        if pa.types.is_list(kind):
+            return pa.large_list(pa.field(kind.value_field.name, wide(kind.value_type)))
+        if pa.types.is_struct(kind):
+            return pa.struct([pa.field(f.name, wide(f.type), f.nullable) for f in kind])
+        return kind
+
+    return items.cast(pa.schema([pa.field(f.name, wide(f.type)) for f in items.schema])
+                      ).combine_chunks()
+
+
+def _check(items: pa.Table, order: np.ndarray, split: np.ndarray) -> None:
+    """Every item against the split schema, in id order, `_CHECKED_ROWS` at a time (every
+    configuration holds the same rows, only their split differs; ids were checked unique).
+    A row that breaks the contract here is a bug upstream, so it stops the stage."""
     schema = load_schema("split")
-    for start in range(0, max(items.num_rows, 1), _CHECKED_ROWS):
-        frame = from_arrow(items.slice(start, _CHECKED_ROWS)).assign(
+    for start in range(0, max(len(order), 1), _CHECKED_ROWS):
+        frame = from_arrow(items.take(order[start:start + _CHECKED_ROWS])).assign(
             split=split[start:start + _CHECKED_ROWS])
         _, failures = validate_rows(frame, schema)
         if not failures.empty:

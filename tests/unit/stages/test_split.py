@@ -151,7 +151,7 @@ def test_an_off_contract_or_repeated_item_stops_the_split_in_one_line(
     repeated across the table, still stop it before anything is written."""
     path = labeled_project / "data" / "redacted.parquet"
     table = pq.read_table(path)
-    last = table.num_rows - 1
+    last = table["id"].to_pylist().index(max(table["id"].to_pylist()))  # checked last
     prompts = table["prompt"].to_pylist()
     prompts[last] = ""
     pq.write_table(table.set_column(table.column_names.index("prompt"), "prompt",
@@ -168,3 +168,17 @@ def test_an_off_contract_or_repeated_item_stops_the_split_in_one_line(
     assert line.startswith(f"error: data/redacted.parquet, row {table.num_rows + 1}: field 'id'")
     assert line.endswith("is also in row 1: ids must be unique; run `curate redact` again")
     assert not (labeled_project / "data" / "splits").exists()
+
+
+def test_written_and_checked_in_small_batches_the_files_are_the_same(
+        labeled_project: Path) -> None:
+    assert curate(labeled_project, "split").returncode == 0
+    files = sorted((labeled_project / "data" / "splits").rglob("*.parquet"))
+    whole = {path: pq.read_table(path) for path in files}
+    report = (labeled_project / "reports" / "splits.json").read_bytes()
+    result = curate_streamed(labeled_project, "split", _WRITTEN_ROWS=7, _CHECKED_ROWS=7)
+    assert result.returncode == 0, result.stderr
+    assert pq.ParquetFile(files[0]).num_row_groups > 1
+    for path, table in whole.items():
+        assert pq.read_table(path).equals(table), path
+    assert (labeled_project / "reports" / "splits.json").read_bytes() == report
