@@ -6,7 +6,7 @@ dicts, so memory stays a few bytes per band per item.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -67,21 +67,39 @@ def code_pairs(codes: np.ndarray) -> np.ndarray:
     return pairs.astype(np.int64).reshape(-1, 2)
 
 
-def candidate_pairs(band_keys: np.ndarray, items: np.ndarray,
-                    max_bucket: int) -> tuple[np.ndarray, int]:
-    """Every pair of `BucketNeighbours` once, as (n, 2) with i < j, and the count of
-    oversized buckets.
+def candidate_pairs(band_keys: np.ndarray, items: np.ndarray, max_bucket: int,
+                    keep: Callable[[np.ndarray], np.ndarray] | None = None,
+                    ) -> tuple[np.ndarray, int]:
+    """Every pair of `BucketNeighbours` once, as (n, 2) with i < j in ascending order, and
+    the count of oversized buckets. With `keep` (a mask of a block of pairs: a similarity
+    check), only the pairs it keeps.
 
-    Merged band by band, so memory holds the distinct pairs and one band's, not every
-    band's repeats.
+    Found in passes over ranges of the earlier item, each of about `_HELD_CANDIDATES`
+    candidates (counted first), merged band by band: memory holds one pass's distinct
+    candidates and the kept pairs, not every candidate (templated prompts at a low
+    threshold have tens of millions).
     """
-    neighbours = BucketNeighbours(band_keys, items, max_bucket)
-    codes = np.empty(0, dtype=np.uint64)
-    found: list[np.ndarray] = []
-    for earlier, later in neighbours:
-        found.append(pair_codes(earlier, later))
-        if sum(map(len, found)) > max(len(codes), 1_000_000):
-            codes = distinct(np.concatenate([codes, *found]))
-            found = []
-    codes = distinct(np.concatenate([codes, *found]))
-    return code_pairs(codes), neighbours.oversized
+    counted = BucketNeighbours(band_keys, items, max_bucket)
+    per_item = np.zeros(int(items.max()) + 1 if len(items) else 0, dtype=np.int64)
+    for earlier, _ in counted:
+        per_item += np.bincount(earlier, minlength=len(per_item))
+    cuts = np.searchsorted(np.cumsum(per_item), np.arange(
+        _HELD_CANDIDATES, per_item.sum(), _HELD_CANDIDATES), side="right")
+    inner = distinct(cuts[(cuts > 0) & (cuts < len(per_item))])
+    bounds = [0, *inner.tolist(), len(per_item)]
+    kept = [np.empty((0, 2), dtype=np.int64)]
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        codes = np.empty(0, dtype=np.uint64)
+        found: list[np.ndarray] = []
+        for earlier, later in BucketNeighbours(band_keys, items, max_bucket):
+            inside = (earlier >= lo) & (earlier < hi)
+            found.append(pair_codes(earlier[inside], later[inside]))
+            if sum(map(len, found)) > max(len(codes), 1_000_000):
+                codes = distinct(np.concatenate([codes, *found]))
+                found = []
+        pairs = code_pairs(distinct(np.concatenate([codes, *found])))
+        kept.append(pairs if keep is None else pairs[keep(pairs)])
+    return np.concatenate(kept), counted.oversized
+
+
+_HELD_CANDIDATES = 8_000_000  # candidate pairs a pass of `candidate_pairs` holds (64 MB)

@@ -343,8 +343,9 @@ def _lexical_pairs(sketches: Sketches, minhash: MinHashParams, params: FamiliesP
     """Pairs of items at `families.jaccard` or above (LSH candidates, checked exactly)."""
     bands = dataclasses.replace(minhash, threshold=params.jaccard).bands
     pairs, _ = candidate_pairs(band_keys(sketches.signatures, bands), sketches.sketched,
-                               dedup.max_bucket_size)
-    return pairs[sketches.reaching(pairs, params.jaccard)]
+                               dedup.max_bucket_size,
+                               keep=lambda found: sketches.reaching(found, params.jaccard))
+    return pairs
 
 
 def _plan(linked: pd.DataFrame, rows: np.ndarray, causes: pd.DataFrame, vectors: np.ndarray,

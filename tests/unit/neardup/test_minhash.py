@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from datasketch import MinHash, MinHashLSH
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from curation.neardup import lsh
 from curation.neardup.lsh import candidate_pairs
 from curation.neardup.minhash import (
     MinHashParams,
@@ -102,6 +105,23 @@ def test_a_bucket_larger_than_the_cap_pairs_each_member_with_the_next_ones_only(
     pairs, oversized = candidate_pairs(keys, items, max_bucket=2)
     assert oversized == 1
     assert pairs.tolist() == [[10, 11], [10, 13], [11, 13], [11, 14], [12, 15], [13, 14]]
+
+
+def test_candidate_pairs_in_passes_and_kept_are_the_pairs_of_one_pass(
+        built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Passes over ranges of items bound the candidates held; they find the same pairs in
+    the same order, and `keep` keeps those its check passes."""
+    prompts = pd.read_parquet(built / "data" / "normalized.parquet")["prompt"].tolist()
+    batch = sketch(prompts, PARAMS)
+    keys = band_keys(batch.signatures, dataclasses.replace(PARAMS, threshold=0.4).bands)
+    whole, oversized = candidate_pairs(keys, batch.sketched, 5)
+    assert len(whole) > 1000
+    monkeypatch.setattr(lsh, "_HELD_CANDIDATES", 97)  # dozens of passes
+    passes, again = candidate_pairs(keys, batch.sketched, 5)
+    assert np.array_equal(passes, whole) and again == oversized
+    kept, _ = candidate_pairs(keys, batch.sketched, 5,
+                              keep=lambda found: batch.reaching(found, 0.5))
+    assert np.array_equal(kept, whole[batch.reaching(whole, 0.5)]) and 0 < len(kept) < len(whole)
 
 
 def test_jaccards_on_threads_equal_one_thread(built: Path) -> None:
