@@ -88,7 +88,7 @@ def load_neighbours(path: Path, embeddings: Path, ids: list[str]) -> tuple[np.nd
                                                                          np.ndarray]:
     """The saved neighbour pairs between `ids`, as rows of `ids`, with their cosines."""
     saved = open_input(path, "families", NEIGHBOURS.names).read()
-    saved_ids = open_input(embeddings, "families", ["id"]).read()["id"].to_pylist()
+    saved_ids = open_input(embeddings, "families", ["id"]).read(columns=["id"])["id"].to_pylist()
     position = {item: i for i, item in enumerate(ids)}
     row = np.array([position.get(item, -1) for item in saved_ids], dtype=np.int64)
     a = row[saved["a"].to_numpy()] if len(row) else np.empty(0, dtype=np.int64)

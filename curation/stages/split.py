@@ -148,11 +148,11 @@ def run(context: Context) -> StageResult:
     params, paths = context.params.split, context.paths
     domains = context.taxonomy.domain_ids
     check_unique(paths.redacted, "redact", "id")
-    items = typed(read_arrow(paths.redacted, "redact", load_schema("redacted").columns),
-                  context.vocabulary.arrow_type(), labelled=True)
+    items = read_arrow(paths.redacted, "redact", load_schema("redacted").columns)
     order = pc.sort_indices(items, [("id", "ascending")]).to_numpy()  # rows are sorted by id
     table = items.select(_ASSIGNED_ON).take(order).to_pandas()
-    written = items.schema
+    written = typed(items.schema.empty_table(), context.vocabulary.arrow_type(),
+                    labelled=True).schema
     items = _wide(items)
     check_inputs(table, context.taxonomy, context.params_file)
     first_row = table.groupby("family_id", sort=False).cumcount() == 0
