@@ -144,7 +144,7 @@ def run(context: Context) -> StageResult:
     """Build every configuration and write data/splits/<config>/<split>.parquet.
 
     Splits are assigned on a few columns in pandas; the items are held once, in arrow,
-    sorted by id, and each split file is taken from them as it is written."""
+    and each split file is taken from them in id order as it is written."""
     params, paths = context.params.split, context.paths
     domains = context.taxonomy.domain_ids
     check_unique(paths.redacted, "redact", "id")
