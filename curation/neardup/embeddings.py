@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curation.core.config import ModelParams
@@ -99,36 +101,61 @@ class Embedder:
 
     def embed(self, texts: Sequence[str], progress: bool = True) -> np.ndarray:
         """One normalised vector per text, in order; texts seen before come from the cache.
-        `stats` counts distinct texts: embedded now, or found in the cache."""
-        keys = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts]
-        cached = self._load(set(keys))
-        missing = sorted({k: t for k, t in zip(keys, texts, strict=True)
-                          if k not in cached}.items())
-        self.stats["cached"] += len(cached)
-        if missing:
-            vectors = self._encode([t for _, t in missing], progress)
-            self._save([k for k, _ in missing], vectors)
-            cached.update(zip((k for k, _ in missing), vectors, strict=True))
-            self.stats["embedded"] += len(missing)
+        `stats` counts distinct texts: embedded now, or found in the cache. The result is
+        gathered once from a matrix of the cached vectors and one of the new ones: no
+        vector becomes a Python object, none is copied twice."""
+        keys = pd.Index([hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts])
+        known, cached = self._load(keys.unique())
+        at = known.get_indexer(keys)
+        new = sorted({k: t for k, t, a in zip(keys, texts, at, strict=True) if a < 0}.items())
+        self.stats["cached"] += len(known)
+        encoded = np.empty((0, cached.shape[1]), dtype=np.float32)
+        if new:
+            encoded = self._encode([t for _, t in new], progress)
+            self._save([k for k, _ in new], encoded)
+            self.stats["embedded"] += len(new)
         if not texts:
             return np.empty((0, 0), dtype=np.float32)
-        return np.stack([cached[k] for k in keys]).astype(np.float32)
+        out = np.empty((len(texts), max(cached.shape[1], encoded.shape[1])), dtype=np.float32)
+        found = at >= 0
+        if found.any():
+            out[found] = cached[at[found]]
+        if new:
+            out[~found] = encoded[pd.Index([k for k, _ in new]).get_indexer(keys[~found])]
+        return out
 
-    def _load(self, wanted: set[str]) -> dict[str, np.ndarray]:
-        found: dict[str, np.ndarray] = {}
+    def _load(self, wanted: pd.Index) -> tuple[pd.Index, np.ndarray]:
+        """The cached vectors of the `wanted` hashes found in the cache, and those hashes
+        (a hash in several shards: the last shard's)."""
+        hashes: list[pa.Array] = []
+        parts: list[np.ndarray] = []
+        value_set = pa.array(wanted, pa.string())
         for shard in sorted(self.folder.glob("*.parquet")) if self.folder.is_dir() else []:
             try:
                 table = pq.read_table(shard)
-                hashes = table["text_sha256"].to_pylist()
-                rows = [i for i, h in enumerate(hashes) if h in wanted]
-                if rows:
-                    vectors = np.stack(table["vector"].take(rows).to_numpy(
-                        zero_copy_only=False))
-                    found.update(zip((hashes[i] for i in rows), vectors, strict=True))
-            except (OSError, KeyError, ValueError, pa.ArrowException) as exc:
+                column = table["text_sha256"].combine_chunks()
+                rows = np.flatnonzero(pc.is_in(column, value_set=value_set).to_numpy(
+                    zero_copy_only=False))
+                if len(rows):
+                    vectors = table["vector"].combine_chunks()
+                    matrix = vectors.flatten().to_numpy().reshape(len(vectors),
+                                                                  vectors.type.list_size)
+                    parts.append(matrix if len(rows) == len(matrix) else matrix[rows])
+                    hashes.append(column.take(pa.array(rows)))
+            except (OSError, KeyError, ValueError, AttributeError, pa.ArrowException) as exc:
                 raise CurationError(f"unreadable embedding cache ({exc}); delete this file "
                                     "and run again", file=str(shard)) from None
-        return found
+        if not parts:
+            return pd.Index([], dtype=object), np.empty((0, 0), dtype=np.float32)
+        if len({p.shape[1] for p in parts}) > 1:
+            raise CurationError("embedding cache shards of different sizes; delete "
+                                "the folder and run again", file=str(self.folder))
+        known = pd.Index(pa.chunked_array(hashes).to_numpy(zero_copy_only=False))
+        last = ~known.duplicated(keep="last")
+        matrix = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        if last.all():
+            return known, matrix
+        return known[last], matrix[last]
 
     def _save(self, keys: list[str], vectors: np.ndarray) -> None:
         dim = vectors.shape[1]

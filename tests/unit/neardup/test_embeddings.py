@@ -48,8 +48,20 @@ def test_a_rerun_embeds_only_new_texts_and_gives_the_same_vectors(cache: Path) -
     assert second.stats == {"embedded": 1, "cached": 2}
     assert (again[0] == vectors[1]).all() and (again[2] == vectors[0]).all()
     third = embedder(cache)
-    third.embed([UNRELATED, ORIGINAL, ORIGINAL], progress=False)
+    cached = third.embed([UNRELATED, ORIGINAL, ORIGINAL], progress=False)
     assert third.stats == {"embedded": 0, "cached": 2}  # distinct texts
+    assert (cached[0] == again[1]).all()  # from the second run's shard
+    assert (cached[1] == vectors[0]).all() and (cached[2] == vectors[0]).all()
+
+
+def test_a_damaged_cache_shard_is_a_one_line_error_naming_it(cache: Path) -> None:
+    first = embedder(cache)
+    first.embed([ORIGINAL], progress=False)
+    shard = next(first.folder.glob("*.parquet"))
+    shard.write_bytes(b"not a parquet file")
+    with pytest.raises(CurationError, match="unreadable embedding cache") as error:
+        embedder(cache).embed([ORIGINAL], progress=False)
+    assert error.value.file == str(shard)
 
 
 def test_model_params_that_cannot_load_are_one_line_errors(cache: Path) -> None:
