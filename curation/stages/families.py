@@ -108,9 +108,9 @@ def run(context: Context) -> StageResult:
     embedder = Embedder(model, paths.cache, params.device, params.batch_size,
                         params.num_threads, context.params_file.error,
                         Engine(engine.kind, engine.address) if engine.kind == "ray" else None)
-    both = embedder.embed(texts + references.texts)  # one pass over the cache
+    vectors = embedder.embed(texts + references.texts)  # one pass over the cache
     del texts
-    vectors, ref_vectors = both[:len(items)], both[len(items):]
+    vectors, ref_vectors = vectors[:len(items)], vectors[len(items):]
     minhash = MinHashParams.of(context.params.dedup)
     sketches = load_sketches(paths.signatures, items["id"].tolist())
     search = SearchParams.of(params)
@@ -121,8 +121,9 @@ def run(context: Context) -> StageResult:
                                                    minhash.threshold / 2)), search)
     causes = with_look_alikes(contamination_causes(closest, len(items), params), items)
     keep = np.setdiff1d(np.arange(len(items)), causes["row"].to_numpy() if len(causes) else [])
-    linked, vectors, sketches = items.iloc[keep].reset_index(drop=True), vectors[keep], \
-        sketches.take(keep)
+    linked = items.iloc[keep].reset_index(drop=True)
+    if len(keep) < len(items):  # a copy of every vector and sketch only when some leave
+        vectors, sketches = vectors[keep], sketches.take(keep)
 
     pairs, scores = neighbours(vectors, search, -1.0)  # every neighbour: split reuses them
     close = scores >= params.cosine
@@ -182,7 +183,8 @@ def run(context: Context) -> StageResult:
         report = families_report(found.stats, closest, causes, references, embedder,
                                  model_name(params), family_ids, params)
         ids = items["id"].to_numpy()
-        out.parquet(embeddings_table(ids[written].tolist(), both[written]), paths.embeddings)
+        out.parquet(embeddings_table(ids[written].tolist(), _rows_of(vectors, keep, written)),
+                    paths.embeddings)
         out.parquet(neighbours_table(*_kept_pairs(pairs, scores, ids[keep], ids[written])),
                     paths.neighbours)
         ledger.write(out, paths, summary, {k: report[k] for k in (
@@ -221,6 +223,13 @@ def _within(rows: pd.DataFrame, start: int, stop: int) -> pd.DataFrame:
     return picked.assign(row=picked["row"] - start).reset_index(drop=True)
 
 
+def _rows_of(vectors: np.ndarray, keep: np.ndarray, written: np.ndarray) -> np.ndarray:
+    """The vectors of input rows `written` (a subset of `keep`), from those of `keep`."""
+    if len(written) == len(keep):
+        return vectors
+    return vectors[np.searchsorted(keep, written)]
+
+
 def _kept_pairs(pairs: np.ndarray, scores: np.ndarray, ids: np.ndarray,
                 kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Neighbour pairs between kept items, renumbered to the kept items' rows."""
@@ -243,9 +252,10 @@ def closest_references(vectors: np.ndarray, sketches: Sketches, ref_vectors: np.
                for name in references.names}
     if len(ref_sets):
         both = sketches.concat(ref_sketches)
-        pairs, _ = candidate_pairs(band_keys(both.signatures, search_from.bands),
-                                   both.sketched, _MAX_BUCKET)
-        cross = pairs[(pairs[:, 0] < n) & (pairs[:, 1] >= n)].tolist()  # item, reference
+        pairs, _ = candidate_pairs(  # only (item, reference) pairs are held
+            band_keys(both.signatures, search_from.bands), both.sketched, _MAX_BUCKET,
+            keep=lambda found: (found[:, 0] < n) & (found[:, 1] >= n))
+        cross = pairs.tolist()
         cross += _exact_matches(sketches.exact, ref_sketches.exact)
         for i, j in cross:
             score, ref = both.similarity(i, j), j - n

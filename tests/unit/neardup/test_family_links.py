@@ -52,6 +52,18 @@ def test_size_bound_refuses_links_but_fixed_edges_always_join() -> None:
     assert set(declared.labels.tolist()) == {0}  # a declared family is never broken up
 
 
+@pytest.mark.parametrize(("angle", "joins"), [(10, True), (-40, False)])
+def test_a_declared_family_is_judged_by_its_centre(angle: float, joins: bool) -> None:
+    # Items 0 and 1 (0 and 100 degrees) are declared one family: its centre is at 50.
+    # A neighbour of item 0 joins only near that centre (cos 40 = 0.77, cos 90 = 0).
+    vectors = on_arc([0, 100, angle])
+    pair = np.array([[0, 2]])
+    found = link(vectors, np.array([[0, 1]]), pair, np.array([vectors[0] @ vectors[2]]),
+                 0.6, max_size=10)
+    assert found.labels.tolist() == ([0, 0, 0] if joins else [0, 0, 2])
+    assert found.stats["links_refused_by_centre"] == (0 if joins else 1)
+
+
 def test_labels_do_not_depend_on_the_order_pairs_are_given() -> None:
     rng = np.random.default_rng(0)
     vectors = unit(*rng.normal(size=(300, 16)).tolist())
