@@ -56,24 +56,36 @@ def _classifier(regularization: float, seed: int) -> LogisticRegression:
 
 
 def fit(vectors: np.ndarray, labels: np.ndarray, groups: np.ndarray, folds: int,
-        regularization: float, seed: int) -> tuple[Suggester, np.ndarray, np.ndarray]:
+        regularization: float, seed: int, rows: np.ndarray | None = None
+        ) -> tuple[Suggester, np.ndarray, np.ndarray]:
     """The model on every labelled item, each item's out-of-fold probabilities (from a
     model that saw neither it nor its family), which fit the temperature, and which items
-    have them (a fold whose training part holds one label cannot score its items)."""
+    have them (a fold whose training part holds one label cannot score its items).
+
+    `rows`: the rows of `vectors` that `labels` and `groups` describe (default: all). Each
+    fit takes its own rows, so beside `vectors` one copy at most is held (a copy of the
+    labelled rows, then one per fold, held 1.9 GB of float64 at 163K items)."""
     classes = tuple(sorted(set(labels.tolist())))
     held_out = np.zeros((len(labels), len(classes)))
     splits = min(folds, len(set(groups.tolist())))
     if splits >= 2:
-        for train, test in GroupKFold(n_splits=splits).split(vectors, labels, groups):
+        for train, test in GroupKFold(n_splits=splits).split(labels, labels, groups):
             if len(set(labels[train].tolist())) < 2:
                 held_out[test] = ABSENT
                 continue
-            model = _classifier(regularization, seed).fit(vectors[train], labels[train])
-            held_out[test] = logits(model, vectors[test], classes)
+            model = _classifier(regularization, seed).fit(_rows(vectors, rows, train),
+                                                          labels[train])
+            held_out[test] = logits(model, _rows(vectors, rows, test), classes)
     temperature = fit_temperature(held_out, np.array([classes.index(x) for x in labels]))
-    model = _classifier(regularization, seed).fit(vectors, labels)
+    model = _classifier(regularization, seed).fit(
+        vectors if rows is None else vectors[rows], labels)
     return (Suggester(model, classes, temperature), softmax(held_out / temperature, axis=1),
             (held_out > ABSENT).sum(axis=1) >= 2)
+
+
+def _rows(vectors: np.ndarray, rows: np.ndarray | None, picked: np.ndarray) -> np.ndarray:
+    """The vectors of the `picked` samples, whose rows in `vectors` are `rows`."""
+    return vectors[picked if rows is None else rows[picked]]
 
 
 def fit_temperature(held_out_logits: np.ndarray, truth: np.ndarray) -> float:
@@ -106,20 +118,22 @@ def top_two(probabilities: np.ndarray, classes: tuple[str, ...]
 
 
 def evaluate(vectors: np.ndarray, labels: np.ndarray, groups: np.ndarray,
-             sources: np.ndarray, folds: int, regularization: float, seed: int
-             ) -> dict[str, Any]:
+             sources: np.ndarray, folds: int, regularization: float, seed: int,
+             rows: np.ndarray | None = None) -> dict[str, Any]:
     """Leave one source out: train on the others, score the one left out. Macro-F1 per
     held-out source and pooled, precision and recall per label, and the reliability of
     the score (accuracy per score bin, and the expected calibration error). Items whose
     label no other source holds cannot be learnt that way: they are counted, not scored.
-    Families are kept whole: a family with items in the held-out source trains nothing."""
+    Families are kept whole: a family with items in the held-out source trains nothing.
+    `rows`: as in `fit`."""
+    rows = np.arange(len(labels)) if rows is None else rows
     truth, predicted, scores, per_source = [], [], [], []
     names = sorted(set(sources.tolist()))
     with bar(len(names), "suggest: held-out sources", " sources") as progress:
         for source in names:
             progress.update(1)
-            entry, found = _held_out(vectors, labels, groups, sources, source, folds,
-                                     regularization, seed)
+            entry, found = _held_out(vectors, rows, labels, groups, sources, source,
+                                     folds, regularization, seed)
             per_source.append(entry)
             if found is not None:
                 truth += found[0]
@@ -128,9 +142,10 @@ def evaluate(vectors: np.ndarray, labels: np.ndarray, groups: np.ndarray,
     return {"held_out_by_source": per_source, **pooled(truth, predicted, np.array(scores))}
 
 
-def _held_out(vectors: np.ndarray, labels: np.ndarray, groups: np.ndarray,
-              sources: np.ndarray, source: str, folds: int, regularization: float,
-              seed: int) -> tuple[dict[str, Any], tuple[list, list, list] | None]:
+def _held_out(vectors: np.ndarray, rows: np.ndarray, labels: np.ndarray,
+              groups: np.ndarray, sources: np.ndarray, source: str, folds: int,
+              regularization: float, seed: int
+              ) -> tuple[dict[str, Any], tuple[list, list, list] | None]:
     """One held-out source: its figures, and its (truth, predicted, score) lists."""
     own_families = np.isin(groups, groups[sources == source])
     train = (sources != source) & ~own_families  # its paraphrases elsewhere stay out too
@@ -142,8 +157,9 @@ def _held_out(vectors: np.ndarray, labels: np.ndarray, groups: np.ndarray,
                                  set(labels[sources == source].tolist()) - known)}
     if len(known) < 2 or not test.any():
         return {**entry, "macro_f1": None}, None
-    model, *_ = fit(vectors[train], labels[train], groups[train], folds, regularization, seed)
-    best, score, _ = top_two(model.probabilities(vectors[test]), model.classes)
+    model, *_ = fit(vectors, labels[train], groups[train], folds, regularization, seed,
+                    rows[train])
+    best, score, _ = top_two(model.probabilities(vectors[rows[test]]), model.classes)
     present = sorted(set(labels[test].tolist()))
     entry.update(labels=present,
                  macro_f1=round(float(f1_score(labels[test], best, labels=present,

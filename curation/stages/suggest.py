@@ -71,8 +71,9 @@ def run(context: Context) -> StageResult:
         report["trained"] = False
         lines = ["no suggestions: the trusted labels hold fewer than two classes"]
     else:
-        model, held_out, scored = fit(vectors[trusted], truth, groups[trusted], params.folds,
-                                      params.regularization, params.seed)
+        model, held_out, scored = fit(vectors, truth, groups[trusted], params.folds,
+                                      params.regularization, params.seed,
+                                      np.flatnonzero(trusted))
         probabilities = model.probabilities(vectors)
         out_of_fold = trusted.copy()
         out_of_fold[trusted] = scored
@@ -81,9 +82,10 @@ def run(context: Context) -> StageResult:
         suggestions = pd.DataFrame({"id": table["id"].to_numpy(dtype=str), "suggestion": best,
                                     "score": np.round(score, 6),
                                     "margin": np.round(margin, 6), "out_of_fold": out_of_fold})
-        evaluation = evaluate(vectors[trusted], truth, groups[trusted],
+        evaluation = evaluate(vectors, truth, groups[trusted],
                               labeled.loc[trusted, "source"].to_numpy(dtype=str),
-                              params.folds, params.regularization, params.seed)
+                              params.folds, params.regularization, params.seed,
+                              np.flatnonzero(trusted))
         seen, seen_score, _ = top_two(held_out[scored], model.classes)
         report.update(trained=True, classes=list(model.classes),
                       temperature=model.temperature,

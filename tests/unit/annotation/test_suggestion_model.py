@@ -99,3 +99,23 @@ def test_by_source_evaluation_scores_only_what_other_sources_teach() -> None:
     assert sum(b["items"] for b in report["reliability"]) == report["items"]
     assert report["by_label"]["weapons"]["support"] == int((labels == "weapons").sum())
     assert 0.0 <= report["macro_f1"] <= 1.0
+
+
+def test_learning_from_rows_of_a_larger_matrix_is_learning_from_their_copy() -> None:
+    """`rows` saves the copies, not the results: the same model, scores and evaluation as
+    on `vectors[rows]`, byte for byte (a wrong row mapping would learn other vectors)."""
+    vectors, labels, groups = blobs(240, noise=0.9, flip=0.1, seed=5)
+    sources = np.where(np.arange(240) % 3 == 0, "a", "b")
+    rows = np.flatnonzero(np.arange(240) % 4 != 1)
+    copied = fit(vectors[rows], labels[rows], groups[rows], folds=4, regularization=1.0,
+                 seed=0)
+    viewed = fit(vectors, labels[rows], groups[rows], folds=4, regularization=1.0, seed=0,
+                 rows=rows)
+    assert copied[0].temperature == viewed[0].temperature
+    assert copied[0].probabilities(vectors).tobytes() == \
+        viewed[0].probabilities(vectors).tobytes()
+    assert copied[1].tobytes() == viewed[1].tobytes()
+    assert evaluate(vectors[rows], labels[rows], groups[rows], sources[rows], folds=3,
+                    regularization=1.0, seed=0) == evaluate(
+        vectors, labels[rows], groups[rows], sources[rows], folds=3, regularization=1.0,
+        seed=0, rows=rows)
