@@ -186,7 +186,7 @@ class Embedder:
         except CurationError as exc:
             raise (self.error or _unlocated)(exc.field or "families.model", exc.message
                                              ) from None
-        return np.concatenate(parts).astype(np.float32)
+        return np.concatenate(parts).astype(np.float32, copy=False)
 
 
 def encode_step(texts: pa.Table, model: ResolvedModel, device: str, batch_size: int,
