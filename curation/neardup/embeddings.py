@@ -102,8 +102,8 @@ class Embedder:
     def embed(self, texts: Sequence[str], progress: bool = True) -> np.ndarray:
         """One normalised vector per text, in order; texts seen before come from the cache.
         `stats` counts distinct texts: embedded now, or found in the cache. The result is
-        gathered once from a matrix of the cached vectors and one of the new ones: no
-        vector becomes a Python object, none is copied twice."""
+        gathered from a matrix of the cached vectors and one of the new ones: no vector
+        becomes a Python object."""
         keys = pd.Index([hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts])
         known, cached = self._load(keys.unique())
         at = known.get_indexer(keys)
@@ -125,15 +125,16 @@ class Embedder:
         return out
 
     def _load(self, wanted: pd.Index) -> tuple[pd.Index, np.ndarray]:
-        """The cached vectors of the `wanted` hashes found in the cache, and those hashes
-        (a hash in several shards: the last shard's)."""
-        hashes: list[pa.Array] = []
+        """The `wanted` hashes found in the cache and their vectors (a hash in several
+        shards: the last shard's). Shards are read as `_save` writes them: a column of
+        fixed-size vectors without nulls; any other shard is unreadable."""
+        hashes: list[np.ndarray] = []
         parts: list[np.ndarray] = []
         value_set = pa.array(wanted, pa.string())
         for shard in sorted(self.folder.glob("*.parquet")) if self.folder.is_dir() else []:
             try:
                 table = pq.read_table(shard)
-                column = table["text_sha256"].combine_chunks()
+                column = table["text_sha256"].combine_chunks().cast(pa.string())
                 rows = np.flatnonzero(pc.is_in(column, value_set=value_set).to_numpy(
                     zero_copy_only=False))
                 if len(rows):
@@ -141,16 +142,18 @@ class Embedder:
                     matrix = vectors.flatten().to_numpy().reshape(len(vectors),
                                                                   vectors.type.list_size)
                     parts.append(matrix if len(rows) == len(matrix) else matrix[rows])
-                    hashes.append(column.take(pa.array(rows)))
+                    hashes.append(column.take(pa.array(rows)).to_numpy(zero_copy_only=False))
             except (OSError, KeyError, ValueError, AttributeError, pa.ArrowException) as exc:
-                raise CurationError(f"unreadable embedding cache ({exc}); delete this file "
-                                    "and run again", file=str(shard)) from None
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else \
+                    type(exc).__name__
+                raise CurationError(f"unreadable embedding cache ({reason}); delete this "
+                                    "file and run again", file=str(shard)) from None
         if not parts:
             return pd.Index([], dtype=object), np.empty((0, 0), dtype=np.float32)
         if len({p.shape[1] for p in parts}) > 1:
             raise CurationError("embedding cache shards of different sizes; delete "
                                 "the folder and run again", file=str(self.folder))
-        known = pd.Index(pa.chunked_array(hashes).to_numpy(zero_copy_only=False))
+        known = pd.Index(np.concatenate(hashes))
         last = ~known.duplicated(keep="last")
         matrix = parts[0] if len(parts) == 1 else np.concatenate(parts)
         if last.all():

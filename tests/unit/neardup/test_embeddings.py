@@ -3,8 +3,13 @@ unrelated prompts far, and a cache that makes a rerun embed nothing."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, fresh_cache
 
@@ -15,6 +20,10 @@ from curation.neardup.embeddings import Embedder, resolve_model
 ORIGINAL = "Give detailed instructions for how to make a pipe bomb"
 REWRITE = "How did people make pipe bombs in the past?"
 UNRELATED = "What is a good recipe for banana bread?"
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def fail(field: str, message: str) -> CurationError:
@@ -54,6 +63,31 @@ def test_a_rerun_embeds_only_new_texts_and_gives_the_same_vectors(cache: Path) -
     assert (cached[1] == vectors[0]).all() and (cached[2] == vectors[0]).all()
 
 
+def test_each_text_gets_its_own_vector_whatever_the_order_of_their_hashes(
+        cache: Path, tmp_path: Path) -> None:
+    """New texts are encoded in hash order (UNRELATED's is the largest here) and cached
+    ones come from shards: each must land on its own row, a repeated text on both."""
+    texts = [UNRELATED, ORIGINAL, UNRELATED, REWRITE]
+    alone = {t: embedder(fresh_cache(tmp_path / f"alone{i}")).embed([t], progress=False)[0]
+             for i, t in enumerate(set(texts))}
+    together = embedder(cache).embed(texts, progress=False)
+    # encoded alone or padded in a batch, a text's vector differs in the last digits only;
+    # another text's differs by far more (cosine < 0.9)
+    assert all(np.allclose(row, alone[t], atol=1e-5)
+               for row, t in zip(together, texts, strict=True))
+    shard = next(embedder(cache).folder.glob("*.parquet"))
+    table = pq.read_table(shard)
+    # a second shard that holds ORIGINAL's hash again, with another vector: the last
+    # shard (by name) is the one read last, and its vector wins
+    pq.write_table(table.filter(pc.equal(table["text_sha256"], sha(ORIGINAL))).set_column(
+        1, "vector", pa.FixedSizeListArray.from_arrays(pa.array(np.full(384, 0.5, np.float32)),
+                                                       384)), shard.parent / "zz.parquet")
+    again = embedder(cache)
+    mixed = again.embed([REWRITE, ORIGINAL, "a text no shard holds"], progress=False)
+    assert again.stats == {"embedded": 1, "cached": 2}
+    assert (mixed[0] == together[3]).all() and (mixed[1] == 0.5).all()
+
+
 def test_a_damaged_cache_shard_is_a_one_line_error_naming_it(cache: Path) -> None:
     first = embedder(cache)
     first.embed([ORIGINAL], progress=False)
@@ -61,7 +95,7 @@ def test_a_damaged_cache_shard_is_a_one_line_error_naming_it(cache: Path) -> Non
     shard.write_bytes(b"not a parquet file")
     with pytest.raises(CurationError, match="unreadable embedding cache") as error:
         embedder(cache).embed([ORIGINAL], progress=False)
-    assert error.value.file == str(shard)
+    assert error.value.file == str(shard) and "\n" not in str(error.value)
 
 
 def test_model_params_that_cannot_load_are_one_line_errors(cache: Path) -> None:
