@@ -63,12 +63,13 @@ def fit(vectors: np.ndarray, labels: np.ndarray, groups: np.ndarray, folds: int,
     have them (a fold whose training part holds one label cannot score its items).
 
     `rows`: the rows of `vectors` that `labels` and `groups` describe (default: all). Each
-    fit takes its own rows, so beside `vectors` one copy at most is held (a copy of the
-    labelled rows, then one per fold, held 1.9 GB of float64 at 163K items)."""
+    fit takes its own rows, so beside `vectors` one copy at most is held (before, a copy
+    of the labelled rows, then one per source and per fold: 1.9 GB at 163K items)."""
     classes = tuple(sorted(set(labels.tolist())))
     held_out = np.zeros((len(labels), len(classes)))
     splits = min(folds, len(set(groups.tolist())))
     if splits >= 2:
+        # GroupKFold reads only the length of X: the labels stand in for the vectors
         for train, test in GroupKFold(n_splits=splits).split(labels, labels, groups):
             if len(set(labels[train].tolist())) < 2:
                 held_out[test] = ABSENT

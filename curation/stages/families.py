@@ -119,6 +119,7 @@ def run(context: Context) -> StageResult:
         vectors, sketches, ref_vectors, sketch(references.texts, minhash), references,
         dataclasses.replace(minhash, threshold=min(params.contamination.jaccard,
                                                    minhash.threshold / 2)), search)
+    del ref_vectors  # a view that would hold the items' vectors too, past a copy of them
     causes = with_look_alikes(contamination_causes(closest, len(items), params), items)
     keep = np.setdiff1d(np.arange(len(items)), causes["row"].to_numpy() if len(causes) else [])
     linked = items.iloc[keep].reset_index(drop=True)
@@ -224,7 +225,8 @@ def _within(rows: pd.DataFrame, start: int, stop: int) -> pd.DataFrame:
 
 
 def _rows_of(vectors: np.ndarray, keep: np.ndarray, written: np.ndarray) -> np.ndarray:
-    """The vectors of input rows `written` (a subset of `keep`), from those of `keep`."""
+    """The vectors of input rows `written`, from those of `keep` (both ascending, and
+    `written` a subset of `keep`: the items kept after decontamination)."""
     if len(written) == len(keep):
         return vectors
     return vectors[np.searchsorted(keep, written)]

@@ -64,6 +64,53 @@ def test_a_declared_family_is_judged_by_its_centre(angle: float, joins: bool) ->
     assert found.stats["links_refused_by_centre"] == (0 if joins else 1)
 
 
+def dense_link_labels(vectors: np.ndarray, fixed: np.ndarray, pairs: np.ndarray,
+                      scores: np.ndarray, threshold: float, max_size: int) -> list[int]:
+    """`link` as first written: a float64 centre for every row (the reference)."""
+    n = len(vectors)
+    parent = list(range(n))
+
+    def root(x: int) -> int:
+        while parent[x] != x:
+            x = parent[x]
+        return x
+
+    for a, b in fixed.tolist():
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    base = np.array([root(i) for i in range(n)])
+    parent, size = base.copy(), np.bincount(base, minlength=n)
+    centre = np.zeros_like(vectors, dtype=np.float64)
+    np.add.at(centre, base, vectors)
+    for e in np.lexsort((pairs[:, 1], pairs[:, 0], -scores)):
+        a, b = root(int(pairs[e, 0])), root(int(pairs[e, 1]))
+        if a == b or size[a] + size[b] > max_size:
+            continue
+        ca, cb = centre[a], centre[b]
+        if size[a] + size[b] > 2 and ca @ cb < threshold * np.sqrt((ca @ ca) * (cb @ cb)):
+            continue
+        a, b = min(a, b), max(a, b)
+        parent[b], size[a] = a, size[a] + size[b]
+        centre[a] += centre[b]
+    return [root(i) for i in range(n)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_families_are_those_of_a_centre_for_every_row(seed: int) -> None:
+    """Centres held only for families of several items decide every link as a float64
+    centre per row did: clustered vectors, declared families and refusals by centre."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(40, 24))
+    vectors = unit(*(centres[rng.integers(0, 40, 600)] + rng.normal(
+        scale=0.9, size=(600, 24))).tolist())
+    fixed = rng.integers(0, 600, size=(30, 2))
+    pairs, scores = neighbours(vectors, EXACT, 0.3)
+    found = link(vectors, fixed, pairs, scores, 0.5, max_size=12)
+    assert found.stats["links_refused_by_centre"] > 0
+    assert found.labels.tolist() == dense_link_labels(vectors, fixed, pairs, scores, 0.5, 12)
+
+
 def test_labels_do_not_depend_on_the_order_pairs_are_given() -> None:
     rng = np.random.default_rng(0)
     vectors = unit(*rng.normal(size=(300, 16)).tolist())
