@@ -137,7 +137,9 @@ def connect_ray(address: str | None) -> Any:
         ours = signal.getsignal(signal.SIGTERM)
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  configure_logging=False, runtime_env={"env_vars": {
-                     "TOKENIZERS_PARALLELISM": "false"}})
+                     "TOKENIZERS_PARALLELISM": "false",  # and the driver's arrow pool:
+                     "ARROW_DEFAULT_MEMORY_POOL": os.environ.get(  # see curation/__init__
+                         "ARROW_DEFAULT_MEMORY_POOL", "system")}})
         if callable(ours) and threading.current_thread() is threading.main_thread():
             # ray.init replaces it with a bare exit(15); ours ends the command the same
             # way (the exit still runs Ray's shutdown) but with `terminated` and 143.
