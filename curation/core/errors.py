@@ -9,6 +9,12 @@ import signal
 from types import FrameType
 
 
+def first_line(exc: BaseException) -> str:
+    """What a library's exception says, in one line (its type when it says nothing)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class CurationError(Exception):
     """Bad input or configuration, located by file, row (of data) or line (of a config
     file) and field where known."""

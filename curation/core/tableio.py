@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.core.errors import CurationError
+from curation.core.errors import CurationError, first_line
 from curation.core.items import from_arrow
 from curation.core.processes import alive, start_time
 
@@ -258,7 +258,7 @@ def open_input(path: Path, stage: str, columns: Iterable[str]) -> pq.ParquetFile
     try:
         table = parquet_file(path)
     except (OSError, ValueError, pa.ArrowException) as exc:
-        raise CurationError(f"not a readable parquet file ({_first_line(exc)}); run "
+        raise CurationError(f"not a readable parquet file ({first_line(exc)}); run "
                             f"`curate {stage}` again", file=str(path)) from None
     missing = [c for c in columns if c not in table.schema_arrow.names]
     if missing:
@@ -312,7 +312,7 @@ def _readable(path: Path, stage: str) -> Iterator[None]:
     try:
         yield
     except (OSError, ValueError, pa.ArrowException) as exc:
-        raise CurationError(f"not a readable parquet file ({_first_line(exc)}); run "
+        raise CurationError(f"not a readable parquet file ({first_line(exc)}); run "
                             f"`curate {stage}` again", file=str(path)) from None
 
 
@@ -360,11 +360,6 @@ def _numbered(batches: Iterable[pa.RecordBatch]) -> Iterator[tuple[int, pa.Recor
     for batch in batches:
         yield start, batch
         start += batch.num_rows
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def read_json(path: Path) -> Any:

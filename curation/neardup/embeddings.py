@@ -27,9 +27,10 @@ import pyarrow.parquet as pq
 
 from curation.core.config import ModelParams
 from curation.core.engine import Engine
-from curation.core.errors import CurationError
+from curation.core.errors import CurationError, first_line
 from curation.core.progress import bar
 from curation.core.tableio import StagedWrites, sha256_of
+from curation.neardup.store import vector_matrix
 from curation.sources.pypi import unpacked_member
 
 log = logging.getLogger(__name__)
@@ -138,16 +139,12 @@ class Embedder:
                 rows = np.flatnonzero(pc.is_in(column, value_set=value_set).to_numpy(
                     zero_copy_only=False))
                 if len(rows):
-                    vectors = table["vector"].combine_chunks()
-                    matrix = vectors.flatten().to_numpy().reshape(len(vectors),
-                                                                  vectors.type.list_size)
+                    matrix = vector_matrix(table["vector"])
                     parts.append(matrix if len(rows) == len(matrix) else matrix[rows])
                     hashes.append(column.take(pa.array(rows)).to_numpy(zero_copy_only=False))
             except (OSError, KeyError, ValueError, AttributeError, pa.ArrowException) as exc:
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else \
-                    type(exc).__name__
-                raise CurationError(f"unreadable embedding cache ({reason}); delete this "
-                                    "file and run again", file=str(shard)) from None
+                raise CurationError(f"unreadable embedding cache ({first_line(exc)}); delete "
+                                    "this file and run again", file=str(shard)) from None
         if not parts:
             return pd.Index([], dtype=object), np.empty((0, 0), dtype=np.float32)
         if len({p.shape[1] for p in parts}) > 1:
@@ -216,8 +213,7 @@ def _encoder(model: ResolvedModel, device: str, num_threads: int) -> Any:
     try:
         return SentenceTransformer(model.location, device=device, revision=model.revision)
     except (OSError, ValueError, RuntimeError) as exc:  # offline, not a model, no GPU
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CurationError(f"cannot load {model.location} on {device}: {reason}",
+        raise CurationError(f"cannot load {model.location} on {device}: {first_line(exc)}",
                             field="families.model") from None
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from curation.core.errors import CurationError
+from curation.core.errors import CurationError, first_line
 from curation.core.tableio import RowGroups, StagedWrites, open_input
 from curation.neardup.minhash import Sketches
 
@@ -56,14 +56,20 @@ def embeddings_table(ids: list[str], vectors: np.ndarray) -> pa.Table:
                          pa.array(vectors.ravel(), type=pa.float32()), dim)})
 
 
+def vector_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A column of fixed-size vectors without nulls as one (rows, size) numpy matrix
+    (zero-copy when the column is one chunk)."""
+    vectors = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    return vectors.flatten().to_numpy().reshape(len(vectors), vectors.type.list_size)
+
+
 def load_embeddings(path: Path, ids: list[str]) -> np.ndarray:
     """The saved vectors of `ids`, in that order."""
     try:
         saved = open_input(path, "families", ["id", "vector"]).read()
-        vectors = saved["vector"].combine_chunks()
-        matrix = vectors.flatten().to_numpy().reshape(len(saved), vectors.type.list_size)
+        matrix = vector_matrix(saved["vector"])
     except (OSError, ValueError, AttributeError, pa.ArrowException) as exc:
-        raise CurationError(f"not a table of vectors ({str(exc).splitlines()[0]}); run "
+        raise CurationError(f"not a table of vectors ({first_line(exc)}); run "
                             "`curate families` again", file=str(path)) from None
     position = {item: i for i, item in enumerate(saved["id"].to_pylist())}
     missing = [i for i in ids if i not in position]

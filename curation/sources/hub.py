@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from curation.core.errors import first_line
 from curation.sources.readers import Record
 from curation.sources.spec import HubRef, Source
 
@@ -17,8 +18,8 @@ def hub_dataset(hub: HubRef, source: Source) -> Any:
     try:
         return datasets.load_dataset(hub.path, hub.name, split=hub.split, revision=hub.revision)
     except Exception as exc:  # datasets raises many types; the message is what matters
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise source.error("hub", f"cannot load dataset '{hub.path}': {message}") from None
+        raise source.error("hub", f"cannot load dataset '{hub.path}': {first_line(exc)}"
+                           ) from None
 
 
 def hub_records(dataset: Any) -> Iterator[Record]:

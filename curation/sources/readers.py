@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import yaml
 
-from curation.core.errors import CurationError
+from curation.core.errors import CurationError, first_line
 from curation.core.tableio import parquet_file
 
 
@@ -297,5 +297,5 @@ def _parquet(stream: BinaryIO, name: str) -> Iterator[Record]:
                 yield Record(number, values, _raw(values))
     except (OSError, ValueError, OverflowError, pa.ArrowException) as exc:
         # not parquet, a corrupt page, or a value Python cannot hold (a timestamp past 9999)
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CurationError(f"not a readable parquet file: {message}", file=name) from None
+        raise CurationError(f"not a readable parquet file: {first_line(exc)}",
+                            file=name) from None
