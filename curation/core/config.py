@@ -277,6 +277,7 @@ class RedactParams(ConfigModel):
     allow: list[Annotated[str, Field(min_length=1)]] = []  # never redacted, besides the
                                                            #   taxonomy's referral resources
     batch_size: PositiveInt          # texts per NER batch
+    num_proc: PositiveInt            # worker processes for detection (local engine)
 
     @field_validator("phone_regions")
     @classmethod

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import phonenumbers
 import pyap
+import pyarrow as pa
 import spacy
 import tldextract
 from presidio_analyzer import (
@@ -265,6 +266,52 @@ def ner_model(model: NerModelParams, cache: Path,
         if (candidate / "config.cfg").is_file():
             return str(candidate)
     raise error(f"redact.model.{field}", f"no spaCy pipeline (config.cfg) in {folder}")
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """What a detector is loaded from: sent to the engine's workers, which load it once
+    each."""
+
+    params: RedactParams
+    rules: PiiRules
+    resources: ReferralResources
+    cache: Path
+
+
+_LOADED: list[tuple[DetectorSpec, PiiDetector]] = []  # this process's detectors
+
+
+def detector_for(spec: DetectorSpec,
+                 error: Callable[[str, str], CurationError] | None = None) -> PiiDetector:
+    """The detector `spec` describes, loaded once per process (a worker runs many steps)."""
+    for loaded, detector in _LOADED:
+        if loaded == spec:
+            return detector
+    detector = load_detector(spec.params, spec.rules, spec.resources, spec.cache,
+                             error or _unlocated)
+    _LOADED.append((spec, detector))
+    return detector
+
+
+_SPANS = pa.list_(pa.struct([("type", pa.string()), ("start", pa.int64()),
+                             ("end", pa.int64())]))
+
+
+def find_table(texts: pa.Table, spec: DetectorSpec) -> pa.Table:
+    """`PiiDetector.find` as an engine step: a `text` column in, its `spans` out."""
+    found = detector_for(spec).find(texts.column("text").to_pylist(), spec.params.batch_size)
+    return pa.table({"spans": pa.array([[{"type": s.type, "start": s.start, "end": s.end}
+                                         for s in spans] for spans in found], _SPANS)})
+
+
+def spans_of(found: pa.Table) -> list[list[Span]]:
+    """The spans `find_table` wrote, as `Span`s again."""
+    return [[Span(**s) for s in spans] for spans in found.column("spans").to_pylist()]
+
+
+def _unlocated(field: str, message: str) -> CurationError:
+    return CurationError(message, field=field)
 
 
 def load_detector(params: RedactParams, rules: PiiRules, resources: ReferralResources,

@@ -12,53 +12,76 @@ The taxonomy's referral resources and `redact.allow` are never reported: they ar
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from curation.core.config import NerModelParams
+from curation.core.engine import Engine
 from curation.core.items import responses_of, to_arrow
 from curation.core.ledger import StageLedger
 from curation.core.progress import bar
 from curation.core.schemas import load_schema, validate_rows
 from curation.core.signals import referral_resources
 from curation.core.tableio import StagedWrites, check_unique, open_input, read_batches
-from curation.privacy.detector import PII_TYPES, PiiDetector, Span, load_detector, load_rules
+from curation.privacy.detector import (
+    PII_TYPES,
+    DetectorSpec,
+    PiiDetector,
+    Span,
+    detector_for,
+    find_table,
+    load_rules,
+    spans_of,
+)
 from curation.stages.base import Context, StageResult
 
 STAGE = "redact"
 _STREAM_ROWS = 10_000  # items read, redacted and written at a time
-_CACHED_TEXTS = 50_000  # spans of texts kept for later batches (then forgotten)
+_TASK_TEXTS = 2_000  # texts per detector task on the engine
+_CACHED_TEXTS = 50_000  # texts not sent again to the detector (then forgotten)
 
 
 def run(context: Context) -> StageResult:
     """Find personal data in the labeled items; write them redacted (or flagged).
 
-    The items stream `_STREAM_ROWS` at a time; the spans of texts already read are kept
-    for the next batches (templated responses are read once), up to `_CACHED_TEXTS`."""
+    The items stream `_STREAM_ROWS` at a time. Their distinct texts go to the detector on
+    the engine in tasks of `_TASK_TEXTS` while earlier batches are rewritten and written; a
+    text sent before is not sent again (templated responses are read once) until
+    `_CACHED_TEXTS` have been sent, when the count starts over."""
     params, paths = context.params.redact, context.paths
     columns = load_schema("labeled").columns
     labeled = open_input(paths.labeled, "label", columns)  # checked before the model loads
     total, like = labeled.metadata.num_rows, labeled.schema_arrow
     check_unique(paths.labeled, "label", "id")
-    items = read_batches(paths.labeled, "label", columns, _STREAM_ROWS)
-    detector = load_detector(params, load_rules(paths.schemas_dir / "pii.yaml"),
-                             referral_resources(context.taxonomy), paths.cache,
-                             context.params_file.error)
+    spec = DetectorSpec(params, load_rules(paths.schemas_dir / "pii.yaml"),
+                        referral_resources(context.taxonomy), paths.cache)
+    detector = detector_for(spec, context.params_file.error)  # a model that fails: one line
+    engine = Engine(context.params.engine.kind, context.params.engine.address, params.num_proc)
     ledger, schema, judgments = StageLedger(STAGE), load_schema("redacted"), (
         context.vocabulary.arrow_type())
     tally = PiiTally(params.types)
     rows_in: Counter[str] = Counter()
     kept: Counter[str] = Counter()
     taken_in = kept_responses = 0
+    tasks = _Tasks(read_batches(paths.labeled, "label", columns, _STREAM_ROWS))
     found: dict[str, list[Span]] = {}
+    found_round = 0
     with StagedWrites() as writes, bar(None, "redact: personal data", " texts") as shown:
         writer = None
-        for table in items:
-            if len(found) > _CACHED_TEXTS:
-                found = {}
-            found.update(findings(table, detector, params.batch_size, found, shown))
+        for result in engine.map(partial(find_table, spec=spec), tasks, shown):
+            batch = tasks.pending[0]
+            if batch.round != found_round:  # every batch relying on those texts is written
+                found, found_round = {}, batch.round
+            found.update(zip(batch.texts.popleft(), spans_of(result), strict=True))
+            if batch.texts:
+                continue
+            table = tasks.pending.popleft().items
             texts = [rewrite(item, found, detector, params.mode) for item in table.itertuples()]
             out = table.assign(messages=[t[0] for t in texts], prompt=[t[1] for t in texts],
                                responses=[t[2] for t in texts], pii=[t[3] for t in texts])
@@ -91,26 +114,51 @@ def run(context: Context) -> StageResult:
         + (", ".join(f"{k} {n['found']}" for k, n in report["by_type"].items()) or "none")])
 
 
+@dataclass
+class _Batch:
+    """Items read, waiting for the spans of the texts they sent."""
+
+    items: pd.DataFrame
+    texts: deque[list[str]]  # each task's texts, until its spans are back
+    round: int               # texts sent before in the same round are not sent again
+
+
+class _Tasks:
+    """The detector's tasks: each batch of items' texts not sent before in this round, in
+    tasks of `_TASK_TEXTS` (one empty task when there are none, so every batch is answered).
+    The batches wait in `pending`, in order, until their spans are back."""
+
+    def __init__(self, items: Iterator[pd.DataFrame]) -> None:
+        self.items = items
+        self.pending: deque[_Batch] = deque()
+
+    def __iter__(self) -> Iterator[pa.Table]:
+        sent: set[str] = set()
+        round_ = 0
+        for table in self.items:
+            if len(sent) > _CACHED_TEXTS:
+                sent, round_ = set(), round_ + 1
+            texts = [t for t in distinct_texts(table) if t not in sent]
+            sent.update(texts)
+            chunks = [texts[i:i + _TASK_TEXTS] for i in range(0, len(texts), _TASK_TEXTS)]
+            self.pending.append(_Batch(table, deque(chunks or [[]]), round_))
+            for chunk in chunks or [[]]:
+                yield pa.table({"text": pa.array(chunk, pa.string())})
+
+
+def distinct_texts(items: pd.DataFrame) -> list[str]:
+    """Every message, prompt and response of `items`, each once, in order."""
+    return list(dict.fromkeys(
+        [*(m["content"] for ms in items["messages"] for m in ms), *items["prompt"],
+         *(r["text"] for rs in items["responses"] for r in rs)]))
+
+
 def model_name(model: NerModelParams) -> str:
     """The NER model as the card names it."""
     if model.pypi is not None:
         pin = model.pypi
         return f"{pin.package} {pin.version} from PyPI (sha256 {pin.sha256[:12]})"
     return str(model.package or model.folder)
-
-
-def findings(table: pd.DataFrame, detector: PiiDetector, batch_size: int,
-             known: dict[str, list[Span]], progress: Any) -> dict[str, list[Span]]:
-    """The spans of every distinct text of the items not in `known` (templated responses
-    once)."""
-    texts = [t for t in dict.fromkeys(
-        [*(m["content"] for ms in table["messages"] for m in ms), *table["prompt"],
-         *(r["text"] for rs in table["responses"] for r in rs)]) if t not in known]
-    spans: dict[str, list[Span]] = {}
-    for text, found in zip(texts, detector.find(texts, batch_size), strict=True):
-        spans[text] = found
-        progress.update(1)
-    return spans
 
 
 def rewrite(item: Any, found: dict[str, list[Span]], detector: PiiDetector, mode: str

@@ -1,6 +1,6 @@
 """The Ray engine on a two-node Ray cluster on this machine: language ID, MinHash
-signatures and embeddings run on its workers, and every output has the local engine's
-bytes."""
+signatures, embeddings and personal-data detection run on its workers, and every output
+has the local engine's bytes."""
 
 from __future__ import annotations
 
@@ -13,13 +13,17 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import curate, fresh_cache, set_params, sigterm_while_spilling
+from conftest import SHARED_CACHE, curate, fresh_cache, set_params, sigterm_while_spilling
 
+from curation.core.config import load_params
 from curation.core.engine import Engine
 from curation.core.errors import CurationError
 from curation.core.language import LanguageId, detect_table
+from curation.core.signals import referral_resources
+from curation.core.taxonomy import load_taxonomy
 from curation.neardup.embeddings import ResolvedModel, encode_step
 from curation.neardup.minhash import MinHashParams, Signer, sketch_step
+from curation.privacy.detector import DetectorSpec, find_table, load_rules
 
 MINHASH = MinHashParams(3, 5, 128, 0.8, 1, 0.95)
 
@@ -44,8 +48,13 @@ def test_each_engine_hands_back_the_same_rows_in_order(cluster: object, built: P
     batches = [pa.table({"text": texts["prompt"].slice(i, 500)})
                for i in range(0, texts.num_rows, 500)]
     assert len(batches) >= 4
+    params = load_params(built / "params.yaml").params
+    pii = DetectorSpec(params.redact, load_rules(built / "schemas" / "pii.yaml"),
+                       referral_resources(load_taxonomy(built / "schemas" / "taxonomy.yaml")),
+                       SHARED_CACHE)
     steps = [partial(detect_table, spec=LanguageId(0, 20, 1000, "fasttext", 0.7)),
-             partial(sketch_step, params=MINHASH, signer=Signer(MINHASH))]
+             partial(sketch_step, params=MINHASH, signer=Signer(MINHASH)),
+             partial(find_table, spec=pii)]
     for step in steps:
         one = pa.concat_tables(Engine("local", None, 1).map(step, iter(batches)))
         two = pa.concat_tables(Engine("local", None, 2).map(step, iter(batches)))

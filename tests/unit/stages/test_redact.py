@@ -155,10 +155,14 @@ def test_a_model_that_is_not_installed_stops_the_stage_in_one_line(
 
 
 
-def test_streaming_in_small_batches_changes_no_row_and_no_count(
+def test_streaming_in_small_batches_on_workers_changes_no_row_and_no_count(
         planted: tuple[Path, list[str]]) -> None:
+    """One process with whole batches, then two workers with batches of 7 items, tasks of
+    3 texts and texts sent again every 10 (many rounds): the same bytes."""
     project, _ = planted
+    set_params(project, "redact", num_proc=1)
     assert curate(project, "redact").returncode == 0
-    assert_streamed_same(project, "redact", "redacted", [  # many batches; the cache refills
+    set_params(project, "redact", num_proc=2)
+    assert_streamed_same(project, "redact", "redacted", [
         "reports/redact.json", "reports/ledger/redact.json", "metrics/redact.json"],
-        groups=30, _STREAM_ROWS=7, _CACHED_TEXTS=10)
+        groups=30, _STREAM_ROWS=7, _CACHED_TEXTS=10, _TASK_TEXTS=3)
