@@ -28,12 +28,15 @@ RAY_WINDOW = 64  # batches per Ray Data run: the inputs held at once on the driv
 
 @dataclass(frozen=True)
 class Engine:
-    """`local`: `num_proc` spawned worker processes. `ray`: Ray Data on the cluster at
-    `address` ("auto" finds a running one; none starts a local Ray)."""
+    """`local`: `num_proc` spawned worker processes (one: this process, unless `child`).
+    `ray`: Ray Data on the cluster at `address` ("auto" finds a running one; none starts a
+    local Ray)."""
 
     kind: str = "local"
     address: str | None = None
     num_proc: int = 1
+    child: bool = False  # one worker process even for one: what the step imports and
+                         # loads (a model, its libraries) is freed when the map ends
 
     def map(self, step: Step, batches: Iterable[pa.Table], progress: Any | None = None,
             gpus: float = 0) -> Iterator[pa.Table]:
@@ -47,10 +50,10 @@ class Engine:
             yield result
 
     def _local(self, step: Step, batches: Iterable[pa.Table]) -> Iterator[pa.Table]:
-        if self.num_proc <= 1:
+        if self.num_proc <= 1 and not self.child:
             yield from map(step, batches)
             return
-        with get_context("spawn").Pool(self.num_proc) as pool:
+        with get_context("spawn").Pool(max(self.num_proc, 1)) as pool:
             # Batches are read only as workers free up, so inputs never all sit in memory.
             pending: deque[Any] = deque()
             for batch in batches:
@@ -59,6 +62,8 @@ class Engine:
                     yield pending.popleft().get()
             while pending:
                 yield pending.popleft().get()
+            pool.close()  # workers end their own way (their finalizers run), not killed:
+            pool.join()   # a killed one leaves a warning about a semaphore it held
 
     def _ray(self, step: Step, batches: Iterable[pa.Table], gpus: float) -> Iterator[pa.Table]:
         """A Ray Data run per window of batches (memory stays bounded); Ray may cut the

@@ -175,10 +175,10 @@ class Embedder:
                        batch_size=self.batch_size, num_threads=self.num_threads)
         chunks = (pa.table({"text": pa.array(texts[i:i + _CHUNK], pa.string())})
                   for i in range(0, len(texts), _CHUNK))
-        engine = self.engine or Engine()
+        # More than a chunk: in a child process, so the model and sentence-transformers'
+        # libraries (0.3-0.4 GB) leave before the neighbour search needs the memory.
+        engine = self.engine or Engine(child=len(texts) > _CHUNK)
         try:
-            if self.engine is None:  # load here first: a model that cannot load is one line
-                _encoder(self.model, self.device, self.num_threads)
             with bar(len(texts) if progress else 0, "embed", " texts") as shown:
                 parts = [np.stack(t.column("vector").to_numpy(zero_copy_only=False))
                          for t in engine.map(step, chunks, shown,
