@@ -71,9 +71,10 @@ def run(context: Context) -> StageResult:
         report["trained"] = False
         lines = ["no suggestions: the trusted labels hold fewer than two classes"]
     else:
+        # every item trusted: the final model reads `vectors` itself, not a copy of it
+        rows = None if trusted.all() else np.flatnonzero(trusted)
         model, held_out, scored = fit(vectors, truth, groups[trusted], params.folds,
-                                      params.regularization, params.seed,
-                                      np.flatnonzero(trusted))
+                                      params.regularization, params.seed, rows)
         probabilities = model.probabilities(vectors)
         out_of_fold = trusted.copy()
         out_of_fold[trusted] = scored
@@ -84,8 +85,7 @@ def run(context: Context) -> StageResult:
                                     "margin": np.round(margin, 6), "out_of_fold": out_of_fold})
         evaluation = evaluate(vectors, truth, groups[trusted],
                               labeled.loc[trusted, "source"].to_numpy(dtype=str),
-                              params.folds, params.regularization, params.seed,
-                              np.flatnonzero(trusted))
+                              params.folds, params.regularization, params.seed, rows)
         seen, seen_score, _ = top_two(held_out[scored], model.classes)
         report.update(trained=True, classes=list(model.classes),
                       temperature=model.temperature,
