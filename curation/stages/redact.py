@@ -62,7 +62,8 @@ def run(context: Context) -> StageResult:
     spec = DetectorSpec(params, load_rules(paths.schemas_dir / "pii.yaml"),
                         referral_resources(context.taxonomy), paths.cache)
     detector = detector_for(spec, context.params_file.error)  # a model that fails: one line
-    engine = Engine(context.params.engine.kind, context.params.engine.address, params.num_proc)
+    engine = Engine(context.params.engine.kind, context.params.engine.address,
+                    params.num_proc if total > _TASK_TEXTS else 1)  # else: one task
     ledger, schema, judgments = StageLedger(STAGE), load_schema("redacted"), (
         context.vocabulary.arrow_type())
     tally = PiiTally(params.types)
