@@ -66,3 +66,8 @@ def raise_on_sigterm() -> None:
     def terminated(signum: int, frame: FrameType | None) -> None:
         raise Terminated()
     signal.signal(signal.SIGTERM, terminated)
+
+
+def unlocated(field: str, message: str) -> CurationError:
+    """An error at a params `field` where no params file locates it (a worker process)."""
+    return CurationError(message, field=field)

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from curation.core.config import ModelParams
 from curation.core.engine import Engine
-from curation.core.errors import CurationError, first_line
+from curation.core.errors import CurationError, first_line, unlocated
 from curation.core.progress import bar
 from curation.core.tableio import StagedWrites, sha256_of
 from curation.neardup.store import vector_matrix
@@ -93,7 +93,7 @@ class Embedder:
     stats: dict[str, int] = field(default_factory=lambda: {"embedded": 0, "cached": 0})
 
     def __post_init__(self) -> None:
-        self.device = _device(self.device, self.error or _unlocated)
+        self.device = _device(self.device, self.error or unlocated)
 
     @property
     def folder(self) -> Path:
@@ -184,7 +184,7 @@ class Embedder:
                          for t in engine.map(step, chunks, shown,
                                              gpus=1 if self.device == "cuda" else 0)]
         except CurationError as exc:
-            raise (self.error or _unlocated)(exc.field or "families.model", exc.message
+            raise (self.error or unlocated)(exc.field or "families.model", exc.message
                                              ) from None
         return np.concatenate(parts).astype(np.float32, copy=False)
 
@@ -215,10 +215,6 @@ def _encoder(model: ResolvedModel, device: str, num_threads: int) -> Any:
     except (OSError, ValueError, RuntimeError) as exc:  # offline, not a model, no GPU
         raise CurationError(f"cannot load {model.location} on {device}: {first_line(exc)}",
                             field="families.model") from None
-
-
-def _unlocated(field: str, message: str) -> CurationError:
-    return CurationError(message, field=field)
 
 
 def _device(wanted: str, error: ErrorAt) -> str:

@@ -43,7 +43,7 @@ from presidio_analyzer.predefined_recognizers import (
 from spacy.lang.en.stop_words import STOP_WORDS
 
 from curation.core.config import ConfigModel, NerModelParams, PiiType, RedactParams, validate
-from curation.core.errors import CurationError
+from curation.core.errors import CurationError, unlocated
 from curation.core.signals import ReferralResources
 from curation.core.yamlfile import YamlFile
 from curation.sources.pypi import unpacked_member
@@ -289,7 +289,7 @@ def detector_for(spec: DetectorSpec,
         if loaded == spec:
             return detector
     detector = load_detector(spec.params, spec.rules, spec.resources, spec.cache,
-                             error or _unlocated)
+                             error or unlocated)
     _LOADED.append((spec, detector))
     return detector
 
@@ -308,10 +308,6 @@ def find_table(texts: pa.Table, spec: DetectorSpec) -> pa.Table:
 def spans_of(found: pa.Table) -> list[list[Span]]:
     """The spans `find_table` wrote, as `Span`s again."""
     return [[Span(**s) for s in spans] for spans in found.column("spans").to_pylist()]
-
-
-def _unlocated(field: str, message: str) -> CurationError:
-    return CurationError(message, field=field)
 
 
 def load_detector(params: RedactParams, rules: PiiRules, resources: ReferralResources,
