@@ -232,7 +232,8 @@ class ContaminationParams(ConfigModel):
 class FamiliesParams(ConfigModel):
     model: ModelParams
     device: Literal["auto", "cpu", "cuda", "mps"]  # auto: a GPU when present, else the CPU
-    batch_size: PositiveInt        # texts per encoding batch
+    batch_size: PositiveInt        # texts per encoding batch, at most
+    batch_tokens: PositiveInt      # tokens per encoding batch (fewer texts when long)
     num_threads: PositiveInt       # CPU threads for encoding and the neighbour search
     cosine: Fraction               # embeddings this similar are one family
     jaccard: Fraction              # MinHash Jaccard of word 3-grams that also joins a family

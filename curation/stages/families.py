@@ -106,7 +106,7 @@ def run(context: Context) -> StageResult:
     model = resolve_model(params.model, paths.cache, context.params_file.error)
     engine = context.params.engine
     embedder = Embedder(model, paths.cache, params.device, params.batch_size,
-                        params.num_threads, context.params_file.error,
+                        params.batch_tokens, params.num_threads, context.params_file.error,
                         Engine(engine.kind, engine.address) if engine.kind == "ray" else None)
     vectors = embedder.embed(texts + references.texts)  # one pass over the cache
     del texts

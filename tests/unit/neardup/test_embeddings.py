@@ -4,7 +4,6 @@ unrelated prompts far, and a cache that makes a rerun embed nothing."""
 from __future__ import annotations
 
 import hashlib
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -75,9 +74,7 @@ def test_each_text_gets_its_own_vector_whatever_the_order_of_their_hashes(
     alone = {t: embedder(fresh_cache(tmp_path / f"alone{i}")).embed([t], progress=False)[0]
              for i, t in enumerate(set(texts))}
     together = embedder(cache).embed(texts, progress=False)
-    # encoded alone or padded in a batch, a text's vector differs in the last digits only;
-    # another text's differs by far more (cosine < 0.9)
-    assert all(np.allclose(row, alone[t], atol=1e-5)
+    assert all(row.tobytes() == alone[t].tobytes()
                for row, t in zip(together, texts, strict=True))
     shard = next(embedder(cache).folder.glob("*.parquet"))
     table = pq.read_table(shard)
@@ -90,6 +87,29 @@ def test_each_text_gets_its_own_vector_whatever_the_order_of_their_hashes(
     mixed = again.embed([REWRITE, ORIGINAL, "a text no shard holds"], progress=False)
     assert again.stats == {"embedded": 1, "cached": 2}
     assert (mixed[0] == together[3]).all() and (mixed[1] == 0.5).all()
+
+
+def test_a_vector_is_the_same_bytes_whatever_it_was_encoded_with(tmp_path: Path) -> None:
+    """A text in a full batch, in a count's last batch (filled up with copies) or alone,
+    after a cache of other texts or on an empty one: one vector. So a build's bytes do not
+    depend on what an earlier build left in the cache."""
+    same_count = [f"How many pills of brand {c} would be too many?" for c in "ABCDEFG"]
+    others = [UNRELATED, REWRITE, "Is it safe to swim after eating?", *same_count[:4]]
+    model = load_params(REPO / "params.yaml").params.families.model
+
+    def small_batches(cache: Path) -> Embedder:
+        return Embedder(resolve_model(model, cache, fail), cache, device="cpu", batch_size=3,
+                        num_threads=1)
+
+    history = small_batches(fresh_cache(tmp_path / "history"))
+    history.embed(others, progress=False)
+    target = [ORIGINAL, *same_count]
+    after = small_batches(history.cache_dir).embed(target, progress=False)
+    fresh = small_batches(fresh_cache(tmp_path / "fresh")).embed(target, progress=False)
+    alone = np.stack([small_batches(fresh_cache(tmp_path / f"alone{i}")).embed(
+        [t], progress=False)[0] for i, t in enumerate(target)])
+    assert after.tobytes() == fresh.tobytes() == alone.tobytes()
+    assert history.stats == {"embedded": 7, "cached": 0}
 
 
 def test_a_damaged_cache_shard_is_a_one_line_error_naming_it(cache: Path) -> None:
@@ -132,13 +152,10 @@ def test_past_one_chunk_the_model_runs_in_a_child_process_with_the_same_vectors(
     first = embedder(cache)
     vectors = first.embed(texts, progress=False)
     embedder(cache).embed([UNRELATED, "one new text"], progress=False)  # one chunk: here
-    assert children == [True, False]
-    order = sorted(texts, key=sha)  # new texts are encoded in hash order, 2 at a time
-    here = partial(encode_step, model=first.model, device="cpu", batch_size=64,
-                   num_threads=1)
-    expected = np.concatenate([vector_matrix(here(pa.table({"text": order[i:i + 2]}))[
-        "vector"]) for i in range(0, len(order), 2)])
-    assert vectors[[texts.index(t) for t in order]].tobytes() == expected.tobytes()
+    assert children == [True, True, False, False]  # token counts, then vectors
+    here = encode_step(pa.table({"text": texts}), model=first.model, device="cpu",
+                       batch_size=64, batch_tokens=1024, num_threads=1)
+    assert vectors.tobytes() == vector_matrix(here["vector"]).tobytes()
     missing = Embedder(ResolvedModel("/nonexistent/model", "k"), cache, device="cpu",
                        error=fail)
     with pytest.raises(CurationError, match="cannot load /nonexistent/model") as error:
