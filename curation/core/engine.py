@@ -39,10 +39,13 @@ class Engine:
                          # loads (a model, its libraries) is freed when the map ends
 
     def map(self, step: Step, batches: Iterable[pa.Table], progress: Any | None = None,
-            gpus: float = 0) -> Iterator[pa.Table]:
+            gpus: float = 0, window_full: Callable[[], bool] | None = None
+            ) -> Iterator[pa.Table]:
         """`step` over each batch, results in order; `progress.update(rows)` per batch.
-        On Ray each task asks for `gpus` (a GPU pool takes the embeddings)."""
-        results = (self._ray(step, batches, gpus) if self.kind == "ray"
+        On Ray each task asks for `gpus` (a GPU pool takes the embeddings), and a window
+        of batches runs once it holds `RAY_WINDOW` of them or `window_full()` says what the
+        caller keeps for them is enough (redact: the items waiting for their spans)."""
+        results = (self._ray(step, batches, gpus, window_full) if self.kind == "ray"
                    else self._local(step, batches))
         for result in results:
             if progress is not None:
@@ -65,7 +68,8 @@ class Engine:
             pool.close()  # workers end their own way (their finalizers run), not killed:
             pool.join()   # a killed one leaves a warning about a semaphore it held
 
-    def _ray(self, step: Step, batches: Iterable[pa.Table], gpus: float) -> Iterator[pa.Table]:
+    def _ray(self, step: Step, batches: Iterable[pa.Table], gpus: float,
+             window_full: Callable[[], bool] | None) -> Iterator[pa.Table]:
         """A Ray Data run per window of batches (memory stays bounded); Ray may cut the
         rows into other blocks, so each batch's rows are sliced back out in order."""
         ray = connect_ray(self.address)
@@ -73,7 +77,7 @@ class Engine:
         context.execution_options.preserve_order = True
         context.enable_progress_bars = False
         context.raise_original_map_exception = True  # our one-line errors, not Ray's wrapper
-        for window in _windows(batches, RAY_WINDOW):
+        for window in _windows(batches, RAY_WINDOW, window_full):
             full = [batch for batch in window if batch.num_rows]
             if not full:
                 yield from map(step, window)
@@ -110,11 +114,13 @@ def _located(error: BaseException | None) -> CurationError | None:
     return None
 
 
-def _windows(batches: Iterable[pa.Table], size: int) -> Iterator[list[pa.Table]]:
+def _windows(batches: Iterable[pa.Table], size: int, full: Callable[[], bool] | None = None
+             ) -> Iterator[list[pa.Table]]:
+    """Batches in lists of `size`, or fewer when `full()` is true after one is read."""
     window: list[pa.Table] = []
     for batch in batches:
         window.append(batch)
-        if len(window) == size:
+        if len(window) == size or (full is not None and full()):
             yield window
             window = []
     if window:

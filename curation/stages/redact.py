@@ -45,6 +45,7 @@ STAGE = "redact"
 _STREAM_ROWS = 10_000  # items read, redacted and written at a time
 _TASK_TEXTS = 2_000  # texts per detector task on the engine
 _CACHED_TEXTS = 50_000  # texts not sent again to the detector (then forgotten)
+_HELD_BATCHES = 8  # item batches waiting for their spans on Ray, at most (and one begun)
 
 
 def run(context: Context) -> StageResult:
@@ -75,7 +76,8 @@ def run(context: Context) -> StageResult:
     found_round = 0
     with StagedWrites() as writes, bar(None, "redact: personal data", " texts") as shown:
         writer = None
-        for result in engine.map(partial(find_table, spec=spec), tasks, shown):
+        for result in engine.map(partial(find_table, spec=spec), tasks, shown, window_full=(
+                lambda: len(tasks.pending) >= _HELD_BATCHES)):
             batch = tasks.pending[0]
             if batch.round != found_round:  # every batch relying on those texts is written
                 found, found_round = {}, batch.round

@@ -64,9 +64,29 @@ def test_each_engine_hands_back_the_same_rows_in_order(cluster: object, built: P
     assert len([n for n in ray.nodes() if n["Alive"]]) == 2
 
 
+def test_a_ray_window_runs_once_the_caller_holds_enough(cluster: object) -> None:
+    """Without `window_full` a window reads 64 batches before the first result comes back;
+    with it, the caller (redact, holding items for each) bounds what it keeps."""
+    read: list[int] = []
+
+    def batches():  # noqa: ANN202
+        for i in range(10):
+            read.append(i)
+            yield pa.table({"text": [str(i)]})
+
+    before_first: list[int] = []
+    step = partial(sketch_step, params=MINHASH, signer=Signer(MINHASH))
+    results = Engine("ray", cluster.address).map(
+        step, batches(), window_full=lambda: len(read) - len(before_first) >= 3)
+    for result in results:
+        before_first.append(len(read))
+        assert result.num_rows == 1
+    assert before_first[0] == 3 and len(before_first) == 10
+
+
 def test_a_located_error_on_a_worker_reaches_the_driver_whole(cluster: object) -> None:
     step = partial(encode_step, model=ResolvedModel("/nonexistent/model", "k"), device="cpu",
-                   batch_size=8, num_threads=1)
+                   batch_size=8, batch_tokens=1024, num_threads=1)
     with pytest.raises(CurationError) as raised:
         list(Engine("ray", cluster.address).map(step, iter([pa.table({"text": ["a", "b"]})])))
     assert raised.value.field == "families.model"
@@ -75,7 +95,8 @@ def test_a_located_error_on_a_worker_reaches_the_driver_whole(cluster: object) -
 
 def test_stages_on_ray_write_the_local_engine_bytes(cluster: object, built: Path,
                                                     tmp_path: Path) -> None:
-    """normalize, dedup and families (embedding with an empty cache) on the cluster."""
+    """normalize, dedup, families (embedding with an empty cache) and redact (on the
+    labeled items of the built project) on the cluster."""
     local, on_ray = tmp_path / "local", tmp_path / "ray"
     for project in (local, on_ray):
         project.mkdir()
@@ -84,13 +105,15 @@ def test_stages_on_ray_write_the_local_engine_bytes(cluster: object, built: Path
             copy(built / name, project / name)
         shutil.copytree(built / "data" / "raw", project / "data" / "raw")
         shutil.copytree(built / "data" / "references", project / "data" / "references")
+        shutil.copy(built / "data" / "labeled.parquet", project / "data" / "labeled.parquet")
     set_params(on_ray, "engine", kind="ray", address=cluster.address)
     for project in (local, on_ray):
         cache = fresh_cache(project / "cache")
-        for stage in ("normalize", "dedup", "families"):
+        for stage in ("normalize", "dedup", "families", "redact"):
             result = curate(project, stage, cache=cache)
             assert result.returncode == 0, result.stderr
-    for name in ("normalized", "deduped", "signatures", "families", "embeddings", "neighbours"):
+    for name in ("normalized", "deduped", "signatures", "families", "embeddings", "neighbours",
+                 "redacted"):
         assert ((local / "data" / f"{name}.parquet").read_bytes()
                 == (on_ray / "data" / f"{name}.parquet").read_bytes()), name
     assert (local / "reports" / "ledger" / "families.json").read_bytes() == (
