@@ -210,11 +210,13 @@ def chunks_of_batches(counts: np.ndarray, shape: dict[str, int], chunk: int
     fills up no batch that a later task goes on with."""
     chunks: list[np.ndarray] = []
     taken: list[np.ndarray] = []
+    rows = 0
     for batch in batches(counts, **shape):
-        if taken and sum(map(len, taken)) + len(batch) > chunk:
+        if taken and rows + len(batch) > chunk:
             chunks.append(np.concatenate(taken))
-            taken = []
+            taken, rows = [], 0
         taken.append(batch)
+        rows += len(batch)
     return [*chunks, np.concatenate(taken)] if taken else chunks
 
 
