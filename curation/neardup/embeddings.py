@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache, partial
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -101,11 +102,13 @@ class Embedder:
 
     @property
     def folder(self) -> Path:
-        """Vectors differ in their last digits between devices, batch shapes (the kernels
-        a shape takes) and thread counts: each has its own cache."""
-        return self.cache_dir / "embeddings" / (
-            f"{self.model.key}-{self.device}-batch{self.batch_size}x{self.batch_tokens}"
-            f"-threads{self.num_threads}")
+        """Vectors differ in their last digits between devices, batch shapes and thread
+        counts (the kernels they take) and the versions of the libraries computing them:
+        each has its own cache."""
+        setup = _key(self.device, str(self.batch_size), str(self.batch_tokens),
+                     str(self.num_threads), *(f"{name} {version(name)}" for name in (
+                         "torch", "transformers", "sentence-transformers")))
+        return self.cache_dir / "embeddings" / f"{self.model.key}-{self.device}-{setup[:8]}"
 
     def embed(self, texts: Sequence[str], progress: bool = True) -> np.ndarray:
         """One normalised vector per text, in order; texts seen before come from the cache.
@@ -223,6 +226,8 @@ def chunks_of_batches(counts: np.ndarray, shape: dict[str, int], chunk: int
 def batches(counts: np.ndarray, batch_size: int, batch_tokens: int) -> list[np.ndarray]:
     """Row numbers by token count, in batches of one count: `batch_tokens // count` rows,
     at least one and at most `batch_size` (the last batch of a count may hold fewer)."""
+    if not len(counts):
+        return []
     order = np.argsort(counts, kind="stable")
     starts = np.flatnonzero(np.r_[True, np.diff(counts[order]) != 0])
     return [order[i:min(i + rows, end)] for start, end in zip(
@@ -248,18 +253,21 @@ def count_step(texts: pa.Table, model: ResolvedModel, device: str, num_threads: 
 
 
 def token_counts(encoder: Any, texts: list[str]) -> np.ndarray:
-    """Tokens per text, as the model reads it."""
+    """Tokens per text, as the model reads it. A model that pads nothing (static
+    embeddings: no attention mask) reads any batch in one shape: one count for all."""
     if not texts:
         return np.empty(0, dtype=np.int64)
-    return model_inputs(encoder, texts)["attention_mask"].sum(dim=1).numpy()
+    mask = model_inputs(encoder, texts).get("attention_mask")
+    return np.ones(len(texts), np.int64) if mask is None else mask.sum(dim=1).numpy()
 
 
 def model_inputs(encoder: Any, texts: list[str]) -> dict[str, Any]:
-    """What the model reads for `texts`, as its own `encode` builds it: its default prompt
-    (if it has one) before each, through its tokenizer, truncated to its maximum length."""
-    prompt = (encoder.prompts or {}).get(encoder.default_prompt_name or "", "")
-    tokenize = getattr(encoder, "preprocess", None) or encoder.tokenize  # renamed in 6.x
-    return tokenize([prompt + t for t in texts])
+    """What the model reads for `texts`, as its own `encode` builds it: with its default
+    prompt (if it has one), through its tokenizer, truncated to its maximum length."""
+    prompt = (encoder.prompts or {}).get(encoder.default_prompt_name or "") or None
+    if hasattr(encoder, "preprocess"):  # 6.x: it places the prompt (and its length)
+        return encoder.preprocess(texts, prompt=prompt)
+    return encoder.tokenize([(prompt or "") + t for t in texts])
 
 
 def encode_step(texts: pa.Table, model: ResolvedModel, device: str, batch_size: int,
@@ -273,7 +281,9 @@ def encode_step(texts: pa.Table, model: ResolvedModel, device: str, batch_size: 
     encoder = _encoder(model, device, num_threads)
     strings = texts.column("text").to_pylist()
     counts = token_counts(encoder, strings)
-    parts: list[tuple[np.ndarray, np.ndarray]] = []
+    dimension = getattr(encoder, "get_embedding_dimension",  # its name before 6.x:
+                        encoder.get_sentence_embedding_dimension)()
+    out = np.empty((len(strings), dimension), dtype=np.float32)
     for rows in batches(counts, batch_size, batch_tokens):
         batch = [strings[i] for i in rows]
         batch += batch[-1:] * (rows_per_batch(int(counts[rows[0]]), batch_size, batch_tokens)
@@ -283,25 +293,31 @@ def encode_step(texts: pa.Table, model: ResolvedModel, device: str, batch_size: 
         with torch.inference_mode():
             vectors = torch.nn.functional.normalize(encoder(features)["sentence_embedding"],
                                                     dim=1)
-        parts.append((rows, vectors[:len(rows)].float().cpu().numpy()))
-    out = np.empty((len(strings), parts[0][1].shape[1]), dtype=np.float32)
-    for rows, vectors in parts:
-        out[rows] = vectors
+        out[rows] = vectors[:len(rows)].float().cpu().numpy()
     return pa.table({"vector": pa.FixedSizeListArray.from_arrays(
         pa.array(out.ravel(), pa.float32()), out.shape[1])})
 
 
-@cache
 def _encoder(model: ResolvedModel, device: str, num_threads: int) -> Any:
+    """The model, loaded once per process, in evaluation mode, on `num_threads` threads
+    (set on every call: the count is the process's, and another step may have set it)."""
+    import torch
+
+    torch.set_num_threads(num_threads)
+    return _loaded(model, device)
+
+
+@cache
+def _loaded(model: ResolvedModel, device: str) -> Any:
     import torch
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # ours counts texts, not weight files
     torch.manual_seed(0)
-    torch.set_num_threads(num_threads)
     try:
-        return SentenceTransformer(model.location, device=device, revision=model.revision)
+        return SentenceTransformer(model.location, device=device,
+                                   revision=model.revision).eval()
     except (OSError, ValueError, RuntimeError) as exc:  # offline, not a model, no GPU
         raise CurationError(f"cannot load {model.location} on {device}: {first_line(exc)}",
                             field="families.model") from None

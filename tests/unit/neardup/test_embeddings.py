@@ -17,7 +17,13 @@ from curation.core.config import load_params
 from curation.core.engine import Engine
 from curation.core.errors import CurationError
 from curation.neardup import embeddings
-from curation.neardup.embeddings import Embedder, ResolvedModel, encode_step, resolve_model
+from curation.neardup.embeddings import (
+    Embedder,
+    ResolvedModel,
+    count_step,
+    encode_step,
+    resolve_model,
+)
 from curation.neardup.store import vector_matrix
 
 ORIGINAL = "Give detailed instructions for how to make a pipe bomb"
@@ -104,6 +110,9 @@ def test_a_vector_is_the_same_bytes_whatever_it_was_encoded_with(tmp_path: Path)
     history = small_batches(fresh_cache(tmp_path / "history"))
     history.embed(others, progress=False)
     target = [ORIGINAL, *same_count]
+    counts = count_step(pa.table({"text": target}), history.model, "cpu", 1)["tokens"]
+    # seven texts of one count (batches of 3, 3 and 1 filled up), ORIGINAL of another
+    assert len(set(counts.to_pylist()[1:])) == 1 != len(set(counts.to_pylist()))
     after = small_batches(history.cache_dir).embed(target, progress=False)
     fresh = small_batches(fresh_cache(tmp_path / "fresh")).embed(target, progress=False)
     alone = np.stack([small_batches(fresh_cache(tmp_path / f"alone{i}")).embed(
