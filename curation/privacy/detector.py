@@ -22,31 +22,34 @@ from urllib.parse import urlsplit
 import phonenumbers
 import pyap
 import pyarrow as pa
-import spacy
 import tldextract
-from presidio_analyzer import (
-    AnalyzerEngine,
-    BatchAnalyzerEngine,
-    EntityRecognizer,
-    Pattern,
-    PatternRecognizer,
-    RecognizerRegistry,
-    RecognizerResult,
-)
-from presidio_analyzer.nlp_engine import NlpArtifacts, SpacyNlpEngine
-from presidio_analyzer.predefined_recognizers import (
-    EmailRecognizer,
-    PhoneRecognizer,
-    SpacyRecognizer,
-    UrlRecognizer,
-)
-from spacy.lang.en.stop_words import STOP_WORDS
 
 from curation.core.config import ConfigModel, NerModelParams, PiiType, RedactParams, validate
 from curation.core.errors import CurationError, unlocated
+from curation.core.imports import without
 from curation.core.signals import ReferralResources
 from curation.core.yamlfile import YamlFile
 from curation.sources.pypi import unpacked_member
+
+with without("torch", "transformers"):  # optional in thinc and presidio; unused here
+    import spacy
+    from presidio_analyzer import (
+        AnalyzerEngine,
+        BatchAnalyzerEngine,
+        EntityRecognizer,
+        Pattern,
+        PatternRecognizer,
+        RecognizerRegistry,
+        RecognizerResult,
+    )
+    from presidio_analyzer.nlp_engine import NlpArtifacts, SpacyNlpEngine
+    from presidio_analyzer.predefined_recognizers import (
+        EmailRecognizer,
+        PhoneRecognizer,
+        SpacyRecognizer,
+        UrlRecognizer,
+    )
+    from spacy.lang.en.stop_words import STOP_WORDS
 
 # presidio's entity names -> ours
 ENTITIES = {"PERSON": "person", "EMAIL_ADDRESS": "email", "PHONE_NUMBER": "phone",

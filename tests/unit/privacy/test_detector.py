@@ -5,6 +5,9 @@ each type are found where they are; referral resources, toll-free lines and look
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -144,3 +147,27 @@ def test_a_name_found_in_one_turn_is_found_in_the_others(found: PiiDetector) -> 
     assert names == ["Salvador Ramos"]
     assert [(s.type, later[s.start:s.end]) for s in found.with_names(later, spans[later], names)
             ] == [("person", "Ramos")]
+
+
+def test_the_detector_finds_names_without_torch_or_transformers(found: PiiDetector) -> None:
+    """spaCy and presidio would import both (0.33 GB in each redact worker) for nothing.
+    `found` has put the model in the shared cache."""
+    code = textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        from curation.core.config import load_params
+        from curation.core.signals import referral_resources
+        from curation.core.taxonomy import load_taxonomy
+        from curation.privacy.detector import load_detector, load_rules
+        repo = Path({str(REPO)!r})
+        params = load_params(repo / "params.yaml")
+        detector = load_detector(
+            params.params.redact, load_rules(repo / "schemas" / "pii.yaml"),
+            referral_resources(load_taxonomy(repo / "schemas" / "taxonomy.yaml")),
+            Path({str(SHARED_CACHE)!r}), params.error)
+        print([s.type for s in next(iter(detector.find(["My friend Jake lives nearby."])))])
+        print(sorted(m for m in ("torch", "transformers") if m in sys.modules))
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, cwd=REPO)
+    assert result.stdout.splitlines() == ["['person']", "[]"]
