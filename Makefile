@@ -7,7 +7,7 @@ export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint lock clean
 
 install: $(VENV)/.installed
 
@@ -15,13 +15,13 @@ install: $(VENV)/.installed
 # --index-url https://download.pytorch.org/whl/cu126" for CUDA, or .../whl/cpu for the CPU).
 TORCH ?= torch==2.13.0
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	@echo "Creating $(VENV) with $(PYTHON) (a first install takes a few minutes)"
 	$(PYTHON) -m venv $(VENV)
 	@echo "Installing $(TORCH) first (pinned; see TORCH above for CUDA or CPU-only builds)"
 	$(BIN)/python -m pip install --quiet --quiet --disable-pip-version-check $(TORCH)
 	@echo "Installing refusal-curation and its dependencies (sentence-transformers, faiss, dvc, argilla, datasets, ...)"
-	$(BIN)/python -m pip install --quiet --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@echo "Installed into $(VENV)"
 	touch $@
 
@@ -39,6 +39,17 @@ lint: install
 
 test: lint
 	$(BIN)/pytest
+
+# constraints.txt pins every dependency's version for `make install`; this re-resolves
+# them (the newest pyproject.toml allows) in a scratch venv and writes them there.
+LOCK_VENV := .venv-lock
+lock:
+	rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --quiet --disable-pip-version-check $(TORCH)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --quiet --disable-pip-version-check -e '.[dev]'
+	{ grep '^#' constraints.txt; $(LOCK_VENV)/bin/python -m pip freeze --exclude-editable \
+	  | grep -v '^torch=='; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt && rm -rf $(LOCK_VENV)
 
 clean:
 	rm -rf data reports .pytest_cache
