@@ -26,7 +26,7 @@ import tldextract
 
 from curation.core.config import ConfigModel, NerModelParams, PiiType, RedactParams, validate
 from curation.core.errors import CurationError, unlocated
-from curation.core.imports import without
+from curation.core.importing import without
 from curation.core.signals import ReferralResources
 from curation.core.yamlfile import YamlFile
 from curation.sources.pypi import unpacked_member

@@ -17,7 +17,7 @@ def run(code: str) -> list[str]:
 
 def test_a_package_is_missing_inside_and_imports_afterwards() -> None:
     assert run("""
-        from curation.core.imports import without
+        from curation.core.importing import without
         with without("colorsys"):
             try:
                 import colorsys
@@ -32,7 +32,7 @@ def test_a_package_is_missing_inside_and_imports_afterwards() -> None:
 def test_an_imported_package_and_other_threads_are_left_alone() -> None:
     assert run("""
         import threading
-        from curation.core.imports import without
+        from curation.core.importing import without
         import json
         with without("json", "colorsys"):
             import json.decoder
