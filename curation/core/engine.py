@@ -20,7 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from curation.core.errors import CurationError
+from curation.core.errors import CurationError, first_line, unlocated
 
 Step = Callable[[pa.Table], pa.Table]
 RAY_WINDOW = 64  # batches per Ray Data run: the inputs held at once on the driver
@@ -140,17 +140,24 @@ class _Apply:
 def connect_ray(address: str | None) -> Any:
     """Ray, connected once per process; the package must be importable on every node (the
     same environment, or a runtime_env that installs it)."""
-    import ray
-
+    try:
+        import ray
+    except ImportError:
+        raise unlocated("engine.kind", "ray needs the ray extra: pip install -e '.[ray]'"
+                        ) from None
     if not ray.is_initialized():
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")
         logging.getLogger("ray").setLevel(logging.WARNING)  # plans and timings: not ours
         ours = signal.getsignal(signal.SIGTERM)
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False, runtime_env={"env_vars": {
-                     "TOKENIZERS_PARALLELISM": "false",  # and the driver's arrow pool:
-                     "ARROW_DEFAULT_MEMORY_POOL": os.environ.get(  # see curation/__init__
-                         "ARROW_DEFAULT_MEMORY_POOL", "system")}})
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False, runtime_env={"env_vars": {
+                         "TOKENIZERS_PARALLELISM": "false",  # and the driver's arrow pool:
+                         "ARROW_DEFAULT_MEMORY_POOL": os.environ.get(  # see curation/__init__
+                             "ARROW_DEFAULT_MEMORY_POOL", "system")}})
+        except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
+            raise unlocated("engine.address", f"no Ray cluster at {address!r}: "
+                            f"{first_line(exc)}") from None
         if callable(ours) and threading.current_thread() is threading.main_thread():
             # ray.init replaces it with a bare exit(15); ours ends the command the same
             # way (the exit still runs Ray's shutdown) but with `terminated` and 143.

@@ -126,6 +126,8 @@ def _unicode(text: str, where: str) -> None:
 def _role(source: Source, raw: Any, where: str) -> str:
     conversation = source.conversation
     assert conversation is not None
+    if raw is MISSING:
+        raise Rejected(Problem(where, "unknown_role", "the turn has no role"))
     role = conversation.roles.get(str(raw), raw) if isinstance(raw, str) else raw
     if role not in ROLES:
         raise Rejected(Problem(where, "unknown_role", f"role {raw!r} is not system, user or "

@@ -84,11 +84,19 @@ def _json(text: str) -> Any:
         raise ValueError("nested too deeply") from None
 
 
+def _plain(value: Any) -> Any:
+    """What JSON cannot hold, as it can: a YAML set as a sorted list (a set's order
+    changes between runs), anything else (a date, bytes) as its text."""
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
+    return str(value)
+
+
 def _raw(value: Any) -> str:
     """A record as JSON text for the ledger, whatever YAML made of it (dates as keys,
     an alias that refers to itself)."""
     try:
-        return json.dumps(value, ensure_ascii=False, default=str)
+        return json.dumps(value, ensure_ascii=False, default=_plain)
     except TypeError:  # a key that is not text (a YAML date, a number)
         return _raw(_text_keys(value))
     except (ValueError, RecursionError):

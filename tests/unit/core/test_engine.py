@@ -3,6 +3,10 @@ what it keeps for them is enough."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import pyarrow as pa
 
 from curation.core.engine import _windows
@@ -37,3 +41,23 @@ def test_a_window_ends_early_when_the_caller_holds_enough() -> None:
         sizes.append(len(window))
         held.clear()  # the caller writes what the window's results completed
     assert sizes == [2, 2, 2, 1]
+
+
+def test_a_ray_cluster_that_cannot_be_reached_is_one_located_line() -> None:
+    """Without ray[client], Ray refuses a ray:// address at once (a fresh interpreter:
+    no Ray already initialised by other tests)."""
+    code = textwrap.dedent("""
+        import pyarrow as pa
+        from curation.core.engine import Engine
+        from curation.core.errors import CurationError
+        try:
+            list(Engine("ray", "ray://127.0.0.1:1").map(lambda t: t, [pa.table({"a": [1]})]))
+        except CurationError as exc:
+            print(exc.field, "|", exc)
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, timeout=300)
+    field, message = result.stdout.strip().split(" | ")
+    assert field == "engine.address"
+    assert message.startswith("field 'engine.address': no Ray cluster at 'ray://127.0.0.1:1': ")
+    assert "\n" not in message

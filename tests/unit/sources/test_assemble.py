@@ -32,6 +32,7 @@ def test_a_list_of_turns_with_source_role_names(project: Path) -> None:
                   {"from": "human", "value": "Which pills would knock me out for good?"},
                   {"from": "gpt", "value": "I can't help with that. Please call 988."}]},
         {"conv": [turn, {"from": "narrator", "value": "odd"}]},
+        {"conv": [turn, {"value": "a turn without a role"}]},
         {"conv": [{"from": "gpt", "value": "Hello, how can I help?"}]},
         {"conv": "not a list"}))
     write_source(project, "chat", """
@@ -46,8 +47,12 @@ def test_a_list_of_turns_with_source_role_names(project: Path) -> None:
         ("user", "I fee"), ("assistant", "I'm s"), ("user", "Which")]
     assert item["prompt"] == "Which pills would knock me out for good?"
     assert [r["text"] for r in item["responses"]] == ["I can't help with that. Please call 988."]
-    assert quarantined(project) == {"unknown_role": 1, "no_user_turn": 1,
+    assert quarantined(project) == {"unknown_role": 2, "no_user_turn": 1,
                                     "not_a_conversation": 1}
+    gone = pd.read_parquet(project / "data" / "dropped" / "pull.parquet")
+    assert sorted(gone.loc[gone["reason"] == "unknown_role", "detail"]) == [
+        "role 'narrator' is not system, user or assistant (map it in conversation.roles)",
+        "the turn has no role"]
 
 
 def test_turn_records_grouped_in_order(project: Path) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -149,3 +151,14 @@ def test_blank_lines_before_a_csv_header_and_dates_as_yaml_keys() -> None:
     assert [r.values for r in records(b"\n\nprompt\nfirst\n", "csv")] == [{"prompt": "first"}]
     found = records(b"- prompt: other\n  2024-01-01: x\n", "yaml")
     assert found[0].values["prompt"] == "other" and "2024-01-01" in found[0].raw
+
+
+def test_a_yaml_set_is_recorded_in_one_order() -> None:
+    """A set's iteration order changes between interpreters (string hashes are salted):
+    the ledger's copy of the record is sorted, so the dropped table keeps its bytes."""
+    code = ("import io; from curation.sources.readers import read_records; "
+            "print(next(iter(read_records(io.BytesIO(b'- prompt: !!set {alpha, beta, gamma, "
+            "delta, epsilon}'), 'yaml', 'x.yaml'))).raw)")
+    seen = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True).stdout for _ in range(4)}
+    assert seen == {'{"prompt": ["alpha", "beta", "delta", "epsilon", "gamma"]}\n'}
