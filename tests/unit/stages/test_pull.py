@@ -133,6 +133,35 @@ def test_hub_source_reads_a_local_dataset_folder(project: Path) -> None:
     assert pins["hubset"]["hub"]["revision"] == "main"
 
 
+def test_a_file_entry_gives_its_values_to_a_file_a_glob_matched_before(project: Path) -> None:
+    """The README's own example: a glob, then one of its files with a category."""
+    write(project / "in" / "crisis.jsonl", '{"prompt": "I want to end it tonight"}\n')
+    write(project / "in" / "other.jsonl", '{"prompt": "How do I sharpen a knife?"}\n')
+    write_source(project, "s", """
+        kind: file
+        files:
+          - in/*.jsonl
+          - {path: in/crisis.jsonl, category: imminent_crisis}
+        category_map: {imminent_crisis: suicide_self_harm}
+    """)
+    result = curate(project, "pull")
+    assert result.returncode == 0, result.stderr
+    rows = pulled(project, "s")
+    assert rows["prompt"].tolist() == ["I want to end it tonight", "How do I sharpen a knife?"]
+    assert rows["source_category"].fillna("none").tolist() == ["imminent_crisis", "none"]
+    write_source(project, "s", """
+        kind: file
+        files:
+          - {path: in/*.jsonl, category: general}
+          - {path: in/crisis.jsonl, category: imminent_crisis}
+    """)
+    result = curate(project, "pull")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr == ("error: sources/s.yaml, line 8: field 'files[1]': category "
+                             "'imminent_crisis' for in/crisis.jsonl, but "
+                             "files[0] gives it 'general'\n")
+
+
 def test_a_conversation_given_again_is_merged_with_its_responses(project: Path) -> None:
     write(project / "in" / "d.jsonl", '{"prompt": "Same  prompt", "r": "No."}\n'
                                       '{"prompt": "Same prompt", "r": "Call 988."}\n'
