@@ -297,13 +297,18 @@ class _Moved:
     targets: np.ndarray
     starts: np.ndarray
     responses: pa.Array  # one list of responses per merged row, ordered by target
+    categories: dict[int, str]  # a target without a category: the first a copy gives
 
 
 def _moved_responses(spool: _Spool, first: np.ndarray, repeated: np.ndarray,
                      ledger: StageLedger) -> _Moved:
     """Read the spool once for the rows that repeat an earlier conversation: they go to
-    the ledger as merged, their responses are kept (in arrow) for the second pass."""
+    the ledger as merged, their responses are kept (in arrow) for the second pass. A copy
+    that labels the conversation otherwise is merged under its own reason, naming the
+    difference (the first copy's labels are kept; a missing category takes the copy's)."""
     record_of: dict[int, str] = {}  # position of an item given again -> its record id
+    labels_of: dict[int, list[Any]] = {}  # ... -> its expected behaviour and category
+    categories: dict[int, str] = {}
     is_target = np.zeros(len(first), dtype=bool)
     is_target[first[repeated]] = True
     parts, owners = [], []
@@ -311,6 +316,8 @@ def _moved_responses(spool: _Spool, first: np.ndarray, repeated: np.ndarray,
         positions = np.arange(start, start + table.num_rows)
         for row in np.flatnonzero(is_target[positions]):
             record_of[int(positions[row])] = table["source_record_id"][row].as_py()
+            labels_of[int(positions[row])] = [table["expected_behavior"][row].as_py(),
+                                              table["source_category"][row].as_py()]
         again = repeated[positions]
         if not again.any():
             continue
@@ -318,16 +325,40 @@ def _moved_responses(spool: _Spool, first: np.ndarray, repeated: np.ndarray,
         parts.append(dups["responses"].combine_chunks())
         owners.append(first[positions[again]])
         frame = spool.contrasts.link(from_arrow(dups))
-        originals = pd.Series([record_of[int(p)] for p in first[positions[again]]],
-                              index=frame.index, dtype="str")
-        ledger.drop(frame, "merged", "same_conversation_in_source", duplicate_of=frame["id"],
-                    detail="the source gives this conversation again (as " + originals + ")")
+        targets = [int(p) for p in first[positions[again]]]
+        differences = [_differences(labels_of[t], behavior, category, t, categories)
+                       for t, behavior, category in zip(
+                           targets, frame["expected_behavior"], frame["source_category"],
+                           strict=True)]
+        detail = pd.Series([f"the source gives this conversation again (as {record_of[t]})"
+                            + (f"; it says {d}, the first copy's labels are kept" if d else "")
+                            for t, d in zip(targets, differences, strict=True)],
+                           index=frame.index, dtype="str")
+        reason = pd.Series(["same_conversation_labelled_otherwise" if d else
+                            "same_conversation_in_source" for d in differences],
+                           index=frame.index, dtype="str")
+        ledger.drop(frame, "merged", reason, duplicate_of=frame["id"], detail=detail)
     owner = np.concatenate(owners)
     order = np.argsort(owner, kind="stable")
     ordered = owner[order]
     starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
     return _Moved(ordered[starts], np.append(starts, len(owner)),
-                  pa.concat_arrays(parts).take(pa.array(order)))
+                  pa.concat_arrays(parts).take(pa.array(order)), categories)
+
+
+def _differences(first: list[Any], behavior: str, category: Any, target: int,
+                 categories: dict[int, str]) -> str:
+    """How a copy's labels differ from the first copy's ("" when they agree); a category
+    the first lacks is filled in from the copy, not a difference."""
+    found = []
+    if behavior != first[0]:
+        found.append(f"expected_behavior '{behavior}', not '{first[0]}'")
+    if isinstance(category, str):
+        if first[1] is None:
+            first[1] = categories[target] = category
+        elif category != first[1]:
+            found.append(f"category '{category}', not '{first[1]}'")
+    return " and ".join(found)
 
 
 def _merge_moved(items: pd.DataFrame, positions: np.ndarray, moved: _Moved,
@@ -339,6 +370,8 @@ def _merge_moved(items: pd.DataFrame, positions: np.ndarray, moved: _Moved,
     found = np.minimum(found, len(moved.targets) - 1)
     for row in np.flatnonzero(moved.targets[found] == positions):
         k = found[row]
+        if int(positions[row]) in moved.categories:
+            items.at[row, "source_category"] = moved.categories[int(positions[row])]
         own = list(items.at[row, "responses"])
         seen = {_response_key(r) for r in own}
         for copy in moved.responses[moved.starts[k]:moved.starts[k + 1]].to_pylist():
