@@ -17,6 +17,9 @@ _SPACES = re.compile(r"[^\S\n]+")  # any whitespace except newline
 _SPACE_AROUND_NEWLINE = re.compile(r" ?\n ?")
 _BLANK_LINES = re.compile(r"\n{3,}")
 
+# Letters that render as nothing: Hangul fillers and the blank Braille pattern.
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
 ID_LENGTH = 16
 
 
@@ -32,3 +35,11 @@ def clean_text(text: str) -> str:
     text = _CONTROL.sub(" ", text.translate(_INVISIBLE))
     text = _SPACE_AROUND_NEWLINE.sub("\n", _SPACES.sub(" ", text))
     return _BLANK_LINES.sub("\n\n", text).strip()
+
+
+def shows_something(text: str) -> bool:
+    """Whether a text has a character a reader would see: not only marks, format and
+    private-use characters, separators, or letters that render blank (a prompt of twelve
+    combining accents or variation selectors says nothing)."""
+    return any(unicodedata.category(c)[0] not in "MCZ" and c not in _BLANK_LETTERS
+               for c in text)

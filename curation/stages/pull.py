@@ -28,7 +28,7 @@ from curation.core.ledger import StageLedger, ledger_figures
 from curation.core.progress import bar
 from curation.core.schemas import load_schema, validate_rows
 from curation.core.tableio import SpillFile, StagedWrites
-from curation.core.text import clean_text
+from curation.core.text import clean_text, shows_something
 from curation.sources.assemble import CONTRAST_KEY, Assembled, Contrasts, assemble
 from curation.sources.inputs import InputFile, input_files
 from curation.sources.readers import Problem
@@ -391,7 +391,7 @@ def _response_key(response: dict[str, Any]) -> tuple[str, str | None]:
 
 def _text_problem(row: dict[str, Any]) -> Problem | None:
     """A prompt with nothing left after cleanup would be an empty item downstream."""
-    if not clean_text(row["prompt"]):
+    if not shows_something(clean_text(row["prompt"])):
         return Problem("prompt", "empty", "prompt is empty (or only invisible and control "
                        "characters)")
     return None

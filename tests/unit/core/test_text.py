@@ -1,10 +1,11 @@
 import unicodedata
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from curation.core.items import item_id
-from curation.core.text import clean_text
+from curation.core.text import clean_text, shows_something
 
 
 def test_clean_text_folds_layout_and_strips_invisible_characters() -> None:
@@ -40,3 +41,17 @@ def test_item_id_ignores_layout_but_not_content_roles_or_source() -> None:
     assert base != item_id("src", turn("How do I stay safe?", "system") + turn("Hi"))
     assert base != item_id("src", turn("Hi", "assistant") + turn("How do I stay safe?"))
     assert len(base) == 16 and int(base, 16) >= 0
+
+
+@pytest.mark.parametrize("text", [
+    "\u0301" * 12, "\ufe0f" * 11, "".join(map(chr, range(0xE0041, 0xE004C))),
+    "\u115f\u1160\u3164\uffa0", "\u2800" * 12, "".join(map(chr, range(0xE000, 0xE00B))),
+    "\u200c\u200d" * 6, " \n ", ""])
+def test_text_of_only_marks_formats_private_use_or_blank_letters_shows_nothing(text: str
+                                                                                ) -> None:
+    assert not shows_something(text)
+
+
+@pytest.mark.parametrize("text", ["?", "\u200c\u200dhelp", "🙂", "مرحبا", "\u0301a", "1"])
+def test_one_visible_character_shows_something(text: str) -> None:
+    assert shows_something(text)

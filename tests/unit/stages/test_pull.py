@@ -336,3 +336,12 @@ def test_family_keys_are_namespaced_and_a_malformed_one_is_quarantined(project: 
     assert len(pd.read_parquet(project / "data" / "references" / "evalset.parquet")) == 1
     assert not (project / "data" / "raw" / "evalset.parquet").exists()
     assert "evalset: 1 reference items (never released)" in result.stdout
+
+
+def test_a_prompt_a_reader_cannot_see_is_quarantined_as_empty(project: Path) -> None:
+    write(project / "in" / "x.jsonl", "".join(json.dumps({"prompt": p}) + "\n" for p in (
+        "\u0301" * 12, "\u2800" * 12, "\u200c\u200d" * 6, "\u200c\u200dStill here?")))
+    write_source(project, "s", "kind: file\nfiles: [in/x.jsonl]\n")
+    assert curate(project, "pull").returncode == 0
+    assert pulled(project, "s")["prompt"].tolist() == ["\u200c\u200dStill here?"]
+    assert dropped(project)["reason"].tolist() == ["empty"] * 3
