@@ -55,6 +55,7 @@ class Assembled:
     records: list[Record]               # the input records it came from
     row: dict[str, Any]                 # the item, or the provenance of a rejected record
     problem: Problem | None = None
+    carried: int = 0                    # a rejected record's responses (an item's are in row)
 
 
 def assemble(source: Source, file: InputFile, fields: FieldMap, records: Iterator[Record],
@@ -79,11 +80,20 @@ def assemble(source: Source, file: InputFile, fields: FieldMap, records: Iterato
                 turns = [("user", _text(values, fields, "prompt", required=True))]
             items = _items(source, file, fields, record, values, turns, vocabulary, base)
         except Rejected as rejected:
-            yield Assembled([record], base, rejected.problem)
+            yield Assembled([record], base, rejected.problem, _carried(fields, record))
             continue
         yield Assembled([record], items[0])
         for twin in items[1:]:  # made from the same record: one more row, no more records
             yield Assembled([], twin)
+
+
+def _carried(fields: FieldMap, record: Record) -> int:
+    """The responses a rejected record holds (a text in its response field), so that the
+    ledger counts them in and quarantined with it."""
+    if fields.response is None or record.values is None:
+        return 0
+    text = lookup(record.values, record.header, fields.response)
+    return int(isinstance(text, str) and bool(text.strip()))
 
 
 def _provenance(source: Source, file: InputFile, record: Record) -> dict[str, Any]:

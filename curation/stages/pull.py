@@ -155,10 +155,12 @@ class _Spool:
         """An assembled item to the items (its extra turn records merged), or to problems."""
         problem = assembled.problem or _text_problem(assembled.row)
         if problem is not None:
+            carried = len(assembled.row.get("responses") or []) or assembled.carried
             for record in assembled.records:
                 self.problems.append({**assembled.row, "field": problem.field,
                                       "check": problem.check, "detail": problem.detail,
-                                      "record": record.raw})
+                                      "record": record.raw, "carried": carried})
+                carried = 0  # a conversation's responses, counted once
         else:
             self.items.append(assembled.row)
             self.contrasts.note(assembled.row)
@@ -172,7 +174,7 @@ class _Spool:
 
     def flush(self, ledger: StageLedger) -> None:
         """Held items to the file, held problems and turn records to the ledger."""
-        problem_responses = sum(len(p.get("responses") or []) for p in self.problems)
+        problem_responses = sum(p["carried"] for p in self.problems)
         self.responses["in"] += sum(len(i["responses"]) for i in self.items) + problem_responses
         self.responses["dropped:item_quarantined"] += problem_responses
         if self.problems:

@@ -345,3 +345,24 @@ def test_a_prompt_a_reader_cannot_see_is_quarantined_as_empty(project: Path) -> 
     assert curate(project, "pull").returncode == 0
     assert pulled(project, "s")["prompt"].tolist() == ["\u200c\u200dStill here?"]
     assert dropped(project)["reason"].tolist() == ["empty"] * 3
+
+
+def test_the_responses_of_rejected_records_are_counted_in_and_quarantined(
+        project: Path) -> None:
+    records = [{"id": "a", "prompt": "A good prompt here", "response": "r1"},
+               {"id": 1.5, "prompt": "An odd record id", "response": "r2"},
+               {"id": "c", "prompt": "A numeric category", "response": "r3", "cat": 7},
+               {"id": "d", "prompt": "", "response": "r4"},
+               {"id": "e", "prompt": "\u0007", "response": "r5"},
+               {"id": "a", "prompt": "The same id again", "response": "r6"},
+               {"id": "g", "prompt": "No response here", "response": " "}]
+    write(project / "in" / "x.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    write_source(project, "s", """
+        kind: file
+        files: [in/x.jsonl]
+        fields: {response: response, record_id: id, category: cat}
+    """)
+    assert curate(project, "pull").returncode == 0
+    report = json.loads((project / "reports" / "ledger" / "pull.json").read_text())
+    assert report["responses"] == {"in": 6, "kept": 1, "moved": 0,
+                                   "dropped": {"item_quarantined": 5}}
