@@ -224,15 +224,32 @@ def load_source(path: str | Path, labels: tuple[str, ...],
         raise doc.error("artifact", "a pypi source needs 'artifact' (package, version, sha256)")
     if source.kind == "hub" and source.hub is None:
         raise doc.error("hub", "a hub source needs 'hub' (path, and a pinned revision)")
+    for key, kinds in _KINDS_OF_KEY.items():
+        if key in source.model_fields_set and source.kind not in kinds:
+            raise doc.error(key, f"a '{source.kind}' source has no '{key}' (it is for "
+                            f"{' and '.join(kinds)} sources)")
+    formats = {source.format} if source.format else {
+        fmt for path in (e.path for e in source.file_entries)
+        if (fmt := EXTENSION_FORMATS.get(Path(path).suffix.lower()))}
+    for key, meant in (("records_key", {"json", "psychosafe", "yaml"}),
+                       ("comment_prefix", {"csv"})):
+        if key in source.model_fields_set and formats and not formats & meant:
+            raise doc.error(key, f"'{key}' is read for {' and '.join(sorted(meant))} files "
+                            f"only, and this source's are {', '.join(sorted(formats))}")
     return source
+
+
+# keys that hold only for some kinds of source
+_KINDS_OF_KEY = {"files": ("file", "pypi"), "artifact": ("pypi",), "hub": ("hub",)}
 
 
 def load_sources(directory: str | Path, labels: tuple[str, ...],
                  judgment_names: tuple[str, ...]) -> list[Source]:
-    """Every `*.yaml` source in a folder, sorted by name; names must be unique."""
-    paths = sorted(Path(directory).glob("*.yaml"))
+    """Every `*.yaml` (or `*.yml`) source in a folder, sorted by name; names must be
+    unique."""
+    paths = sorted([*Path(directory).glob("*.yaml"), *Path(directory).glob("*.yml")])
     if not paths:
-        raise CurationError("no source files (*.yaml) found", file=str(directory))
+        raise CurationError("no source files (*.yaml, *.yml) found", file=str(directory))
     sources = [load_source(p, labels, judgment_names) for p in paths]
     seen: dict[str, str] = {}
     for source in sources:

@@ -177,15 +177,19 @@ def _finish(context: Context, sketches: Sketches, found: Clusters, prompts: Spil
                                identical_response=counts["identical_response"],
                                item_quarantined=counts["item_quarantined"])
         summary = ledger.summary(rows_in, kept)
+        report["unmatched_source_priority"] = [s for s in params.source_priority
+                                               if s not in rows_in]
         ledger.write(out, paths, summary, {k: report[k] for k in (
             "exact_duplicates", "near_duplicates", "clusters", "largest_cluster")})
         out.csv(["size", "clusters"], [[int(k), v] for k, v in report["clusters_by_size"].items()],
                 paths.plot("dup_cluster_sizes"))
         out.json(report, paths.report("dedup"))
+    unmatched = report["unmatched_source_priority"]
     return StageResult(STAGE, summary, report, [
         f"clusters: {report['clusters']} (largest {report['largest_cluster']}), "
         f"{report['exact_duplicates']} exact and {report['near_duplicates']} near duplicates "
-        "dropped"])
+        "dropped", *([f"warning: dedup.source_priority names no source of this build: "
+                      f"{', '.join(unmatched)} (a misspelling?)"] if unmatched else [])])
 
 
 def _members(table: pa.Table, representative: np.ndarray, sketches: Sketches) -> _Members:

@@ -130,11 +130,28 @@ def test_unknown_domain_in_category_map_names_file_row_and_field(project: Path) 
     ("kind: file\nfiles: [in/none.jsonl]\n", "files[0]"),
     ("kind: file\nfiles: [in/x.txt]\nformat: xml\n", "format"),
     ("kind: hub\n", "hub"),
+    ("kind: file\nfiles: [in/x.txt]\nhub: {path: org/name}\n", "hub"),
+    ("kind: file\nfiles: [in/x.txt]\nartifact: {package: p, version: '1', sha256: " + "a" * 64
+     + "}\n", "artifact"),
+    ("kind: hub\nhub: {path: org/name}\nfiles: [in/x.txt]\n", "files"),
+    ("kind: file\nfiles: [in/x.txt]\nrecords_key: seeds\n", "records_key"),
+    ("kind: file\nfiles: [in/x.txt]\ncomment_prefix: '#'\n", "comment_prefix"),
 ])
 def test_incomplete_source_definitions(project: Path, body: str, field: str) -> None:
     write(project / "in" / "x.txt", "a prompt\n")
     write_source(project, "partial", body)
     assert f"field '{field}'" in fails_cleanly(project, "pull")
+
+
+def test_a_yml_source_file_is_read_too(project: Path) -> None:
+    write(project / "in" / "x.txt", "a prompt from a .yml source\n")
+    write_source(project, "a", "kind: file\nfiles: [in/x.txt]\n").rename(
+        project / "sources" / "a.yml")
+    write_source(project, "b", "kind: file\nfiles: [in/x.txt]\n")
+    result = curate(project, "pull")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (project / "data" / "raw").iterdir()) == [
+        "a.parquet", "b.parquet"]
 
 
 def test_a_failing_source_leaves_earlier_outputs_untouched(project: Path) -> None:

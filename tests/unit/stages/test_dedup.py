@@ -83,6 +83,11 @@ def test_source_priority_then_smallest_id_break_ties(project: Path) -> None:
     assert kept["source"].tolist() == ["a"]
     dedup_fixture(project, rows, source_priority=[])  # unlisted: by source name, then id
     assert pd.read_parquet(project / "data" / "deduped.parquet")["source"].tolist() == ["a"]
+    report = dedup_fixture(project, rows, source_priority=["b", "aa"])  # a misspelt "a"
+    assert pd.read_parquet(project / "data" / "deduped.parquet")["source"].tolist() == ["b"]
+    assert report["unmatched_source_priority"] == ["aa"]
+    assert ("warning: dedup.source_priority names no source of this build: aa (a "
+            "misspelling?)\n") in curate(project, "dedup").stdout
 
 
 TEMPLATE = ("I'm really sorry you're going through this. I can't help with that request, but "
