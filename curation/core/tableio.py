@@ -264,7 +264,37 @@ def open_input(path: Path, stage: str, columns: Iterable[str]) -> pq.ParquetFile
     if missing:
         raise CurationError(f"has no column '{missing[0]}', which `curate {stage}` writes; "
                             f"run `curate {stage}` again", file=str(path), field=missing[0])
+    for name, column in columns.items() if isinstance(columns, dict) else ():
+        held = table.schema_arrow.field(name).type
+        kind = _kind(str(getattr(column, "dtype", "")))
+        if kind and not _holds(held, kind, bool(getattr(column, "nullable", False))):
+            raise CurationError(f"column '{name}' holds {held}, not the {kind} `curate {stage}` "
+                                f"writes; run `curate {stage}` again", file=str(path),
+                                field=name)
     return table
+
+
+def _kind(dtype: str) -> str | None:
+    """The kind of arrow type a pandera dtype of our schemas is written as."""
+    for prefix, kind in (("str", "text"), ("object", "list or struct"), ("float", "number"),
+                         ("int", "integer"), ("bool", "boolean")):
+        if dtype.startswith(prefix):
+            return kind
+    return None
+
+
+def _holds(held: pa.DataType, kind: str, nullable: bool) -> bool:
+    """Whether an arrow type is of `kind` (a column of nulls only: if it may be null)."""
+    if pa.types.is_null(held):
+        return nullable
+    if pa.types.is_dictionary(held):
+        held = held.value_type
+    return {"text": pa.types.is_string(held) or pa.types.is_large_string(held),
+            "list or struct": pa.types.is_list(held) or pa.types.is_large_list(held)
+            or pa.types.is_struct(held),
+            "number": pa.types.is_floating(held) or pa.types.is_integer(held),
+            "integer": pa.types.is_integer(held),
+            "boolean": pa.types.is_boolean(held)}[kind]
 
 
 def read_input(path: Path, stage: str, columns: Iterable[str],

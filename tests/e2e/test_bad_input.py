@@ -197,6 +197,12 @@ def sound_pull(project: Path) -> None:
     (lambda path: pd.read_parquet(path).drop(columns=["source_license"]).to_parquet(path),
      r"data/raw/ok\.parquet: field 'source_license': has no column 'source_license', which "
      r"`curate pull` writes; run `curate pull` again"),
+    (lambda path: pd.read_parquet(path).assign(responses=None).to_parquet(path),
+     r"data/raw/ok\.parquet: field 'responses': column 'responses' holds null, not the list "
+     r"or struct `curate pull` writes; run `curate pull` again"),
+    (lambda path: pd.read_parquet(path).assign(prompt=7).to_parquet(path),
+     r"data/raw/ok\.parquet: field 'prompt': column 'prompt' holds int64, not the text "
+     r"`curate pull` writes; run `curate pull` again"),
 ])
 def test_a_corrupt_or_off_contract_input_table_is_one_line(project: Path, damage,
                                                            message: str) -> None:
