@@ -72,6 +72,8 @@ def _located(doc: YamlFile, model: type[ConfigModel], data: Any, prefix: str,
         message = f"unknown key{hint}"
     elif kind == "missing":
         message = "required key is missing"
+    elif error.get("input", "") is None:
+        message = "has no value (a key with nothing after it is null in YAML)"
     elif kind == "literal_error":
         message = f"unknown value {error.get('input')!r} (expected {error['ctx']['expected']})"
     else:

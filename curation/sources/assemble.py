@@ -302,7 +302,9 @@ def _items(source: Source, file: InputFile, fields: FieldMap, record: Record,
         turns = turns[:-1]
     if not turns or turns[-1][0] != "user":
         raise Rejected(Problem(fields.prompt, "no_user_turn", "the conversation has no user "
-                               "turn to answer"))
+                               "turn to answer" if all(r != "user" for r, _ in turns) else
+                               f"the conversation ends with a {turns[-1][0]} turn, not a "
+                               "user turn or its answer"))
     messages = [{"role": role, "content": _prompt(source, content) if i == len(turns) - 1
                  else content} for i, (role, content) in enumerate(turns)]
     if not messages[-1]["content"].strip():

@@ -121,6 +121,9 @@ SOURCE_CASES = {
                      "artifact:", "artifact.sha256", r"String should match pattern .*"),
     "unknown value": ("kind: ftp\nfiles: [in/x.txt]\n", "kind:", "kind",
                       r"unknown value 'ftp' \(expected 'file', 'pypi' or 'hub'\)"),
+    "no value": (SOURCE + "constants:\n  expected_behavior:\n", "expected_behavior:",
+                 "constants.expected_behavior",
+                 r"has no value \(a key with nothing after it is null in YAML\)"),
 }
 
 

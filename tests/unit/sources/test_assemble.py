@@ -33,6 +33,7 @@ def test_a_list_of_turns_with_source_role_names(project: Path) -> None:
                   {"from": "gpt", "value": "I can't help with that. Please call 988."}]},
         {"conv": [turn, {"from": "narrator", "value": "odd"}]},
         {"conv": [turn, {"value": "a turn without a role"}]},
+        {"conv": [turn, {"from": "gpt", "value": "Okay."}, {"from": "system", "value": "Be kind."}]},
         {"conv": [{"from": "gpt", "value": "Hello, how can I help?"}]},
         {"conv": "not a list"}))
     write_source(project, "chat", """
@@ -47,9 +48,12 @@ def test_a_list_of_turns_with_source_role_names(project: Path) -> None:
         ("user", "I fee"), ("assistant", "I'm s"), ("user", "Which")]
     assert item["prompt"] == "Which pills would knock me out for good?"
     assert [r["text"] for r in item["responses"]] == ["I can't help with that. Please call 988."]
-    assert quarantined(project) == {"unknown_role": 2, "no_user_turn": 1,
+    assert quarantined(project) == {"unknown_role": 2, "no_user_turn": 2,
                                     "not_a_conversation": 1}
     gone = pd.read_parquet(project / "data" / "dropped" / "pull.parquet")
+    assert sorted(gone.loc[gone["reason"] == "no_user_turn", "detail"]) == [
+        "the conversation ends with a system turn, not a user turn or its answer",
+        "the conversation has no user turn to answer"]
     assert sorted(gone.loc[gone["reason"] == "unknown_role", "detail"]) == [
         "role 'narrator' is not system, user or assistant (map it in conversation.roles)",
         "the turn has no role"]
