@@ -173,6 +173,11 @@ def _csv(stream: BinaryIO, name: str, comment_prefix: str | None) -> Iterator[Re
         header = next(reader, None)
         if header is None:
             return
+        undecodable = [c for c in header if _UNDECODABLE.search(c)]
+        if undecodable:
+            shown = undecodable[0].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            raise CurationError(f"the header's column '{shown}' is not valid UTF-8 (save the "
+                                "file as UTF-8)", file=name)
         repeated = sorted({c for c in header if header.count(c) > 1})
         if repeated:
             raise CurationError(f"column '{repeated[0]}' appears twice in the header",

@@ -65,6 +65,7 @@ def test_records_under_a_key_carry_the_file_header() -> None:
     ("yaml", b"- [unclosed\n", "invalid YAML"),
     ("csv", b'prompt\n"unclosed\n', "malformed CSV at line 2"),
     ("csv", b"prompt,other,prompt\na,b,c\n", "column 'prompt' appears twice in the header"),
+    ("csv", b"pr\xe9mpt,other\na,b\n", "the header's column 'pr\ufffdmpt' is not valid UTF-8"),
     ("txt", "first prompt\nsecond\n".encode("utf-16"), "looks like UTF-16 or binary"),
     ("jsonl", "{}\n".encode("utf-16-le") * 10, "looks like UTF-16 or binary"),
     ("yaml", b"- &a {prompt: loop, self: *a}\n", "aliases (*name) are not supported"),
