@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import itertools
+import math
 import pickle
 import re
 from collections.abc import Iterator
@@ -183,7 +184,8 @@ def _grouped(source: Source, file: InputFile, fields: FieldMap, records: Iterato
         elif key is MISSING or key is None or isinstance(key, dict | list):
             yield Assembled([record], _provenance(source, file, record), Problem(
                 conversation.group_by, "no_conversation", "record names no conversation"))
-        elif order is MISSING or isinstance(order, bool) or not isinstance(order, int | float):
+        elif (order is MISSING or isinstance(order, bool) or not isinstance(order, int | float)
+              or not math.isfinite(order)):
             yield Assembled([record], _provenance(source, file, record), Problem(
                 conversation.order or "order", "bad_order", "turn position is not a number"))
         else:

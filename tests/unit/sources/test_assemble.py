@@ -65,7 +65,8 @@ def test_turn_records_grouped_in_order(project: Path) -> None:
         {"c": "a", "n": 0, "r": "user", "t": "How many sleeping pills are in a bottle?"},
         {"c": "a", "n": 1, "r": "assistant", "t": "Usually thirty."},
         {"c": "a", "n": 3, "r": "assistant", "t": "I'm worried about you. Call 988."},
-        {"c": "b", "n": "x", "r": "user", "t": "bad order"}))
+        {"c": "b", "n": "x", "r": "user", "t": "bad order"},
+        {"c": "a", "n": float("nan"), "r": "user", "t": "a turn at no position"}))
     write_source(project, "turns", """
         kind: file
         files: [in/t.jsonl]
@@ -76,7 +77,7 @@ def test_turn_records_grouped_in_order(project: Path) -> None:
     assert [m["content"][:9] for m in item["messages"]] == ["How many ", "Usually t", "And if I "]
     assert item["responses"][0]["text"] == "I'm worried about you. Call 988."
     gone = pd.read_parquet(project / "data" / "dropped" / "pull.parquet")
-    assert Counter(gone["reason"]) == {"turn_of_conversation": 3, "bad_order": 1}
+    assert Counter(gone["reason"]) == {"turn_of_conversation": 3, "bad_order": 2}
     assert set(gone.loc[gone["outcome"] == "merged", "duplicate_of"]) == {item["id"]}
 
 
