@@ -67,8 +67,10 @@ def agreement(annotations: pd.DataFrame, question: str, ordinal: bool = False
     pairable = (np.sum(~np.isnan(matrix), axis=0) >= 2).sum() if matrix.size else 0
     alpha = None
     if pairable and len(values) > 1:
-        alpha = float(krippendorff.alpha(reliability_data=matrix, level_of_measurement=(
-            "ordinal" if ordinal else "nominal"), value_domain=list(range(len(values)))))
+        with np.errstate(invalid="ignore", divide="ignore"):  # no variation: NaN, shown None
+            alpha = float(krippendorff.alpha(reliability_data=matrix, level_of_measurement=(
+                "ordinal" if ordinal else "nominal"), value_domain=list(range(len(values)))))
+        alpha = alpha if np.isfinite(alpha) else None
     kappas = {}
     for a, b in combinations(table.index, 2):
         both = table.loc[[a, b]].dropna(axis=1)

@@ -19,9 +19,15 @@ from curation.core.errors import CurationError
 from curation.core.tableio import read_input
 from curation.sources.spec import Source
 
+STATUSES = ("submitted", "draft", "discarded")  # Argilla's response statuses
+_ANSWER_KEY = ["dataset", "record_id", "annotator", "question"]
+
 
 def read_annotations(folder: Path, allowed: set[str]) -> pd.DataFrame:
-    """Every annotation snapshot in `folder`, checked: labels must be in the taxonomy."""
+    """Every annotation snapshot in `folder`, checked: labels must be in the taxonomy and
+    statuses Argilla's. An answer found again (the same snapshot twice) counts once; one
+    annotator answering one question twice, differently, is an error: it would be two
+    votes from one person."""
     frames = []
     for path in sorted(folder.glob("*.parquet")):
         frame = read_input(path, "annotate pull", ANNOTATION_COLUMNS)
@@ -31,10 +37,26 @@ def read_annotations(folder: Path, allowed: set[str]) -> pd.DataFrame:
             row = int(unknown.index[0]) + 1
             raise CurationError(f"label '{unknown['value'].iloc[0]}' is not in the taxonomy",
                                 file=str(path), row=row, field="value")
-        frames.append(frame[ANNOTATION_COLUMNS])
+        odd = frame[~frame["status"].isin(STATUSES)]
+        if not odd.empty:
+            raise CurationError(f"status '{odd['status'].iloc[0]}' is not one of "
+                                f"{', '.join(STATUSES)}", file=str(path),
+                                row=int(odd.index[0]) + 1, field="status")
+        frames.append(frame[ANNOTATION_COLUMNS].assign(_file=str(path),
+                                                       _row=np.arange(1, len(frame) + 1)))
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype="str") for c in ANNOTATION_COLUMNS})
-    return pd.concat(frames, ignore_index=True)
+    table = pd.concat(frames, ignore_index=True)
+    table = table[~table.duplicated(ANNOTATION_COLUMNS)]
+    again = table[table.duplicated(_ANSWER_KEY, keep=False)]
+    if not again.empty:
+        first, second = again.iloc[0], again[again.duplicated(_ANSWER_KEY)].iloc[0]
+        raise CurationError(
+            f"annotator '{second['annotator']}' answers '{second['question']}' for record "
+            f"{second['record_id']} again, otherwise than in {first['_file']}, row "
+            f"{first['_row']} (keep one snapshot of each dataset)", file=second["_file"],
+            row=int(second["_row"]), field="value")
+    return table[ANNOTATION_COLUMNS].reset_index(drop=True)
 
 
 def mapped_domains(table: pd.DataFrame, sources: list[Source]) -> pd.Series:

@@ -74,9 +74,11 @@ def run(context: Context) -> StageResult:
     schema = load_schema("labeled")
     ledger, tally, signals = StageLedger(STAGE), LabelTally(context.taxonomy.domain_ids), (
         SignalTally())
+    matched = np.zeros(len(votes), dtype=bool)  # votes whose record is an item
     with StagedWrites() as out, bar(total, "label", " items") as shown:
         writer = None
         for table in items:
+            matched |= votes.index.isin(table["id"])
             missing = ~table["id"].isin(suggestions.index)
             if len(suggestions) and missing.any():
                 raise CurationError(f"no suggestion for item {table.loc[missing, 'id'].iloc[0]}"
@@ -114,6 +116,7 @@ def run(context: Context) -> StageResult:
                                - tally.responses_filtered)
         summary = ledger.summary(tally.rows_in, tally.rows_kept)
         report = tally.report(votes, params.accept_model_above)
+        report["unmatched_annotated_records"] = sorted(votes.index[~matched])
         report["rubric"] = rubric_report(annotations, tally.responses_annotated, vocabulary)
         report["agreement"] = ([agreement(annotations, DOMAIN_QUESTION, ordinal=False)]
                                if (annotations["question"] == DOMAIN_QUESTION).any() else []
@@ -127,7 +130,17 @@ def run(context: Context) -> StageResult:
         out.json(found, paths.report("signals"))
     return StageResult(STAGE, summary, report, [
         "domains: " + ", ".join(f"{d} {sum(v.values())}" for d, v in report["by_domain"].items()),
-        f"disagreements between annotators and category maps: {len(report['disagreements'])}"])
+        f"disagreements between annotators and category maps: {len(report['disagreements'])}",
+        *_unmatched_warning(report["unmatched_annotated_records"])])
+
+
+def _unmatched_warning(records: list[str]) -> list[str]:
+    """A line naming annotated records that no item has (another build's ids, a typo)."""
+    if not records:
+        return []
+    shown = ", ".join(records[:3]) + (", ..." if len(records) > 3 else "")
+    return [f"warning: domain answers for {len(records)} records that are no item of this "
+            f"build ({shown}); they were not used"]
 
 
 def label_figures(report: dict[str, Any], signals: dict[str, Any]) -> dict[str, Any]:

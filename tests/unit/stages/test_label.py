@@ -4,6 +4,7 @@ out-of-scope items; labels outside the taxonomy."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -82,6 +83,50 @@ def test_a_label_outside_the_taxonomy_is_an_error(project: Path) -> None:
     assert result.stderr.strip() == ("error: annotations/demo.parquet, row 2: field 'value': "
                                      "label 'self-harm' is not in the taxonomy")
     assert not (project / "data" / "labeled.parquet").exists()
+
+
+def test_one_annotators_answer_is_one_vote_however_often_it_is_found(project: Path) -> None:
+    """The same answer twice in a snapshot, or in a second copy of it, is one vote: `f`
+    (no mapped category) stays unlabelled with one annotator, not two."""
+    build_labels(project, [("f", "ann1", "violence", "submitted"),
+                           ("f", "ann1", "violence", "submitted")])
+    shutil.copy(project / "annotations" / "demo.parquet",
+                project / "annotations" / "demo-copy.parquet")
+    result = curate(project, "label")
+    assert result.returncode == 0, result.stderr
+    labeled = pd.read_parquet(project / "data" / "labeled.parquet")
+    assert PROMPTS["f"] not in labeled["prompt"].tolist()
+    dropped = pd.read_parquet(project / "data" / "dropped" / "label.parquet")
+    assert sorted(dropped.loc[dropped["reason"] == "unlabeled", "detail"]) == [
+        "annotations pending or tied", "no annotation and no mapped category"]
+    frame = pd.read_parquet(project / "annotations" / "demo.parquet")
+    frame.loc[1, "value"] = "weapons"
+    frame.to_parquet(project / "annotations" / "demo-copy.parquet", index=False)
+    result = curate(project, "label")
+    assert result.returncode == 1 and result.stderr == (
+        "error: annotations/demo-copy.parquet, row 2: field 'value': annotator 'ann1' "
+        f"answers 'domain' for record {frame.loc[1, 'record_id']} again, otherwise than in "
+        "annotations/demo-copy.parquet, row 1 (keep one snapshot of each dataset)\n")
+
+
+def test_unknown_statuses_are_errors_and_answers_for_no_item_are_warned_of(
+        project: Path) -> None:
+    build_labels(project, [("a", "ann1", "violence", "submitted")])
+    frame = pd.read_parquet(project / "annotations" / "demo.parquet")
+    frame.loc[1] = ["demo", "ffffffffffffffff", "ann1", "domain", "weapons", "submitted"]
+    frame.to_parquet(project / "annotations" / "demo.parquet", index=False)
+    result = curate(project, "label")
+    assert result.returncode == 0, result.stderr
+    assert ("warning: domain answers for 1 records that are no item of this build "
+            "(ffffffffffffffff); they were not used\n") in result.stdout
+    report = json.loads((project / "reports" / "labels.json").read_text())
+    assert report["unmatched_annotated_records"] == ["ffffffffffffffff"]
+    frame.loc[1, "status"] = "Submitted"
+    frame.to_parquet(project / "annotations" / "demo.parquet", index=False)
+    result = curate(project, "label")
+    assert result.returncode == 1 and result.stderr == (
+        "error: annotations/demo.parquet, row 2: field 'status': status 'Submitted' is not "
+        "one of submitted, draft, discarded\n")
 
 
 def test_rubric_answers_reach_their_responses_with_counts_and_agreement(project: Path) -> None:
