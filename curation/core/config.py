@@ -396,6 +396,14 @@ class Params(ConfigModel):
     annotate: AnnotateParams
 
 
+# Params that set how a build runs, not what it makes (the engine section is all of this
+# kind): the outputs are byte-identical whatever they are (tests/e2e/test_dvc.py and the
+# stage tests vary them).
+RUN_ONLY = {"pull": ("batch_size",), "normalize": ("num_proc", "batch_size"),
+            "dedup": ("num_proc", "batch_size", "sketch_memory_mb"),
+            "redact": ("num_proc",), "annotate": ("batch_size",)}
+
+
 @dataclass(frozen=True)
 class ParamsFile:
     """The validated params, and the file they came from (for errors found later)."""
@@ -409,8 +417,18 @@ class ParamsFile:
 
     @cached_property
     def raw(self) -> dict[str, Any]:
-        """The file as written: recorded in release manifests."""
+        """The file as written."""
         return self.doc.data
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """The file as written, without what changes no output byte (the engine, worker
+        counts, batch sizes of per-text work): recorded in release manifests, so that a
+        release's bytes do not depend on the machine that built it."""
+        return {section: ({k: v for k, v in values.items()
+                           if k not in RUN_ONLY.get(section, ())}
+                          if isinstance(values, dict) else values)
+                for section, values in self.raw.items() if section != "engine"}
 
     def error(self, field: str, message: str) -> CurationError:
         return self.doc.error(field, message)

@@ -158,6 +158,9 @@ def _remove_orphans() -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+ROWS_PER_GROUP = 25_000  # a stage table's row groups, whatever the batches it is built from
+
+
 class RowGroups:
     """Tables of any sizes to a parquet writer as row groups of exactly `rows` rows (the
     last one fewer), so a file's layout does not depend on the batches it was built from;

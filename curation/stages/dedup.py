@@ -37,6 +37,7 @@ from curation.core.paths import Paths
 from curation.core.progress import bar
 from curation.core.schemas import load_schema, validate_rows
 from curation.core.tableio import (
+    ROWS_PER_GROUP,
     RowCursor,
     SpillFile,
     StagedWrites,
@@ -49,7 +50,6 @@ from curation.neardup.store import sketch_writer, to_table
 from curation.stages.base import Context, StageResult
 
 STAGE = "dedup"
-_ROWS_PER_GROUP = 25_000  # of the deduped table, whatever the batches it is built from
 # Rows per batch when streaming the table after the search: a batch of dropped rows is held
 # as Python objects for the ledger (about 2 KB a row), and each batch is validated (about
 # 25 ms a call, so not a worker task's `batch_size` at a time).
@@ -289,7 +289,7 @@ def _write_kept(input_path: Path, rep: np.ndarray, sizes: np.ndarray, members: _
             written[is_rep] = passed
             signatures.write(to_table(table["id"].combine_chunks(), _rows(sketched, written)))
             if writer is None:
-                writer = out.row_groups(paths.deduped, table.schema, _ROWS_PER_GROUP)
+                writer = out.row_groups(paths.deduped, table.schema, ROWS_PER_GROUP)
             writer.write(table)
             kept.update(table["source"].to_pylist())
             shown.update(batch.num_rows)

@@ -25,7 +25,7 @@ from curation.core.language import UNDETERMINED, LanguageId, detect_table
 from curation.core.ledger import StageLedger
 from curation.core.progress import bar
 from curation.core.schemas import load_schema, validate_rows
-from curation.core.tableio import StagedWrites, open_input
+from curation.core.tableio import ROWS_PER_GROUP, StagedWrites, open_input
 from curation.core.text import clean_text
 from curation.stages.base import Context, StageResult
 
@@ -101,9 +101,9 @@ def run(context: Context) -> StageResult:
             yield pa.table({"text": pa.array(pending[-1].distinct, pa.string())})
 
     with StagedWrites() as out, bar(batches.total, "normalize (language ID)") as shown:
-        writer = out.parquet_writer(paths.normalized, pa.schema([
+        writer = out.row_groups(paths.normalized, pa.schema([
             *batches.schema, pa.field("language", pa.large_string()),
-            pa.field("language_prob", pa.float64())]))
+            pa.field("language_prob", pa.float64())]), ROWS_PER_GROUP)
         for found in engine.map(partial(detect_table, spec=spec), to_detect()):
             batch = pending.popleft()
             table = with_languages(batch.table, batch.texts, batch.distinct, found)
@@ -112,8 +112,7 @@ def run(context: Context) -> StageResult:
             if not failures.empty:
                 ledger.drop(table.iloc[failures["index"]], "quarantined", failures["check"],
                             field=failures["field"], detail=failures["detail"])
-            writer.write_table(to_arrow(valid, context.vocabulary.arrow_type()).cast(
-                writer.schema))
+            writer.write(to_arrow(valid, context.vocabulary.arrow_type()))
             rows_in.update(batch.taken_in["source"])
             kept.update(valid["source"])
             languages.update(valid["language"])

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from curation.core.arrays import first_positions, repeated_values
 from curation.core.items import from_arrow, responses_of, to_arrow
@@ -27,7 +26,7 @@ from curation.core.judgments import Vocabulary
 from curation.core.ledger import StageLedger, ledger_figures
 from curation.core.progress import bar
 from curation.core.schemas import load_schema, validate_rows
-from curation.core.tableio import SpillFile, StagedWrites
+from curation.core.tableio import ROWS_PER_GROUP, RowGroups, SpillFile, StagedWrites
 from curation.core.text import clean_text, shows_something
 from curation.sources.assemble import CONTRAST_KEY, Assembled, Contrasts, assemble
 from curation.sources.inputs import InputFile, input_files
@@ -68,7 +67,7 @@ def run(context: Context) -> StageResult:
         pulled = []
         for source in sources:
             folder = paths.references_dir if source.role == "reference" else paths.raw_dir
-            writer = out.parquet_writer(folder / f"{source.name}.parquet", schema)
+            writer = out.row_groups(folder / f"{source.name}.parquet", schema, ROWS_PER_GROUP)
             pulled.append(pull_source(source, paths.cache, roots, vocabulary,
                                       references if source.role == "reference" else ledger,
                                       writer, context.params.pull.batch_size))
@@ -114,7 +113,7 @@ def _summary(ledger: StageLedger, pulled: list[PulledSource]) -> dict[str, Any]:
 
 
 def pull_source(source: Source, cache: Path, roots: list[Path], vocabulary: Vocabulary,
-                ledger: StageLedger, writer: pq.ParquetWriter, batch_size: int
+                ledger: StageLedger, writer: RowGroups, batch_size: int
                 ) -> PulledSource:
     """All items of one source to `writer`; what is not an item goes to `ledger`.
 
@@ -238,7 +237,7 @@ def _read(source: Source, files: list[InputFile], vocabulary: Vocabulary, spool:
 
 
 def _write(source: Source, spool: _Spool, vocabulary: Vocabulary, ledger: StageLedger,
-           writer: pq.ParquetWriter) -> int:
+           writer: RowGroups) -> int:
     """The second pass: the spooled items, merged, linked and validated, to `writer`.
 
     A conversation the source gives again is one item: later copies are merged into the
@@ -285,7 +284,7 @@ def _write(source: Source, spool: _Spool, vocabulary: Vocabulary, ledger: StageL
         valid = valid[~reused]
         spool.responses["kept"] += responses_of(valid)
         kept += len(valid)
-        writer.write_table(to_arrow(valid, vocabulary.arrow_type()).cast(schema))
+        writer.write(to_arrow(valid, vocabulary.arrow_type()).cast(schema))
         progress.update(table.num_rows)
     progress.close()
     return kept

@@ -70,7 +70,8 @@ def run(context: Context) -> StageResult:
         signals=context.input_report("signals", "label"),
         suggest=context.input_report("suggest", "suggest"),
         split_report=context.input_report("splits", "split"),
-        redact=context.input_report("redact", "redact"), params=context.params_file.raw,
+        redact=context.input_report("redact", "redact"),
+        params=context.params_file.provenance,
         vocabulary=context.vocabulary)
     target = release(inputs, context.params.release, paths.releases_dir, paths.released)
     return StageResult(STAGE, None, {"release": str(target)}, [

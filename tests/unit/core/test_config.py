@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, curate, write, write_source
 
+from curation.core.config import load_params
+
 PARAMS = (REPO / "params.yaml").read_text(encoding="utf-8")
 
 
@@ -134,3 +136,12 @@ def test_source_mistakes_are_one_located_line(project: Path, case: str) -> None:
     path = write_source(project, "s", body)
     where = f"sources/s.yaml, line {line_of(path.read_text(), needle)}: "
     fails_with(project, re.escape(where + f"field '{field}': ") + message)
+
+
+def test_a_release_records_the_params_that_make_its_bytes_not_those_that_run_it() -> None:
+    params = load_params(REPO / "params.yaml")
+    recorded = params.provenance
+    assert "engine" not in recorded and "num_proc" not in recorded["normalize"]
+    assert "batch_size" not in recorded["dedup"] and "num_proc" not in recorded["redact"]
+    assert recorded["families"] == params.raw["families"]  # batch shape moves vectors
+    assert recorded["dedup"]["threshold"] == params.raw["dedup"]["threshold"]

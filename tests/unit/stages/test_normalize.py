@@ -68,15 +68,17 @@ def test_an_empty_language_list_keeps_every_language(project: Path) -> None:
 
 def test_batches_of_one_row_write_what_one_batch_writes(built: Path, tmp_path: Path) -> None:
     """The stage streams: however the pulled rows are cut into batches (and one of them
-    is all filtered out), the same rows, languages and ledger come out."""
+    is all filtered out), and however many workers detect languages, the same bytes,
+    languages and ledger come out."""
     outputs = []
-    for batch_size in (1, 5000):
+    for batch_size, num_proc in ((1, 1), (5000, 2)):
         project = tmp_path / str(batch_size)
         shutil.copytree(built / "data" / "raw", project / "data" / "raw")
         for name in ("schemas", "sources"):
             shutil.copytree(built / name, project / name)
         shutil.copy(built / "params.yaml", project / "params.yaml")
-        set_params(project, "normalize", batch_size=batch_size, min_prompt_chars=60)
+        set_params(project, "normalize", batch_size=batch_size, num_proc=num_proc,
+                   min_prompt_chars=60)
         assert curate(project, "normalize").returncode == 0
         outputs.append((pd.read_parquet(project / "data" / "normalized.parquet"),
                         json.loads((project / "reports" / "ledger" / "normalize.json")
@@ -84,5 +86,7 @@ def test_batches_of_one_row_write_what_one_batch_writes(built: Path, tmp_path: P
     (one_by_one, ledger_one), (whole, ledger_whole) = outputs
     assert len(whole) > 1000 and ledger_whole["filtered"]["prompt_too_short"] > 100
     pd.testing.assert_frame_equal(one_by_one, whole)
+    assert ((tmp_path / "1" / "data" / "normalized.parquet").read_bytes()
+            == (tmp_path / "5000" / "data" / "normalized.parquet").read_bytes())
     for key in ("rows_in", "kept", "filtered", "responses", "languages", "by_source"):
         assert ledger_one[key] == ledger_whole[key], key

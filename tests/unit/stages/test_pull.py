@@ -250,8 +250,10 @@ def test_two_items_at_a_time_pull_what_one_pass_does(project: Path) -> None:
         result = curate(project, "pull")
         assert result.returncode == 0, result.stderr
         outputs.append((pulled(project, "stream"), dropped(project), json.loads(
-            (project / "reports" / "ledger" / "pull.json").read_text())))
-    (whole, whole_gone, whole_ledger), (items, gone, ledger) = outputs
+            (project / "reports" / "ledger" / "pull.json").read_text()),
+            (project / "data" / "raw" / "stream.parquet").read_bytes()))
+    (whole, whole_gone, whole_ledger, whole_bytes), (items, gone, ledger, raw_bytes) = outputs
+    assert raw_bytes == whole_bytes
     pd.testing.assert_frame_equal(items, whole)
     pd.testing.assert_frame_equal(gone, whole_gone)
     assert ledger == whole_ledger
