@@ -36,6 +36,8 @@ def validate_rows(frame: pd.DataFrame, schema: pa.DataFrameSchema
     """
     frame = frame.reset_index(drop=True)
     failures = pd.DataFrame(columns=["index", "field", "check", "detail"])
+    if frame.empty:  # no row to break it (empty columns read back with any dtype)
+        return frame, failures
     try:
         schema.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as errors:

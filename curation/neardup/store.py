@@ -71,6 +71,10 @@ def load_embeddings(path: Path, ids: list[str]) -> np.ndarray:
     except (OSError, ValueError, AttributeError, pa.ArrowException) as exc:
         raise CurationError(f"not a table of vectors ({first_line(exc)}); run "
                             "`curate families` again", file=str(path)) from None
+    broken = np.flatnonzero(~np.isfinite(matrix).all(axis=1))
+    if len(broken):
+        raise CurationError("vector holds NaN or infinite values; run `curate families` "
+                            "again", file=str(path), row=int(broken[0]) + 1, field="vector")
     position = {item: i for i, item in enumerate(saved["id"].to_pylist())}
     missing = [i for i in ids if i not in position]
     if missing:

@@ -7,8 +7,11 @@ validation of the other domains; train is the rest of the other domains.
 
 A paraphrase family (stage `families`) and a contrast pair always land in one split; in a
 held-out configuration, other-domain members of a family that touches the held-out domain
-are left out. Reserved ids are always in train. The report gives, per configuration, the
-largest cross-split cosine and Jaccard and the family sizes: what leaks if anything does.
+are left out. Reserved ids are always in train; in the held-out configuration of their
+own domain they (with their family and contrast twin) are left out, never tested on. A
+domain that validation and test would leave without a train item stops the stage. The
+report gives, per configuration, the largest cross-split cosine and Jaccard and the family
+sizes: what leaks if anything does.
 """
 
 from __future__ import annotations
@@ -53,9 +56,20 @@ def apportion(total: int, weights: dict[str, int]) -> dict[str, int]:
     return shares
 
 
-def check_inputs(table: pd.DataFrame, taxonomy: Taxonomy, params_file: ParamsFile) -> None:
+def check_inputs(table: pd.DataFrame, taxonomy: Taxonomy, params_file: ParamsFile,
+                 path: str) -> None:
     """The errors that must stop the stage before anything is written."""
     params = params_file.params.split
+    for column in ("domain", "source", "family_id"):
+        empty = table[column].isna()
+        if empty.any():
+            raise CurationError(f"item {table.loc[empty, 'id'].iloc[0]} has no {column}; run "
+                                "`curate redact` again", file=path, field=column)
+    unknown = ~table["domain"].isin(taxonomy.domain_ids)
+    if unknown.any():
+        raise CurationError(f"item {table.loc[unknown, 'id'].iloc[0]} has domain "
+                            f"'{table.loc[unknown, 'domain'].iloc[0]}', which the taxonomy does "
+                            "not have; run `curate redact` again", file=path, field="domain")
     counts = Counter(table["domain"])
     for domain in taxonomy.domain_ids:
         if counts[domain] == 0:
@@ -71,6 +85,19 @@ def check_inputs(table: pd.DataFrame, taxonomy: Taxonomy, params_file: ParamsFil
     if missing:
         raise params_file.error("split.reserved_ids",
                                 f"reserved id '{missing[0]}' is not among the labeled items")
+
+
+def check_train(table: pd.DataFrame, default: np.ndarray, params_file: ParamsFile) -> None:
+    """Families and contrast pairs move whole, so validation and test can overshoot their
+    quotas: a domain they leave without a train item stops the stage."""
+    for domain, rows in table.groupby("domain", sort=True):
+        taken = Counter(default[rows.index])
+        if not taken["train"]:
+            raise params_file.error("split.test", f"domain '{domain}' has no train item left: "
+                                    f"validation {taken['validation']} and test "
+                                    f"{taken['test']} take all {len(rows)} (families and "
+                                    "contrast pairs move whole); lower split.validation or "
+                                    "split.test")
 
 
 def assign_default(table: pd.DataFrame, groups: np.ndarray, params: SplitParams) -> np.ndarray:
@@ -154,22 +181,24 @@ def run(context: Context) -> StageResult:
     written = typed(items.schema.empty_table(), context.vocabulary.arrow_type(),
                     labelled=True).schema
     items = _wide(items)
-    check_inputs(table, context.taxonomy, context.params_file)
+    check_inputs(table, context.taxonomy, context.params_file, str(paths.redacted))
     first_row = table.groupby("family_id", sort=False).cumcount() == 0
     family_row = dict(zip(table.loc[first_row, "family_id"], table.index[first_row],
                           strict=True))
     groups = with_contrast_pairs(table, table["family_id"].map(family_row).to_numpy(np.int64))
     default = assign_default(table, groups, params)
+    check_train(table, default, context.params_file)
 
     placed: dict[str, tuple[np.ndarray, np.ndarray]] = {  # rows in it and their split
         "default": (np.arange(len(table)), default)}
     excluded: dict[str, int] = {}
+    reserved = np.isin(groups, groups[table["id"].isin(params.reserved_ids).to_numpy()])
     for domain in domains:
         in_domain = (table["domain"] == domain).to_numpy()
         touching = np.isin(groups, groups[in_domain])
         split_of = np.where(in_domain, "test", np.where(default == "validation", "validation",
                                                         "train"))
-        keep = in_domain | ~touching
+        keep = (in_domain & ~reserved) | ~touching  # a reserved example is never tested on
         excluded[f"heldout-{domain}"] = int((~keep).sum())
         placed[f"heldout-{domain}"] = (np.flatnonzero(keep), split_of[keep])
     _check(items, order, default)

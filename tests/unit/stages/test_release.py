@@ -135,6 +135,17 @@ def test_a_working_build_is_rebuilt_and_a_frozen_version_never_changes(
     assert "was already frozen" in curate(release_project, "release", "freeze",
                                           VERSION).stdout
     before = snapshot(folder)
+    assert curate(release_project, "release").returncode == 0  # the same build: no change
+    assert snapshot(folder) == before
+    gated = yaml.safe_load((REPO / "params.yaml").read_text())["release"]["gated"]
+    set_params(release_project, "release", gated={**gated, "enabled": False})
+    result = curate(release_project, "release")  # same rows, but the card would lose its gate
+    assert result.returncode == 1 and result.stderr == (
+        f"error: released.yaml: field 'versions.{VERSION}': version {VERSION} was released; "
+        "rebuilding it would change its README.md (the card's or manifest's text, not its "
+        "rows); a released version never changes: set a new release.version\n")
+    assert snapshot(folder) == before
+    set_params(release_project, "release", gated=gated)
     test_file = release_project / "data" / "splits" / "default" / "test.parquet"
     rows = datasets.Dataset.from_parquet(str(test_file)).select(range(3))
     rows.to_parquet(str(test_file))

@@ -90,6 +90,9 @@ def test_counts_per_domain_and_reserved_ids(labeled_project: Path, built: Path) 
     # domain whose reserved items took its only small groups may fall one short.
     assert len(counts) == 10 and (counts >= 1).all() and (counts <= 3).all()
     assert abs(counts.sum() - 20) <= 3
+    domains = default.set_index("id").loc[reserved, "domain"]
+    for item, domain in domains.items():  # a few-shot example is never tested on
+        assert item not in configs(labeled_project)[f"heldout-{domain}"]["id"].tolist()
 
 
 @pytest.mark.parametrize("change, message", [
@@ -97,6 +100,8 @@ def test_counts_per_domain_and_reserved_ids(labeled_project: Path, built: Path) 
     ({"reserved_ids": ["0000000000000000"]},
      "field 'split.reserved_ids': reserved id '0000000000000000' is not among"),
     ({"validation": 1.5}, "field 'split.validation': must be a fraction in (0, 1) or a count"),
+    ({"validation": 5}, "field 'split.test': domain 'substance_use' has no train item left: "
+                        "validation 6 and test 2 take all 8"),
 ])
 def test_bad_split_params_stop_before_writing(labeled_project: Path, change: dict,
                                               message: str) -> None:
@@ -116,6 +121,26 @@ def test_a_taxonomy_domain_missing_from_the_data_stops_the_split(labeled_project
     assert result.stderr.strip() == (
         "error: schemas/taxonomy.yaml: field 'domains': domain 'fraud' has no labeled items, "
         "so its held-out configuration would have no test set")
+    assert not (labeled_project / "data" / "splits").exists()
+
+
+@pytest.mark.parametrize("column, value, message", [
+    ("family_id", None, "has no family_id; run `curate redact` again"),
+    ("domain", "cooking", "has domain 'cooking', which the taxonomy does not have; run "
+                          "`curate redact` again"),
+])
+def test_an_item_without_a_family_or_with_an_unknown_domain_stops_the_split(
+        labeled_project: Path, column: str, value: str | None, message: str) -> None:
+    path = labeled_project / "data" / "redacted.parquet"
+    table = pq.read_table(path)
+    values = table[column].to_pylist()
+    values[0] = value
+    pq.write_table(table.set_column(table.column_names.index(column), column,
+                                    pa.array(values, table.schema.field(column).type)), path)
+    result = curate(labeled_project, "split")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr == (f"error: data/redacted.parquet: field '{column}': item "
+                             f"{table['id'][0]} {message}\n")
     assert not (labeled_project / "data" / "splits").exists()
 
 

@@ -7,7 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from conftest import curate, set_params, write, write_source
 
 TOPICS = {
@@ -162,3 +165,17 @@ def test_annotations_are_trusted_labels_and_one_class_trains_nothing(project: Pa
     assert len(suggestions) == 5 and suggestions["out_of_fold"].sum() == 4
     item_row = suggestions.set_index("id").loc[item]
     assert not item_row["out_of_fold"]
+
+
+def test_a_vector_that_is_not_finite_is_one_line(project: Path) -> None:
+    build(project)
+    path = project / "data" / "embeddings.parquet"
+    table = pq.read_table(path)
+    vectors = np.stack(table["vector"].to_numpy(zero_copy_only=False))
+    vectors[2, 5] = np.nan
+    pq.write_table(table.set_column(1, "vector", pa.FixedSizeListArray.from_arrays(
+        pa.array(vectors.ravel(), pa.float32()), vectors.shape[1])), path)
+    result = curate(project, "suggest")
+    assert result.returncode == 1 and result.stderr == (
+        "error: data/embeddings.parquet, row 3: field 'vector': vector holds NaN or infinite "
+        "values; run `curate families` again\n")
