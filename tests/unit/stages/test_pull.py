@@ -181,6 +181,20 @@ def test_a_conversation_given_again_is_merged_with_its_responses(project: Path) 
                                    "dropped": {"identical_response": 1}}
 
 
+def pulled_in_batches(project: Path, name: str, sizes: tuple[int, ...]) -> list[tuple]:
+    """`curate pull` at each batch size: the source's items, the dropped rows, the ledger
+    and the items file's bytes."""
+    outputs = []
+    for batch_size in sizes:
+        set_params(project, "pull", batch_size=batch_size)
+        result = curate(project, "pull")
+        assert result.returncode == 0, result.stderr
+        outputs.append((pulled(project, name), dropped(project), json.loads(
+            (project / "reports" / "ledger" / "pull.json").read_text()),
+            (project / "data" / "raw" / f"{name}.parquet").read_bytes()))
+    return outputs
+
+
 def test_a_copy_that_labels_a_conversation_otherwise_says_so(project: Path) -> None:
     """The first copy's labels are kept, a missing category is taken from a copy, and a
     disagreement is merged under its own reason naming it; streamed one row at a time
@@ -201,15 +215,9 @@ def test_a_copy_that_labels_a_conversation_otherwise_says_so(project: Path) -> N
         fields: {prompt: q, expected_behavior: label, category: cat, twin: twin}
         expected_behavior_map: {safe: comply, unsafe: refuse}
     """)
-    outputs = []
-    for batch_size in (10_000, 1):
-        set_params(project, "pull", batch_size=batch_size)
-        result = curate(project, "pull")
-        assert result.returncode == 0, result.stderr
-        outputs.append((pulled(project, "s"), dropped(project)))
-    pd.testing.assert_frame_equal(outputs[0][0], outputs[1][0])
-    pd.testing.assert_frame_equal(outputs[0][1], outputs[1][1])
-    items, gone = outputs[1]
+    (whole, whole_gone, *_), (items, gone, *_) = pulled_in_batches(project, "s", (10_000, 1))
+    pd.testing.assert_frame_equal(items, whole)
+    pd.testing.assert_frame_equal(gone, whole_gone)
     assert items[["expected_behavior", "source_category"]].fillna("none").values.tolist() == [
         ["comply", "none"], ["refuse", "weapons"]]
     assert gone[["reason", "source_record_id", "detail"]].values.tolist() == [
@@ -244,15 +252,8 @@ def test_two_items_at_a_time_pull_what_one_pass_does(project: Path) -> None:
                  record_id: uid}
         expected_behavior_map: {safe: comply, unsafe: refuse}
     """)
-    outputs = []
-    for batch_size in (10_000, 2):
-        set_params(project, "pull", batch_size=batch_size)
-        result = curate(project, "pull")
-        assert result.returncode == 0, result.stderr
-        outputs.append((pulled(project, "stream"), dropped(project), json.loads(
-            (project / "reports" / "ledger" / "pull.json").read_text()),
-            (project / "data" / "raw" / "stream.parquet").read_bytes()))
-    (whole, whole_gone, whole_ledger, whole_bytes), (items, gone, ledger, raw_bytes) = outputs
+    (whole, whole_gone, whole_ledger, whole_bytes), (items, gone, ledger, raw_bytes) = (
+        pulled_in_batches(project, "stream", (10_000, 2)))
     assert raw_bytes == whole_bytes
     pd.testing.assert_frame_equal(items, whole)
     pd.testing.assert_frame_equal(gone, whole_gone)
