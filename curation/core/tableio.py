@@ -158,6 +158,17 @@ def _remove_orphans() -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def _umask() -> int:
+    """The process's umask, read once at import (setting it to read it is not thread-safe
+    later, when stages write on threads)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what `open` gives a new file; mkstemp gives 0600
+
+
 ROWS_PER_GROUP = 25_000  # a stage table's row groups, whatever the batches it is built from
 
 
@@ -494,6 +505,7 @@ class StagedWrites:
         self._writers.clear()
         if exc_type is None and failed is None:
             for tmp, target in self._pending:
+                os.chmod(tmp, _FILE_MODE)  # mkstemp's 0600 would hide outputs from others
                 os.replace(tmp, target)
         else:
             for tmp, _ in self._pending:

@@ -4,6 +4,7 @@ streamed parquet files are read without holding them whole."""
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import tempfile
@@ -45,6 +46,10 @@ def test_a_finished_block_renames_every_file_into_place(tmp_path: Path) -> None:
         writer = out.parquet_writer(tmp_path / "data" / "y.parquet", pa.schema([("a", pa.int64())]))
         writer.write_table(pa.table({"a": [1, 2]}))
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["x.json", "y.parquet"]
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in (tmp_path / "data").iterdir():  # as `open` makes them, not mkstemp's 0600
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
 
 
 def test_a_streamed_file_is_not_held_whole(tmp_path: Path) -> None:
