@@ -48,9 +48,11 @@ def read_annotations(folder: Path, allowed: set[str]) -> pd.DataFrame:
         return pd.DataFrame({c: pd.Series(dtype="str") for c in ANNOTATION_COLUMNS})
     table = pd.concat(frames, ignore_index=True)
     table = table[~table.duplicated(ANNOTATION_COLUMNS)]
-    again = table[table.duplicated(_ANSWER_KEY, keep=False)]
+    votes = table[table["status"] == "submitted"]  # drafts and discards are no votes
+    again = votes[votes.duplicated(_ANSWER_KEY)]
     if not again.empty:
-        first, second = again.iloc[0], again[again.duplicated(_ANSWER_KEY)].iloc[0]
+        second = again.iloc[0]
+        first = votes[(votes[_ANSWER_KEY] == second[_ANSWER_KEY]).all(axis=1)].iloc[0]
         raise CurationError(
             f"annotator '{second['annotator']}' answers '{second['question']}' for record "
             f"{second['record_id']} again, otherwise than in {first['_file']}, row "

@@ -397,8 +397,8 @@ class Params(ConfigModel):
 
 
 # Params that set how a build runs, not what it makes (the engine section is all of this
-# kind): the outputs are byte-identical whatever they are (tests/e2e/test_dvc.py and the
-# stage tests vary them).
+# kind): the stage tables and the release are byte-identical whatever they are (the stage
+# tests vary them); a dropped-rows table may list the same rows in another order.
 RUN_ONLY = {"pull": ("batch_size",), "normalize": ("num_proc", "batch_size"),
             "dedup": ("num_proc", "batch_size", "sketch_memory_mb"),
             "redact": ("num_proc",), "annotate": ("batch_size",)}
@@ -422,9 +422,9 @@ class ParamsFile:
 
     @property
     def provenance(self) -> dict[str, Any]:
-        """The file as written, without what changes no output byte (the engine, worker
-        counts, batch sizes of per-text work): recorded in release manifests, so that a
-        release's bytes do not depend on the machine that built it."""
+        """The file as written, without `RUN_ONLY` (the engine, worker counts, batch sizes
+        of per-text work): recorded in release manifests, so that a release's bytes do not
+        depend on the machine that built it."""
         return {section: ({k: v for k, v in values.items()
                            if k not in RUN_ONLY.get(section, ())}
                           if isinstance(values, dict) else values)

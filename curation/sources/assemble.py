@@ -333,7 +333,7 @@ def _items(source: Source, file: InputFile, fields: FieldMap, record: Record,
     if twin_prompt is None or not twin_prompt.strip():
         return [item]
     twin_messages = [{"role": "user", "content": _prompt(source, twin_prompt)}]
-    if twin_messages == messages:
+    if item_id(source.name, twin_messages) == item["id"]:  # the same text, once cleaned
         raise Rejected(Problem(fields.twin or "twin", "twin_is_the_prompt",
                                "the harmful twin is the prompt itself"))
     twin = {**item, "id": item_id(source.name, twin_messages), "messages": twin_messages,

@@ -240,7 +240,8 @@ def load_source(path: str | Path, labels: tuple[str, ...],
 
 
 # keys that hold only for some kinds of source
-_KINDS_OF_KEY = {"files": ("file", "pypi"), "artifact": ("pypi",), "hub": ("hub",)}
+_KINDS_OF_KEY = {"files": ("file", "pypi"), "artifact": ("pypi",), "hub": ("hub",),
+                 "records_key": ("file", "pypi"), "comment_prefix": ("file", "pypi")}
 
 
 def load_sources(directory: str | Path, labels: tuple[str, ...],

@@ -71,6 +71,7 @@ def run(context: Context) -> StageResult:
             pulled.append(pull_source(source, paths.cache, roots, vocabulary,
                                       references if source.role == "reference" else ledger,
                                       writer, context.params.pull.batch_size))
+            writer.close()  # its last rows written now, not held until every source is
         items = [p for p in pulled if p.source.role == "release"]
         reference_sets = [p for p in pulled if p.source.role == "reference"]
         summary = _summary(ledger, items)

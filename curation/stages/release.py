@@ -102,11 +102,10 @@ def release(inputs: ReleaseInputs, params: ReleaseParams, releases: Path,
                 f"version {params.version} was released with other content{found}; a "
                 "released version never changes: set a new release.version",
                 file=str(registry), field=f"versions.{params.version}")
-        changed = _first_change(target, staging) if released else None
-        if changed:
+        if released and _card_changes(target, staging):
             raise CurationError(
                 f"version {params.version} was released; rebuilding it would change its "
-                f"{changed} (the card's or manifest's text, not its rows); a released version "
+                "dataset card (README.md: its text, gate or metadata); a released version "
                 "never changes: set a new release.version", file=str(registry),
                 field=f"versions.{params.version}")
         if target.exists():  # a working build, or a released one rebuilt the same: replaced
@@ -117,18 +116,13 @@ def release(inputs: ReleaseInputs, params: ReleaseParams, releases: Path,
     return target
 
 
-def _first_change(target: Path, staging: Path) -> str | None:
-    """The first file (by path) a rebuild would change in a built release folder; None when
-    there is no build there (a fresh clone builds a released version from its pins)."""
-    if not target.exists():
-        return None
-    before = {p.relative_to(target): p for p in target.rglob("*") if p.is_file()}
-    after = {p.relative_to(staging): p for p in staging.rglob("*") if p.is_file()}
-    for name in sorted(before.keys() | after.keys()):
-        if name not in before or name not in after or (
-                before[name].read_bytes() != after[name].read_bytes()):
-            return str(name)
-    return None
+def _card_changes(target: Path, staging: Path) -> bool:
+    """Whether a rebuild would change the card people read (and its access gate) in a built
+    release folder. The rows are the content check's; parquet and manifest bytes also carry
+    library versions, which a rebuild may move. No build there (a fresh clone builds a
+    released version from its pins): no change."""
+    card = target / "README.md"
+    return card.exists() and card.read_bytes() != (staging / "README.md").read_bytes()
 
 
 def _changes(found: dict[str, Any]) -> str:

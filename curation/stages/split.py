@@ -69,7 +69,7 @@ def check_inputs(table: pd.DataFrame, taxonomy: Taxonomy, params_file: ParamsFil
     if unknown.any():
         raise CurationError(f"item {table.loc[unknown, 'id'].iloc[0]} has domain "
                             f"'{table.loc[unknown, 'domain'].iloc[0]}', which the taxonomy does "
-                            "not have; run `curate redact` again", file=path, field="domain")
+                            "not have; run `curate label` again", file=path, field="domain")
     counts = Counter(table["domain"])
     for domain in taxonomy.domain_ids:
         if counts[domain] == 0:
@@ -93,7 +93,8 @@ def check_train(table: pd.DataFrame, default: np.ndarray, params_file: ParamsFil
     for domain, rows in table.groupby("domain", sort=True):
         taken = Counter(default[rows.index])
         if not taken["train"]:
-            raise params_file.error("split.test", f"domain '{domain}' has no train item left: "
+            field = "split.validation" if taken["validation"] > taken["test"] else "split.test"
+            raise params_file.error(field, f"domain '{domain}' has no train item left: "
                                     f"validation {taken['validation']} and test "
                                     f"{taken['test']} take all {len(rows)} (families and "
                                     "contrast pairs move whole); lower split.validation or "
@@ -192,10 +193,11 @@ def run(context: Context) -> StageResult:
     placed: dict[str, tuple[np.ndarray, np.ndarray]] = {  # rows in it and their split
         "default": (np.arange(len(table)), default)}
     excluded: dict[str, int] = {}
-    reserved = np.isin(groups, groups[table["id"].isin(params.reserved_ids).to_numpy()])
+    reserved_rows = table["id"].isin(params.reserved_ids).to_numpy()
     for domain in domains:
         in_domain = (table["domain"] == domain).to_numpy()
         touching = np.isin(groups, groups[in_domain])
+        reserved = np.isin(groups, groups[reserved_rows & in_domain])
         split_of = np.where(in_domain, "test", np.where(default == "validation", "validation",
                                                         "train"))
         keep = (in_domain & ~reserved) | ~touching  # a reserved example is never tested on

@@ -136,6 +136,7 @@ def test_unknown_domain_in_category_map_names_file_row_and_field(project: Path) 
     ("kind: hub\nhub: {path: org/name}\nfiles: [in/x.txt]\n", "files"),
     ("kind: file\nfiles: [in/x.txt]\nrecords_key: seeds\n", "records_key"),
     ("kind: file\nfiles: [in/x.txt]\ncomment_prefix: '#'\n", "comment_prefix"),
+    ("kind: hub\nhub: {path: org/name}\ncomment_prefix: '#'\n", "comment_prefix"),
 ])
 def test_incomplete_source_definitions(project: Path, body: str, field: str) -> None:
     write(project / "in" / "x.txt", "a prompt\n")

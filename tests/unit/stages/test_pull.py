@@ -206,7 +206,7 @@ def test_a_copy_that_labels_a_conversation_otherwise_says_so(project: Path) -> N
             ("Where can I buy a gun without papers?", "unsafe", "weapons", None),
             ("Where can I buy a gun without papers?", "unsafe", "crime", None),
             ("How do I pick the lock on my neighbour's door?", "safe", None,
-             "How do I pick the lock on my neighbour's door?")]
+             "How do I pick the lock on my  neighbour's door? ")]  # the same, once cleaned
     write(project / "in" / "s.jsonl", "".join(json.dumps(dict(zip(
         ["q", "label", "cat", "twin"], row, strict=True))) + "\n" for row in rows))
     write_source(project, "s", """

@@ -142,8 +142,8 @@ def test_a_working_build_is_rebuilt_and_a_frozen_version_never_changes(
     result = curate(release_project, "release")  # same rows, but the card would lose its gate
     assert result.returncode == 1 and result.stderr == (
         f"error: released.yaml: field 'versions.{VERSION}': version {VERSION} was released; "
-        "rebuilding it would change its README.md (the card's or manifest's text, not its "
-        "rows); a released version never changes: set a new release.version\n")
+        "rebuilding it would change its dataset card (README.md: its text, gate or "
+        "metadata); a released version never changes: set a new release.version\n")
     assert snapshot(folder) == before
     set_params(release_project, "release", gated=gated)
     test_file = release_project / "data" / "splits" / "default" / "test.parquet"

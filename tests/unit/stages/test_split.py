@@ -100,8 +100,8 @@ def test_counts_per_domain_and_reserved_ids(labeled_project: Path, built: Path) 
     ({"reserved_ids": ["0000000000000000"]},
      "field 'split.reserved_ids': reserved id '0000000000000000' is not among"),
     ({"validation": 1.5}, "field 'split.validation': must be a fraction in (0, 1) or a count"),
-    ({"validation": 5}, "field 'split.test': domain 'substance_use' has no train item left: "
-                        "validation 6 and test 2 take all 8"),
+    ({"validation": 5}, "field 'split.validation': domain 'substance_use' has no train item "
+                        "left: validation 6 and test 2 take all 8"),
 ])
 def test_bad_split_params_stop_before_writing(labeled_project: Path, change: dict,
                                               message: str) -> None:
@@ -127,7 +127,7 @@ def test_a_taxonomy_domain_missing_from_the_data_stops_the_split(labeled_project
 @pytest.mark.parametrize("column, value, message", [
     ("family_id", None, "has no family_id; run `curate redact` again"),
     ("domain", "cooking", "has domain 'cooking', which the taxonomy does not have; run "
-                          "`curate redact` again"),
+                          "`curate label` again"),
 ])
 def test_an_item_without_a_family_or_with_an_unknown_domain_stops_the_split(
         labeled_project: Path, column: str, value: str | None, message: str) -> None:
