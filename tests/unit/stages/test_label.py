@@ -106,7 +106,7 @@ def test_one_annotators_answer_is_one_vote_however_often_it_is_found(project: Pa
     assert result.returncode == 1 and result.stderr == (
         "error: annotations/demo-copy.parquet, row 2: field 'value': annotator 'ann1' "
         f"answers 'domain' for record {frame.loc[1, 'record_id']} again, otherwise than in "
-        "annotations/demo.parquet, row 1 (keep one snapshot of each dataset)\n")
+        "annotations/demo-copy.parquet, row 1 (keep one snapshot of each dataset)\n")
 
 
 def test_unknown_statuses_are_errors_and_answers_for_no_item_are_warned_of(
