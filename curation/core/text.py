@@ -7,12 +7,14 @@ import unicodedata
 
 # Zero-width space, marks and joiners that carry no meaning in prompts, soft hyphen,
 # invisible math operators, the Mongolian vowel separator and bidi embeddings, overrides
-# and isolates: texts that look the same must clean (and hash) the same. ZWJ and ZWNJ stay:
-# emoji sequences and Persian, Hindi and other scripts need them.
+# and isolates: texts that look the same must clean (and hash) the same. ZWJ and ZWNJ stay
+# between visible characters (emoji sequences and Persian, Hindi and other scripts need
+# them); at either end of the text or beside whitespace they join nothing and go.
 _INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u180e\u200b\u200e\u200f\u2060\u2061\u2062"
                                     "\u2063\u2064\ufeff\u202a\u202b\u202c\u202d\u202e"
                                     "\u2066\u2067\u2068\u2069"))
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_LOOSE_JOINERS = re.compile(r"(?:^|(?<=\s))[\u200c\u200d]+|[\u200c\u200d]+(?=\s|$)")
 _SPACES = re.compile(r"[^\S\n]+")  # any whitespace except newline
 _SPACE_AROUND_NEWLINE = re.compile(r" ?\n ?")
 _BLANK_LINES = re.compile(r"\n{3,}")
@@ -24,15 +26,15 @@ ID_LENGTH = 16
 
 
 def clean_text(text: str) -> str:
-    """NFC, zero-width characters out, control characters to spaces, spaces folded, at most
-    one blank line.
+    """NFC, zero-width characters out (joiners unless they join), control characters to
+    spaces, spaces folded, at most one blank line.
 
     Line breaks survive (responses have paragraphs); every other whitespace run becomes
     one space, so texts that differ only in layout clean to the same string. A control
     character separates what it stood between ("help\\0me" is "help me", not "helpme").
     """
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
-    text = _CONTROL.sub(" ", text.translate(_INVISIBLE))
+    text = _LOOSE_JOINERS.sub("", _CONTROL.sub(" ", text.translate(_INVISIBLE)))
     text = _SPACE_AROUND_NEWLINE.sub("\n", _SPACES.sub(" ", text))
     return _BLANK_LINES.sub("\n\n", text).strip()
 

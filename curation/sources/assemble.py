@@ -30,6 +30,7 @@ from curation.core.items import ROLES, item_id
 from curation.core.judgments import Vocabulary
 from curation.core.progress import bar
 from curation.core.tableio import SpillFile
+from curation.core.text import clean_text, shows_something
 from curation.sources.fields import MISSING, lookup
 from curation.sources.inputs import InputFile
 from curation.sources.readers import Problem, Record
@@ -94,7 +95,13 @@ def _carried(fields: FieldMap, record: Record) -> int:
     if fields.response is None or record.values is None:
         return 0
     text = lookup(record.values, record.header, fields.response)
-    return int(isinstance(text, str) and bool(text.strip()))
+    return int(_visible(text))
+
+
+def _visible(text: Any) -> bool:
+    """Whether a text says something: a response of only blanks or invisible characters
+    is no response, and an earlier turn of them is left out of the conversation."""
+    return isinstance(text, str) and shows_something(clean_text(text))
 
 
 def _provenance(source: Source, file: InputFile, record: Record) -> dict[str, Any]:
@@ -288,8 +295,9 @@ def _read_run(spilled: pq.ParquetFile, group: int, batch_size: int,
 def _items(source: Source, file: InputFile, fields: FieldMap, record: Record,
            values: dict[str, Any], turns: list[tuple[str, str]], vocabulary: Vocabulary,
            base: dict[str, Any]) -> list[dict[str, Any]]:
-    """The item of a conversation (trailing assistant turns are its response), and the
-    harmful twin a benign record may carry."""
+    """The item of a conversation (trailing assistant turns are its response; an earlier
+    turn that is not `_visible` is left out), and the harmful twin a benign record may
+    carry."""
     record_id = values.get("record_id")
     if record_id is not None:
         if isinstance(record_id, bool) or not isinstance(record_id, str | int):
@@ -307,14 +315,16 @@ def _items(source: Source, file: InputFile, fields: FieldMap, record: Record,
                                "turn to answer" if all(r != "user" for r, _ in turns) else
                                f"the conversation ends with a {turns[-1][0]} turn, not a "
                                "user turn or its answer"))
-    messages = [{"role": role, "content": _prompt(source, content) if i == len(turns) - 1
-                 else content} for i, (role, content) in enumerate(turns)]
+    messages = [{"role": role, "content": content} for role, content in turns[:-1]
+                if _visible(content)]
+    messages.append({"role": "user", "content": _prompt(source, turns[-1][1])})
     if not messages[-1]["content"].strip():
         raise Rejected(Problem(fields.prompt, "empty", "prompt is empty"))
     category = _category(source, file, fields, values)
     behavior = _behavior(source, file, fields, values)
-    text = "\n\n".join(answer) if answer else _text(values, fields, "response")
-    responses = [] if not text or not text.strip() else [{
+    text = ("\n\n".join(a for a in answer if _visible(a)) if answer
+            else _text(values, fields, "response"))
+    responses = [] if not _visible(text) else [{
         "text": text, "model": _model(source, fields, values), "source": source.name,
         "source_record_id": base["source_record_id"],
         "judgments": _judgments(source, record, vocabulary)}]

@@ -18,6 +18,13 @@ def test_a_control_character_separates_words() -> None:
     assert clean_text("a\x1b[31mred") == "a [31mred"
 
 
+def test_joiners_stay_only_where_they_join() -> None:
+    assert clean_text("\u200d\u200chelp \u200d me\u200c") == "help me"
+    assert clean_text("\U0001f468\u200d\U0001f469") == "\U0001f468\u200d\U0001f469"
+    assert clean_text("\u0645\u06cc\u200c\u062e\u0648\u0627\u0645") == (
+        "\u0645\u06cc\u200c\u062e\u0648\u0627\u0645")
+
+
 def test_clean_text_composes_unicode() -> None:
     assert clean_text("e\u0301") == "\u00e9"
 

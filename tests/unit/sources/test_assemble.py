@@ -59,6 +59,28 @@ def test_a_list_of_turns_with_source_role_names(project: Path) -> None:
         "the turn has no role"]
 
 
+def test_empty_turns_and_responses_say_nothing(project: Path) -> None:
+    """An earlier turn a reader sees nothing in is left out (the item is the one without
+    it); a response or answer turn of only invisible characters is no response."""
+    user = {"from": "human", "value": "Where can I talk to someone tonight?"}
+    write(project / "in" / "x.jsonl", jsonl(
+        {"conv": [{"from": "human", "value": " \u200b\u0301 "}, {"from": "gpt", "value": ""},
+                  user, {"from": "gpt", "value": "\u200d\ufe0f"}]},
+        {"conv": [user, {"from": "gpt", "value": "You can call or text 988, any hour."}]}))
+    write_source(project, "chat", """
+        kind: file
+        files: [in/x.jsonl]
+        conversation: {turns: conv, role: from, content: value,
+                       roles: {human: user, gpt: assistant}}
+    """)
+    assert curate(project, "pull").returncode == 0
+    items = pulled(project, "chat")
+    assert len(items) == 1  # the second record is the first conversation again
+    assert [m["content"] for m in items.iloc[0]["messages"]] == [user["value"]]
+    assert [r["text"] for r in items.iloc[0]["responses"]] == [
+        "You can call or text 988, any hour."]
+
+
 def test_turn_records_grouped_in_order(project: Path) -> None:
     write(project / "in" / "t.jsonl", jsonl(
         {"c": "a", "n": 2, "r": "user", "t": "And if I took all of them at once?"},
