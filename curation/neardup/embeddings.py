@@ -123,11 +123,16 @@ class Embedder:
         encoded = np.empty((0, cached.shape[1]), dtype=np.float32)
         if new:
             encoded = self._encode([t for _, t in new], progress)
+            if len(known) and encoded.shape[1] != cached.shape[1]:
+                raise CurationError(f"the cache holds vectors of {cached.shape[1]} dimensions, "
+                                    f"the model gives {encoded.shape[1]}; delete the folder "
+                                    "and run again", file=str(self.folder))
             self._save([k for k, _ in new], encoded)
             self.stats["embedded"] += len(new)
         if not texts:
             return np.empty((0, 0), dtype=np.float32)
-        out = np.empty((len(texts), max(cached.shape[1], encoded.shape[1])), dtype=np.float32)
+        out = np.empty((len(texts), encoded.shape[1] if new else cached.shape[1]),
+                       dtype=np.float32)
         found = at >= 0
         if found.any():
             out[found] = cached[at[found]]
@@ -150,7 +155,10 @@ class Embedder:
                     zero_copy_only=False))
                 if len(rows):
                     matrix = vector_matrix(table["vector"])
-                    parts.append(matrix if len(rows) == len(matrix) else matrix[rows])
+                    part = matrix if len(rows) == len(matrix) else matrix[rows]
+                    if not np.isfinite(part).all():
+                        raise ValueError("a vector holds NaN or infinite values")
+                    parts.append(part)
                     hashes.append(column.take(pa.array(rows)).to_numpy(zero_copy_only=False))
             except (OSError, KeyError, ValueError, AttributeError, pa.ArrowException) as exc:
                 raise CurationError(f"unreadable embedding cache ({first_line(exc)}); delete "

@@ -131,6 +131,30 @@ def test_a_damaged_cache_shard_is_a_one_line_error_naming_it(cache: Path) -> Non
     assert error.value.file == str(shard) and "\n" not in str(error.value)
 
 
+def rewrite_shard(shard: Path, vectors: np.ndarray) -> None:
+    hashes = pq.read_table(shard)["text_sha256"]
+    pq.write_table(pa.table({"text_sha256": hashes, "vector": pa.FixedSizeListArray.from_arrays(
+        pa.array(vectors.ravel(), pa.float32()), vectors.shape[1])}), shard)
+
+
+def test_a_cached_vector_of_nan_is_an_error_not_an_embedding(cache: Path) -> None:
+    first = embedder(cache)
+    first.embed([ORIGINAL], progress=False)
+    shard = next(first.folder.glob("*.parquet"))
+    rewrite_shard(shard, np.full((1, 384), np.nan, np.float32))
+    with pytest.raises(CurationError, match="NaN or infinite") as error:
+        embedder(cache).embed([ORIGINAL], progress=False)
+    assert error.value.file == str(shard)
+
+
+def test_cached_vectors_of_another_size_than_the_models_are_an_error(cache: Path) -> None:
+    first = embedder(cache)
+    first.embed([ORIGINAL], progress=False)
+    rewrite_shard(next(first.folder.glob("*.parquet")), np.ones((1, 3), np.float32) / 3**.5)
+    with pytest.raises(CurationError, match="vectors of 3 dimensions, the model gives 384"):
+        embedder(cache).embed([ORIGINAL, REWRITE], progress=False)
+
+
 def test_model_params_that_cannot_load_are_one_line_errors(cache: Path) -> None:
     model = load_params(REPO / "params.yaml").params.families.model
     wrong_member = model.model_copy(update={"pypi": model.pypi.model_copy(
