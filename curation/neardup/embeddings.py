@@ -204,7 +204,8 @@ class Embedder:
             with bar(len(texts) if progress else 0, "embed", " texts") as shown:
                 parts = [vector_matrix(t.column("vector")) for t in engine.map(
                     partial(encode_step, **shape, **setup),
-                    (_text_table([texts[i] for i in rows]) for rows in chunks), shown,
+                    (_text_table([texts[i] for i in rows], counts[rows]) for rows in chunks),
+                    shown,
                     gpus=gpus)]
         except CurationError as exc:
             raise (self.error or unlocated)(exc.field or "families.model", exc.message
@@ -249,8 +250,11 @@ def rows_per_batch(count: int, batch_size: int, batch_tokens: int) -> int:
     return max(1, min(batch_size, batch_tokens // max(count, 1)))
 
 
-def _text_table(texts: list[str]) -> pa.Table:
-    return pa.table({"text": pa.array(texts, pa.string())})
+def _text_table(texts: list[str], tokens: np.ndarray | None = None) -> pa.Table:
+    """A task's texts, with their token counts when they are known (for `encode_step`)."""
+    table = pa.table({"text": pa.array(texts, pa.string())})
+    return table if tokens is None else table.append_column("tokens", pa.array(tokens,
+                                                                               pa.int64()))
 
 
 def count_step(texts: pa.Table, model: ResolvedModel, device: str, num_threads: int
@@ -280,15 +284,16 @@ def model_inputs(encoder: Any, texts: list[str]) -> dict[str, Any]:
 
 def encode_step(texts: pa.Table, model: ResolvedModel, device: str, batch_size: int,
                 batch_tokens: int, num_threads: int) -> pa.Table:
-    """Normalised vectors of a `text` column, as an engine step (the model loads once per
-    process). Texts go in `batches` of one token count, a count's last batch filled up
+    """Normalised vectors of a `text` column whose `tokens` column holds their
+    `count_step` counts, as an engine step (the model loads once per process). Texts go
+    in `batches` of one token count, a count's last batch filled up
     with copies of its last text, so every batch of a count has one shape: in a batch of
     mixed lengths, padding, like the batch's size, moves a vector's last digits."""
     import torch
 
     encoder = _encoder(model, device, num_threads)
     strings = texts.column("text").to_pylist()
-    counts = token_counts(encoder, strings)
+    counts = texts.column("tokens").to_numpy()
     dimension = getattr(encoder, "get_embedding_dimension",  # its name before 6.x:
                         encoder.get_sentence_embedding_dimension)()
     out = np.empty((len(strings), dimension), dtype=np.float32)

@@ -88,7 +88,8 @@ def test_a_located_error_on_a_worker_reaches_the_driver_whole(cluster: object) -
     step = partial(encode_step, model=ResolvedModel("/nonexistent/model", "k"), device="cpu",
                    batch_size=8, batch_tokens=1024, num_threads=1)
     with pytest.raises(CurationError) as raised:
-        list(Engine("ray", cluster.address).map(step, iter([pa.table({"text": ["a", "b"]})])))
+        list(Engine("ray", cluster.address).map(step, iter([pa.table({"text": ["a", "b"],
+                                                                      "tokens": [3, 3]})])))
     assert raised.value.field == "families.model"
     assert raised.value.message.startswith("cannot load /nonexistent/model on cpu")
 

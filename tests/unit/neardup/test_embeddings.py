@@ -186,8 +186,9 @@ def test_past_one_chunk_the_model_runs_in_a_child_process_with_the_same_vectors(
     vectors = first.embed(texts, progress=False)
     embedder(cache).embed([UNRELATED, "one new text"], progress=False)  # one chunk: here
     assert children == [True, True, False, False]  # token counts, then vectors
-    here = encode_step(pa.table({"text": texts}), model=first.model, device="cpu",
-                       batch_size=64, batch_tokens=1024, num_threads=1)
+    counted = count_step(pa.table({"text": texts}), first.model, "cpu", 1)
+    here = encode_step(pa.table({"text": texts, "tokens": counted["tokens"]}), model=first.model,
+                       device="cpu", batch_size=64, batch_tokens=1024, num_threads=1)
     assert vectors.tobytes() == vector_matrix(here["vector"]).tobytes()
     missing = Embedder(ResolvedModel("/nonexistent/model", "k"), cache, device="cpu",
                        error=fail)
