@@ -37,6 +37,7 @@ from curation.sources.readers import Problem, Record
 from curation.sources.spec import FieldMap, Source
 
 _SURROGATE = re.compile("[\\ud800-\\udfff]")
+_TEXT_PARTS = frozenset({"text", "input_text", "output_text"})  # chat and responses APIs
 
 
 CONTRAST_KEY = "contrast_key"  # an item's pairing key until `Contrasts` links it
@@ -141,6 +142,25 @@ def _unicode(text: str, where: str) -> None:
                                "Unicode)"))
 
 
+def _turn_text(content: Any, where: str, not_text: str) -> str:
+    """A turn's text: a string, or the chat-API form, a list of parts such as
+    `{"type": "text", "text": ...}` (`input_text`, `output_text`), whose texts are joined by line breaks. A part of
+    another type (an image, audio) carries what the text alone does not say: the turn is
+    quarantined rather than read without it."""
+    if isinstance(content, list) and content and all(isinstance(p, dict) for p in content):
+        kinds = [p.get("type", "text") for p in content]
+        other = next((k for k in kinds if k not in _TEXT_PARTS), None)
+        if other is not None:
+            raise Rejected(Problem(where, "not_text", f"a turn holds a part of type "
+                                   f"'{str(other)[:40]}', not only text"))
+        if all(isinstance(p.get("text"), str) for p in content):
+            content = "\n".join(p["text"] for p in content)
+    if not isinstance(content, str):
+        raise Rejected(Problem(where, "not_text", not_text))
+    _unicode(content, where)
+    return content
+
+
 def _role(source: Source, raw: Any, where: str) -> str:
     conversation = source.conversation
     assert conversation is not None
@@ -164,11 +184,8 @@ def _turn_list(source: Source, record: Record, path: str) -> list[tuple[str, str
         where = f"{path}[{i}]"
         if not isinstance(turn, dict):
             raise Rejected(Problem(where, "not_a_turn", "a turn is not an object"))
-        content = lookup(turn, None, conversation.content)
-        if not isinstance(content, str):
-            raise Rejected(Problem(f"{where}.{conversation.content}", "not_text",
-                                   "a turn's content is not text"))
-        _unicode(content, f"{where}.{conversation.content}")
+        content = _turn_text(lookup(turn, None, conversation.content),
+                             f"{where}.{conversation.content}", "a turn's content is not text")
         found.append((_role(source, lookup(turn, None, conversation.role),
                             f"{where}.{conversation.role}"), content))
     return found
@@ -210,11 +227,8 @@ def _grouped(source: Source, file: InputFile, fields: FieldMap, records: Iterato
             turns = []
             for record in ordered:
                 values = record.values or {}
-                content = lookup(values, record.header, conversation.content)
-                if not isinstance(content, str):
-                    raise Rejected(Problem(conversation.content, "not_text",
-                                           f"turn {record.row} has no text"))
-                _unicode(content, conversation.content)
+                content = _turn_text(lookup(values, record.header, conversation.content),
+                                     conversation.content, f"turn {record.row} has no text")
                 turns.append((_role(source, lookup(values, record.header, conversation.role),
                                     conversation.role), content))
             values = _values(fields, last, found)

@@ -81,6 +81,35 @@ def test_empty_turns_and_responses_say_nothing(project: Path) -> None:
         "You can call or text 988, any hour."]
 
 
+def test_turn_content_as_chat_api_parts(project: Path) -> None:
+    """OpenAI-style content: text parts joined; a turn with an image part is quarantined
+    rather than read without the image."""
+    def parts(*texts: str) -> list[dict[str, str]]:
+        return [{"type": "text", "text": t} for t in texts]
+
+    write(project / "in" / "x.jsonl", jsonl(
+        {"messages": [{"role": "user", "content": parts("I can't cope anymore.",
+                                                        "What should I do tonight?")},
+                      {"role": "assistant", "content": [{"type": "output_text",
+                                                         "text": "Please call 988."}]}]},
+        {"messages": [{"role": "user", "content": [
+            *parts("What is in this picture?"), {"type": "image_url", "image_url": "x"}]}]},
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": None}]}]}))
+    write_source(project, "chat", """
+        kind: file
+        files: [in/x.jsonl]
+        conversation: {turns: messages, role: role, content: content}
+    """)
+    assert curate(project, "pull").returncode == 0
+    item = pulled(project, "chat").iloc[0]
+    assert item["prompt"] == "I can't cope anymore.\nWhat should I do tonight?"
+    assert [r["text"] for r in item["responses"]] == ["Please call 988."]
+    gone = pd.read_parquet(project / "data" / "dropped" / "pull.parquet")
+    assert sorted(gone["detail"]) == ["a turn holds a part of type 'image_url', not only text",
+                                      "a turn's content is not text"]
+    assert set(gone["field"]) == {"messages[0].content"}
+
+
 def test_turn_records_grouped_in_order(project: Path) -> None:
     write(project / "in" / "t.jsonl", jsonl(
         {"c": "a", "n": 2, "r": "user", "t": "And if I took all of them at once?"},
