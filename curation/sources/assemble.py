@@ -18,6 +18,7 @@ import pickle
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,9 @@ def assemble(source: Source, file: InputFile, fields: FieldMap, records: Iterato
         try:
             values = _values(fields, record, found)
             if conversation is not None:
-                turns = _turn_list(source, record, conversation.turns or "")
+                turns = (_turn_list(source, record, conversation.turns)
+                         if conversation.turns is not None else
+                         _transcript_turns(source, record, conversation.transcript or ""))
             else:
                 turns = [("user", _text(values, fields, "prompt", required=True))]
             items = _items(source, file, fields, record, values, turns, vocabulary, base)
@@ -144,9 +147,9 @@ def _unicode(text: str, where: str) -> None:
 
 def _turn_text(content: Any, where: str, not_text: str) -> str:
     """A turn's text: a string, or the chat-API form, a list of parts such as
-    `{"type": "text", "text": ...}` (`input_text`, `output_text`), whose texts are joined by line breaks. A part of
-    another type (an image, audio) carries what the text alone does not say: the turn is
-    quarantined rather than read without it."""
+    `{"type": "text", "text": ...}` (`input_text`, `output_text`), whose texts are joined
+    by line breaks. A part of another type (an image, audio) carries what the text alone
+    does not say: the turn is quarantined rather than read without it."""
     if isinstance(content, list) and content and all(isinstance(p, dict) for p in content):
         kinds = [p.get("type", "text") for p in content]
         other = next((k for k in kinds if k not in _TEXT_PARTS), None)
@@ -189,6 +192,31 @@ def _turn_list(source: Source, record: Record, path: str) -> list[tuple[str, str
         found.append((_role(source, lookup(turn, None, conversation.role),
                             f"{where}.{conversation.role}"), content))
     return found
+
+
+def _transcript_turns(source: Source, record: Record, path: str) -> list[tuple[str, str]]:
+    """The turns of a transcript text: each begins on a line of its own with a speaker's
+    name and a colon (`Human: ...`, as in Anthropic's HH-RLHF and red-team data); the
+    speakers are the keys of `conversation.roles`, or system, user and assistant."""
+    conversation = source.conversation
+    assert conversation is not None
+    text = lookup(record.values or {}, record.header, path)
+    if not isinstance(text, str):
+        raise Rejected(Problem(path, "not_a_conversation", "no transcript text"))
+    _unicode(text, path)
+    speakers = tuple(conversation.roles) or ROLES
+    parts = _speaker_pattern(speakers).split(text)
+    if parts[0].strip() or len(parts) == 1:
+        raise Rejected(Problem(path, "not_a_conversation", "the transcript does not begin "
+                               f"with a speaker ({', '.join(s + ':' for s in speakers)})"))
+    return [(_role(source, name, path), body.strip())
+            for name, body in zip(parts[1::2], parts[2::2], strict=True)]
+
+
+@cache
+def _speaker_pattern(speakers: tuple[str, ...]) -> re.Pattern[str]:
+    names = "|".join(map(re.escape, sorted(speakers, key=len, reverse=True)))
+    return re.compile(rf"^[ \t]*({names})[ \t]*:[ \t]*", re.MULTILINE)
 
 
 def _grouped(source: Source, file: InputFile, fields: FieldMap, records: Iterator[Record],

@@ -77,21 +77,31 @@ class Constants(ConfigModel):
 
 
 class Conversation(ConfigModel):
-    """Where a source's conversations are: a list of turns in each record (`turns`), or
-    records that are turns, grouped into conversations by `group_by` in `order`."""
+    """Where a source's conversations are: a list of turns in each record (`turns`),
+    records that are turns, grouped into conversations by `group_by` in `order`, or a
+    transcript text whose turns begin with a speaker's name (`\n\nHuman: ...`)."""
 
-    turns: Text | None = None     # field path of a record's list of turns
-    group_by: Text | None = None  # field path: records sharing it form one conversation
-    order: Text | None = None     # field path: a turn's position in its conversation
-    role: Text = "role"           # a turn's (or record's) role field
-    content: Text = "content"     # a turn's (or record's) text field
-    roles: dict[str, Role] = {}   # source role names -> system, user or assistant
+    turns: Text | None = None       # field path of a record's list of turns
+    group_by: Text | None = None    # field path: records sharing it form one conversation
+    order: Text | None = None       # field path: a turn's position in its conversation
+    transcript: Text | None = None  # field path of a record's transcript text
+    role: Text = "role"             # a turn's (or record's) role field
+    content: Text = "content"       # a turn's (or record's) text field
+    roles: dict[str, Role] = {}     # source role (or speaker) names -> system, user, assistant
 
     @model_validator(mode="after")
     def _one_layout(self) -> Conversation:
-        if (self.turns is None) == (self.group_by is None):
-            raise ValueError("set exactly one of 'turns' (a list in each record) or "
-                             "'group_by' (records that are turns)")
+        if sum(layout is not None for layout in (self.turns, self.group_by,
+                                                  self.transcript)) != 1:
+            raise ValueError("set exactly one of 'turns' (a list in each record), 'group_by' "
+                             "(records that are turns) or 'transcript' (a text of turns)")
+        unread = set() if self.group_by is not None else {"order"}
+        if self.transcript is not None:
+            unread |= {"role", "content"}
+        given = sorted(unread & self.model_fields_set)
+        if given:
+            raise ValueError(f"'{given[0]}' is not read with "
+                             f"'{'transcript' if self.transcript else 'turns'}'")
         return self
 
 
