@@ -82,7 +82,8 @@ def _located(doc: YamlFile, model: type[ConfigModel], data: Any, prefix: str,
             value, dict | list) or kind.endswith("_type") else ""
         message = f"{error['msg'].removeprefix('Value error, ')}{shown}"
         if kind == "string_type" and isinstance(value, int | float):
-            message += "; quote it, or YAML reads it as a number"
+            read_as = "true or false" if isinstance(value, bool) else "a number"
+            message += f"; quote it, or YAML reads it as {read_as}"
     return doc.error(field or prefix, message)
 
 

@@ -403,12 +403,17 @@ def _prompt(source: Source, text: str) -> str:
 
 def _category(source: Source, file: InputFile, fields: FieldMap,
               values: dict[str, Any]) -> str | None:
+    """The record's category: a text, the main one of a list, or of flags by name (the
+    names flagged true); else the file's, the source's or none."""
     category = values.get("category")
+    if isinstance(category, dict) and category and all(
+            isinstance(flag, bool) for flag in category.values()):  # BeaverTails' flags
+        category = [name for name, flag in category.items() if flag]
     if category is not None and not (isinstance(category, str) or (
             isinstance(category, list) and all(isinstance(c, str) for c in category))):
         raise Rejected(Problem(fields.category or "category", "bad_category",
-                               f"category is {type(category).__name__}, not text or a list "
-                               "of text"))
+                               f"category is {type(category).__name__}, not text, a list of "
+                               "text or flags by name"))
     if isinstance(category, list):  # e.g. Do-Not-Answer's intent codes
         category = source.main_category(category)
     if source.category_from_file:
@@ -423,6 +428,8 @@ def _behavior(source: Source, file: InputFile, fields: FieldMap, values: dict[st
     if value is None:
         return file.expected_behavior or source.constants.expected_behavior
     mapped = source.expected_behavior_map.get(str(value))
+    if mapped is None and isinstance(value, bool):  # JSON's spelling, as the map is quoted
+        mapped = source.expected_behavior_map.get(str(value).lower())
     if mapped is None:
         raise Rejected(Problem(fields.expected_behavior or "expected_behavior",
                                "unknown_expected_behavior", f"{value!r} is not in "

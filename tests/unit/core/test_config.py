@@ -115,6 +115,10 @@ SOURCE_CASES = {
                            r"unknown key; did you mean 'prompt'\?"),
     "wrong type": (SOURCE + "fields:\n  prompt: 5\n", "prompt: 5", "fields.prompt",
                    r"Input should be a valid string \(got int 5\); quote it, or YAML reads it as a number"),
+    "true for a string": (SOURCE + "expected_behavior_map: {true: comply}\n",
+                          "expected_behavior_map", "expected_behavior_map[1]",
+                          r"Input should be a valid string \(got bool True\); quote it, or "
+                          "YAML reads it as true or false"),
     "string for a list": ("kind: file\nfiles: in/x.txt\n", "files:", "files",
                           r"Input should be a valid list \(got str 'in/x.txt'\)"),
     "duplicate key": (SOURCE + "license: MIT\n", "license: MIT", "license",
