@@ -76,6 +76,7 @@ def assemble(source: Source, file: InputFile, fields: FieldMap, records: Iterato
         if record.problem is not None:
             yield Assembled([record], base, record.problem)
             continue
+        turns = None
         try:
             values = _values(fields, record, found)
             if conversation is not None:
@@ -86,16 +87,22 @@ def assemble(source: Source, file: InputFile, fields: FieldMap, records: Iterato
                 turns = [("user", _text(values, fields, "prompt", required=True))]
             items = _items(source, file, fields, record, values, turns, vocabulary, base)
         except Rejected as rejected:
-            yield Assembled([record], base, rejected.problem, _carried(fields, record))
+            yield Assembled([record], base, rejected.problem,
+                            _carried(fields, record, turns))
             continue
         yield Assembled([record], items[0])
         for twin in items[1:]:  # made from the same record: one more row, no more records
             yield Assembled([], twin)
 
 
-def _carried(fields: FieldMap, record: Record) -> int:
-    """The responses a rejected record holds (a text in its response field), so that the
-    ledger counts them in and quarantined with it."""
+def _carried(fields: FieldMap, record: Record, turns: list[tuple[str, str]] | None) -> int:
+    """The response a rejected record (or conversation) holds, so that the ledger counts it
+    in and quarantined with it: as `_items` would take it, its closing assistant turns when
+    its `turns` were read, else a text in its response field."""
+    answer = [text for _, text in itertools.takewhile(lambda turn: turn[0] == "assistant",
+                                                     reversed(turns or []))]
+    if answer:
+        return int(any(map(_visible, answer)))
     if fields.response is None or record.values is None:
         return 0
     text = lookup(record.values, record.header, fields.response)
@@ -251,18 +258,20 @@ def _grouped(source: Source, file: InputFile, fields: FieldMap, records: Iterato
         ordered = [record for _, record in members]
         last = ordered[-1]
         base = {"id": None, "source": source.name, "source_record_id": f"{file.name}:{key}"}
+        said: list[tuple[str, str]] | None = None  # the turns, once all are read
         try:
-            turns = []
+            read = []
             for record in ordered:
                 values = record.values or {}
                 content = _turn_text(lookup(values, record.header, conversation.content),
                                      conversation.content, f"turn {record.row} has no text")
-                turns.append((_role(source, lookup(values, record.header, conversation.role),
-                                    conversation.role), content))
+                read.append((_role(source, lookup(values, record.header, conversation.role),
+                                   conversation.role), content))
+            said = read
             values = _values(fields, last, found)
-            items = _items(source, file, fields, last, values, turns, vocabulary, base)
+            items = _items(source, file, fields, last, values, said, vocabulary, base)
         except Rejected as rejected:
-            yield Assembled(ordered, base, rejected.problem)
+            yield Assembled(ordered, base, rejected.problem, _carried(fields, last, said))
             continue
         yield Assembled(ordered, items[0])
         for twin in items[1:]:

@@ -394,3 +394,37 @@ def test_the_responses_of_rejected_records_are_counted_in_and_quarantined(
     report = json.loads((project / "reports" / "ledger" / "pull.json").read_text())
     assert report["responses"] == {"in": 6, "kept": 1, "moved": 0,
                                    "dropped": {"item_quarantined": 5}}
+
+
+def test_the_answer_of_a_rejected_conversation_is_counted_in_and_quarantined(
+        project: Path) -> None:
+    """A conversation whose turns were read and then rejected (no user turn to answer, an
+    empty prompt) takes its answer to the ledger; one rejected before (a turn that is not
+    text) has none to count."""
+    def turn(role: str, text: object) -> dict[str, object]:
+        return {"role": role, "content": text}
+
+    records = [[turn("user", "I want to stop existing"), turn("assistant", "Please call 988.")],
+               [turn("assistant", "Hello!"), turn("assistant", "How can I help?")],
+               [turn("user", " "), turn("assistant", "Could you say more?")],
+               [turn("user", "Hi"), turn("assistant", 7)],
+               [turn("system", "Be kind."), turn("assistant", "\u200b")]]
+    write(project / "in" / "c.jsonl", "".join(json.dumps({"turns": r}) + "\n" for r in records))
+    write_source(project, "c", """
+        kind: file
+        files: [in/c.jsonl]
+        conversation: {turns: turns}
+    """)
+    rows = [{"c": c, "n": n, "role": role, "content": text} for c, n, role, text in [
+        ("x", 0, "user", "  "), ("x", 1, "assistant", "What is on your mind?"),
+        ("y", 0, "user", "Hi"), ("y", 1, "assistant", None)]]
+    write(project / "in" / "g.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    write_source(project, "g", """
+        kind: file
+        files: [in/g.jsonl]
+        conversation: {group_by: c, order: n}
+    """)
+    assert curate(project, "pull").returncode == 0
+    report = json.loads((project / "reports" / "ledger" / "pull.json").read_text())
+    assert report["responses"] == {"in": 4, "kept": 1, "moved": 0,
+                                   "dropped": {"item_quarantined": 3}}
