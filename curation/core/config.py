@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import reprlib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -75,10 +76,11 @@ def _located(doc: YamlFile, model: type[ConfigModel], data: Any, prefix: str,
     elif error.get("input", "") is None:
         message = "has no value (a key with nothing after it is null in YAML)"
     elif kind == "literal_error":
-        message = f"unknown value {error.get('input')!r} (expected {error['ctx']['expected']})"
+        message = (f"unknown value {_SHOWN.repr(error.get('input'))} (expected "
+                   f"{error['ctx']['expected']})")
     else:
         value = error.get("input")
-        shown = f" (got {type(value).__name__} {value!r})" if not isinstance(
+        shown = f" (got {type(value).__name__} {_SHOWN.repr(value)})" if not isinstance(
             value, dict | list) or kind.endswith("_type") else ""
         message = f"{error['msg'].removeprefix('Value error, ')}{shown}"
         if kind == "string_type" and isinstance(value, int | float):
@@ -126,10 +128,12 @@ def _known_keys(model: type[BaseModel], path: list[str | int]) -> list[str]:
 
 
 def _model_of(annotation: Any) -> Any:
-    for arg in (annotation, *getattr(annotation, "__args__", ())):
-        if isinstance(arg, type) and issubclass(arg, BaseModel):
-            return arg
-        inner = _model_of(arg) if getattr(arg, "__args__", None) else None
+    """The model an annotation holds: itself, or one inside `X | None`, `list[X]` and the
+    like."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        inner = _model_of(arg)
         if inner is not None:
             return inner
     return None
@@ -138,6 +142,10 @@ def _model_of(annotation: Any) -> Any:
 Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
 PositiveInt = Annotated[int, Field(ge=1)]
 PositiveFloat = Annotated[float, Field(gt=0.0)]
+# A wrong value as an error shows it: its start (an aliased YAML structure may hold
+# millions of values, and a long text needs no more than its start to be recognised).
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlevel = 80, 80, 3
 _SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?$")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(-[a-z]{2,4})?$")
 

@@ -10,6 +10,20 @@ import yaml
 
 from curation.core.errors import CurationError
 
+MAX_VALUES = 100_000  # a config file is a page or two; aliases of aliases can hold billions
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many values a node holds once its aliases are expanded (each node counted once
+    per place it appears), computed once per node."""
+    if id(node) not in sizes:
+        sizes[id(node)] = 1  # a node inside itself is counted once, not forever
+        children = (node.value if isinstance(node, yaml.SequenceNode) else
+                    [v for pair in node.value for v in pair]
+                    if isinstance(node, yaml.MappingNode) else [])
+        sizes[id(node)] = 1 + sum(_expanded_size(child, sizes) for child in children)
+    return sizes[id(node)]
+
 
 class YamlFile:
     """A parsed YAML document plus the line (1-based) where each dotted key path starts."""
@@ -32,6 +46,9 @@ class YamlFile:
         except (ValueError, RecursionError) as exc:  # a 5,000-digit number, 3,000 nested [
             raise CurationError(f"unreadable YAML: {exc or 'nested too deeply'}",
                                 file=self.path) from None
+        if node is not None and _expanded_size(node, {}) > MAX_VALUES:
+            raise CurationError(f"its aliases expand to more than {MAX_VALUES:,} values; "
+                                "write the values out", file=self.path)
         self.lines: dict[str, int] = {}
         self._seen: set[int] = set()
         if node is not None:

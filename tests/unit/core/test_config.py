@@ -119,6 +119,13 @@ SOURCE_CASES = {
                           "expected_behavior_map", "expected_behavior_map[1]",
                           r"Input should be a valid string \(got bool True\); quote it, or "
                           "YAML reads it as true or false"),
+    "unknown key in an optional block": (
+        SOURCE + "conversation: {turns: t, nope: 1}\n", "conversation", "conversation.nope",
+        r"unknown key \(expected one of: turns, group_by, order, transcript, role, content, "
+        r"roles\)"),
+    "unknown key in a file entry": (
+        "kind: file\nfiles: [{path: in/x.txt, nope: 1}]\n", "files", "files[0].nope",
+        r"unknown key \(expected one of: path, category, expected_behavior\)"),
     "string for a list": ("kind: file\nfiles: in/x.txt\n", "files:", "files",
                           r"Input should be a valid list \(got str 'in/x.txt'\)"),
     "duplicate key": (SOURCE + "license: MIT\n", "license: MIT", "license",
@@ -140,6 +147,19 @@ def test_source_mistakes_are_one_located_line(project: Path, case: str) -> None:
     path = write_source(project, "s", body)
     where = f"sources/s.yaml, line {line_of(path.read_text(), needle)}: "
     fails_with(project, re.escape(where + f"field '{field}': ") + message)
+
+
+def test_aliases_that_expand_past_a_config_files_size_are_refused(project: Path) -> None:
+    """Nine aliases of nine aliases, eight deep ("billion laughs"): refused before they
+    are expanded, in a second; a few aliases are fine."""
+    levels = ["  - &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"] + [
+        f"  - &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 8)]
+    write(project / "in" / "x.txt", "a prompt that is long enough\n")
+    write_source(project, "s", SOURCE + "description:\n" + "\n".join(levels) + "\n")
+    fails_with(project, re.escape("sources/s.yaml: its aliases expand to more than 100,000 "
+                                  "values; write the values out"))
+    write_source(project, "s", SOURCE + "homepage: &h https://example.org\ndescription: *h\n")
+    assert curate(project, "pull").returncode == 0
 
 
 def test_a_release_records_the_params_that_make_its_bytes_not_those_that_run_it() -> None:
