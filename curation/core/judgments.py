@@ -33,11 +33,11 @@ class Judgment(ConfigModel):
             if self.type == "bool":
                 if text in _TRUE | _FALSE:
                     return text in _TRUE
-                raise ValueError(f"'{value}' is not a yes/no value")
+                raise ValueError(f"{value!r} is not a yes/no value")
             try:
                 value = float(text)
             except ValueError:
-                raise ValueError(f"'{value}' is not a number") from None
+                raise ValueError(f"{value!r} is not a number") from None
         if self.type == "bool":
             if isinstance(value, bool) or value in (0, 1):
                 return bool(value)

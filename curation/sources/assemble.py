@@ -125,6 +125,10 @@ def _values(fields: FieldMap, record: Record, found: dict[str, int]) -> dict[str
         value = lookup(record.values or {}, record.header, path)
         if value is not MISSING:
             found[column] = found.get(column, 0) + 1
+            for text in [value] if isinstance(value, str) else (
+                    value if isinstance(value, list | dict) else ()):
+                if isinstance(text, str):  # a text, an item of a list, a flag's name
+                    _unicode(text, path)
             values[column] = value
     return values
 
@@ -243,6 +247,10 @@ def _grouped(source: Source, file: InputFile, fields: FieldMap, records: Iterato
         elif key is MISSING or key is None or isinstance(key, dict | list):
             yield Assembled([record], _provenance(source, file, record), Problem(
                 conversation.group_by, "no_conversation", "record names no conversation"))
+        elif isinstance(key, str) and _SURROGATE.search(key):
+            yield Assembled([record], _provenance(source, file, record), Problem(
+                conversation.group_by, "utf8", "conversation key holds an unpaired surrogate "
+                "(not valid Unicode)"))
         elif (order is MISSING or isinstance(order, bool) or not isinstance(order, int | float)
               or not math.isfinite(order)):
             yield Assembled([record], _provenance(source, file, record), Problem(

@@ -28,6 +28,8 @@ from curation.sources.pypi import pypi_artifact
 from curation.sources.readers import Record, read_records
 from curation.sources.spec import FileEntry, Source
 
+_SURROGATE = re.compile("[\\udc80-\\udcff]")  # how Python keeps the bytes of a name not in UTF-8
+
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -92,6 +94,9 @@ def _local_files(source: Source, roots: list[Path]) -> Iterator[InputFile]:
         files, regular = [], 0
         for match in matches:
             path = Path(match)
+            if _SURROGATE.search(match):  # the bytes of a name that is not UTF-8
+                shown = os.fsencode(match).decode("utf-8", "backslashreplace")
+                raise source.error(field, f"the name of {shown} is not UTF-8; rename the file")
             try:
                 if not _inside(path, roots):
                     raise source.error(field, f"'{entry.path}' reaches {path}, outside the "

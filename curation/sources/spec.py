@@ -8,7 +8,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import AfterValidator, Field, PrivateAttr, field_validator, model_validator
 
 from curation.core.config import ConfigModel, validate
 from curation.core.errors import CurationError
@@ -23,6 +23,15 @@ EXTENSION_FORMATS: dict[str, Format] = {
 # The PsychoSafe corpus (a JSON array) names its fields this way.
 PSYCHOSAFE_FIELDS = {"prompt": "prompt", "response": "answer", "category": "risk cluster"}
 Text = Annotated[str, Field(min_length=1)]
+
+
+def _no_nul(path: str) -> str:
+    if "\x00" in path:
+        raise ValueError("a path cannot hold a NUL character")
+    return path
+
+
+FilePath = Annotated[str, Field(min_length=1), AfterValidator(_no_nul)]
 
 
 class FieldMap(ConfigModel):
@@ -63,7 +72,7 @@ Role = Literal["system", "user", "assistant"]
 class FileEntry(ConfigModel):
     """A file (or glob) of a source, with values that hold for every record in it."""
 
-    path: Text
+    path: FilePath
     category: Text | None = None  # e.g. a file per harm category
     expected_behavior: Behavior | None = None
 
@@ -131,7 +140,7 @@ class Source(ConfigModel):
     citation: Text
     description: str = ""
     homepage: str = ""
-    files: list[Text | FileEntry] = []
+    files: list[FilePath | FileEntry] = []
     constants: Constants = Constants()
     conversation: Conversation | None = None
     judgments: dict[str, Text | list[Text]] = {}  # judgment name -> field path(s); the mean

@@ -227,6 +227,48 @@ def test_invisible_and_invalid_text_is_quarantined(project: Path) -> None:
     assert dropped["reason"].tolist() == ["empty", "utf8"]
 
 
+def test_an_unpaired_surrogate_in_any_field_quarantines_its_record(project: Path) -> None:
+    """Every text that reaches a table is checked, not only the prompt: a category, model,
+    family or contrast key, a conversation key, a judgment's text (shown escaped)."""
+    bad = "x\ud800"
+    rows = [{"prompt": f"A fine prompt number {i}", "response": "A reply.", field: bad}
+            for i, field in enumerate(["cat", "model", "fam", "pair", "refused"])]
+    write(project / "in" / "x.jsonl", jsonl(GOOD, *rows, {"prompt": "A list category",
+                                                          "cat": ["ok", bad]}))
+    write_source(project, "s", """kind: file
+files: [in/x.jsonl]
+fields: {response: response, category: cat, model: model, family: fam, contrast: pair}
+judgments: {is_refusal: refused}
+""")
+    write(project / "in" / "t.jsonl", jsonl({"c": bad, "role": "user", "content": "Hello there"},
+                                            {"c": "b", "role": "user", "content": "Hi there"}))
+    write_source(project, "t", "kind: file\nfiles: [in/t.jsonl]\n"
+                 "conversation: {group_by: c}\n")
+    result = curate(project, "pull")
+    assert result.returncode == 0, result.stderr
+    dropped = pd.read_parquet(project / "data" / "dropped" / "pull.parquet")
+    assert dropped[["source_record_id", "reason", "field"]].values.tolist() == [
+        ["in/x.jsonl:2", "utf8", "cat"], ["in/x.jsonl:3", "utf8", "model"],
+        ["in/x.jsonl:4", "utf8", "fam"], ["in/x.jsonl:5", "utf8", "pair"],
+        ["in/x.jsonl:6", "bad_judgment", "refused"], ["in/x.jsonl:7", "utf8", "cat"],
+        ["in/t.jsonl:1", "utf8", "c"]]
+    assert dropped["detail"][4] == "is_refusal: 'x\\ud800' is not a yes/no value"
+
+
+def test_a_file_name_that_is_not_utf8_or_a_path_with_nul_is_one_line(project: Path) -> None:
+    (project / "in").mkdir()
+    (project / "in" / os.fsdecode(b"bad\xffname.jsonl")).write_bytes(jsonl(GOOD))
+    write_source(project, "s", "kind: file\nfiles: ['in/*']\n")
+    result = curate(project, "pull")
+    assert result.returncode == 1 and result.stderr == (
+        "error: sources/s.yaml, line 5: field 'files[0]': the name of in/bad\\xffname.jsonl "
+        "is not UTF-8; rename the file\n")
+    write_source(project, "s", 'kind: file\nfiles: ["in/x.jsonl\\x00"]\n')
+    result = curate(project, "pull")
+    assert result.returncode == 1 and result.stderr.startswith(
+        "error: sources/s.yaml, line 5: field 'files[0]': a path cannot hold a NUL character")
+
+
 def test_category_map_keys_that_differ_only_in_case_are_refused(project: Path) -> None:
     write(project / "in" / "x.jsonl", jsonl(GOOD))
     write_source(project, "s", "kind: file\nfiles: [in/x.jsonl]\n"
