@@ -163,10 +163,11 @@ def _turn_text(content: Any, where: str, not_text: str) -> str:
     does not say: the turn is quarantined rather than read without it."""
     if isinstance(content, list) and content and all(isinstance(p, dict) for p in content):
         kinds = [p.get("type", "text") for p in content]
-        other = next((k for k in kinds if k not in _TEXT_PARTS), None)
+        other = next((k for k in kinds if not (isinstance(k, str) and k in _TEXT_PARTS)),
+                     None)
         if other is not None:
             raise Rejected(Problem(where, "not_text", f"a turn holds a part of type "
-                                   f"'{str(other)[:40]}', not only text"))
+                                   f"{repr(other)[:40]}, not only text"))
         if all(isinstance(p.get("text"), str) for p in content):
             content = "\n".join(p["text"] for p in content)
     if not isinstance(content, str):

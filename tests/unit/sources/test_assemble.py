@@ -94,7 +94,8 @@ def test_turn_content_as_chat_api_parts(project: Path) -> None:
                                                          "text": "Please call 988."}]}]},
         {"messages": [{"role": "user", "content": [
             *parts("What is in this picture?"), {"type": "image_url", "image_url": "x"}]}]},
-        {"messages": [{"role": "user", "content": [{"type": "text", "text": None}]}]}))
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": None}]}]},
+        {"messages": [{"role": "user", "content": [{"type": ["text"], "text": "Hi"}]}]}))
     write_source(project, "chat", """
         kind: file
         files: [in/x.jsonl]
@@ -106,6 +107,7 @@ def test_turn_content_as_chat_api_parts(project: Path) -> None:
     assert [r["text"] for r in item["responses"]] == ["Please call 988."]
     gone = pd.read_parquet(project / "data" / "dropped" / "pull.parquet")
     assert sorted(gone["detail"]) == ["a turn holds a part of type 'image_url', not only text",
+                                      "a turn holds a part of type ['text'], not only text",
                                       "a turn's content is not text"]
     assert set(gone["field"]) == {"messages[0].content"}
 
