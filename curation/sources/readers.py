@@ -76,10 +76,10 @@ def _refuse_utf16(stream: BinaryIO, name: str, fmt: str) -> None:
                             file=name)
 
 
-def _json(text: str) -> Any:
+def _json(text: str, **options: Any) -> Any:
     """json.loads, with every way it can fail as a ValueError (too deep, too long a number)."""
     try:
-        return json.loads(text)
+        return json.loads(text, **options)
     except RecursionError:
         raise ValueError("nested too deeply") from None
 
@@ -243,20 +243,55 @@ def _listed(data: Any, name: str, records_key: str | None
     return data, header
 
 
-def _records(items: list[Any], header: dict[str, Any] | None, kind: str) -> Iterator[Record]:
+def _records(items: list[Any], header: dict[str, Any] | None, kind: str,
+             too_long: bool = False) -> Iterator[Record]:
+    """The items as records; with `too_long`, an item holding a `_TooLong` number is
+    quarantined."""
     for number, value in enumerate(items, start=1):
         raw = _raw(value)
-        if isinstance(value, dict):
+        if too_long and _holds(value, _TooLong):
+            yield Record(number, None, raw, Problem("item", "json", "unreadable JSON: a number "
+                                                    "too long to read"))
+        elif isinstance(value, dict):
             yield Record(number, value, raw, header=header)
         else:
             yield Record(number, None, raw, Problem("item", "not_an_object",
                                                     f"{kind} item is not an object"))
 
 
+class _TooLong(str):
+    """A JSON number past Python's digit limit for reading one (4,300), kept as its start
+    so that the record holding it is quarantined rather than the whole file stopped."""
+
+
+def _holds(value: Any, kind: type) -> bool:
+    """Whether a value, or anything nested in it, is of `kind` (without recursion: a
+    record may be nested deeper than Python's stack)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, kind):
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def _json_array(stream: BinaryIO, name: str, records_key: str | None) -> Iterator[Record]:
+    too_long: list[str] = []
+
+    def number(text: str) -> int | str:
+        try:
+            return int(text)
+        except ValueError:
+            too_long.append(text)
+            return _TooLong(text[:20] + "...")
+
     def load(text: str) -> Any:
         try:
-            return _json(text)
+            return _json(text, parse_int=number)
         except json.JSONDecodeError as exc:
             raise CurationError(f"malformed JSON at line {exc.lineno}, column {exc.colno}: "
                                 f"{exc.msg}", file=name) from None
@@ -264,7 +299,7 @@ def _json_array(stream: BinaryIO, name: str, records_key: str | None) -> Iterato
             raise CurationError(f"unreadable JSON: {exc}", file=name) from None
 
     items, header = _listed(_document(stream, name, load), name, records_key)
-    return _records(items, header, "array")
+    return _records(items, header, "array", bool(too_long))
 
 
 class _DataLoader(yaml.SafeLoader):

@@ -44,6 +44,10 @@ CASES: dict[str, tuple[dict[str, bytes], str, tuple]] = {
     "unclosed json": (
         {"x.json": b'[{"prompt": "one"}, {"prompt": "two"'}, "",
         ("error", r"in/x\.json: malformed JSON at line 1, column \d+: .*")),
+    "a number too long to read in a json array": (
+        {"x.json": b'[{"prompt": "one fine prompt"}, {"prompt": "x", "n": [' + b"9" * 5000
+                   + b']}, {"prompt": "two fine prompts", "n": -12}]'}, "",
+        ("ok", 2, {"json": 1})),
     "json object instead of an array": (
         {"x.json": json.dumps(GOOD).encode()}, "",
         ("error", r"in/x\.json: expected a list of records at the top, found dict \(set "
