@@ -8,6 +8,7 @@ contaminated, each with why) in `data/dropped/<stage>.parquet`, and its counts i
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -25,6 +26,14 @@ OUTCOMES = ("filtered", "quarantined", "duplicate", "merged", "contaminated")
 DROPPED_COLUMNS = ["stage", "outcome", "reason", "field", "detail", "duplicate_of",
                    "id", "source", "source_record_id", "record"]
 _HELD_ROWS = 50_000  # dropped rows held in memory; more wait in a temporary file
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as strict JSON holds it: pandas' missing values (NaN, NA) as null. Nested
+    values come from arrow as Python objects, with None already."""
+    return {k: None if (isinstance(v, float) and not math.isfinite(v)) or v is pd.NA else v
+            for k, v in row.items()}
+
 
 class StageLedger:
     """Collects the rows a stage drops, then proves rows in = kept + dropped.
@@ -61,7 +70,8 @@ class StageLedger:
             return
         rows = rows.reset_index(drop=True)
         records = rows["record"] if "record" in rows else [
-            json.dumps(r, ensure_ascii=False, default=str) for r in rows.to_dict("records")]
+            json.dumps(_plain(r), ensure_ascii=False, default=str)
+            for r in rows.to_dict("records")]
         part = pd.DataFrame({
             "stage": self.stage, "outcome": outcome,
             "reason": _column(reason, rows), "field": _column(field, rows),

@@ -3,6 +3,7 @@ them writes and counts."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -48,3 +49,22 @@ def test_spilling_changes_neither_the_rows_nor_the_counts(tmp_path: Path,
     pd.testing.assert_frame_equal(spilled_rows, held_rows)
     assert len(held_rows) == 73 and held_rows["id"].is_unique
     assert pq.ParquetFile(Paths(tmp_path / "spilled").dropped("dedup")).num_row_groups > 1
+
+
+def test_a_dropped_rows_record_is_strict_json(tmp_path: Path) -> None:
+    """pandas' missing values become null: a bare NaN is not JSON, and strict parsers (and
+    other languages) reject it."""
+    table = rows(0, 2, "s").assign(contrast_of=[None, "00000000000000aa"],
+                                   language_prob=[float("nan"), 0.5])
+    ledger = StageLedger("dedup")
+    ledger.drop(table, "duplicate", "exact_duplicate", duplicate_of="0000000000000000")
+    with StagedWrites() as out:
+        ledger.write(out, Paths(tmp_path), ledger.summary(Counter({"s": 3}), Counter({"s": 1})))
+    records = pq.read_table(Paths(tmp_path).dropped("dedup"))["record"].to_pylist()
+
+    def refuse(constant: str) -> None:
+        raise ValueError(constant)
+
+    parsed = [json.loads(r, parse_constant=refuse) for r in records]
+    assert [(p["contrast_of"], p["language_prob"]) for p in parsed] == [
+        (None, None), ("00000000000000aa", 0.5)]
