@@ -390,9 +390,11 @@ def _items(source: Source, file: InputFile, fields: FieldMap, record: Record,
         "judgments": _judgments(source, record, vocabulary)}]
     contrast = values.get("contrast")
     family = values.get("family")
-    if family is not None and (isinstance(family, bool) or not isinstance(family, str | int)):
-        raise Rejected(Problem(fields.family or "family", "bad_family_key",
-                               f"family key is {type(family).__name__}, not text or a number"))
+    for kind, key, path in (("family", family, fields.family),
+                            ("contrast", contrast, fields.contrast)):
+        if key is not None and (isinstance(key, bool) or not isinstance(key, str | int)):
+            raise Rejected(Problem(path or kind, f"bad_{kind}_key", f"{kind} key is "
+                                   f"{type(key).__name__}, not text or a whole number"))
     item = {**base, "id": item_id(source.name, messages), "messages": messages,
             "prompt": messages[-1]["content"], "responses": responses,
             "expected_behavior": behavior, "contrast_of": None, "source_category": category,
