@@ -9,7 +9,8 @@ import unicodedata
 # invisible math operators, the Mongolian vowel separator and bidi embeddings, overrides
 # and isolates: texts that look the same must clean (and hash) the same. ZWJ and ZWNJ stay
 # between visible characters (emoji sequences and Persian, Hindi and other scripts need
-# them); at either end of the text or beside whitespace they join nothing and go.
+# them) and after a virama, where they choose a letter's form (Malayalam chillus,
+# Devanagari half forms); at the start of a word or the end of another they go.
 _INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u180e\u200b\u200e\u200f\u2060\u2061\u2062"
                                     "\u2063\u2064\ufeff\u202a\u202b\u202c\u202d\u202e"
                                     "\u2066\u2067\u2068\u2069"))
@@ -33,10 +34,18 @@ def clean_text(text: str) -> str:
     one space, so texts that differ only in layout clean to the same string. A control
     character separates what it stood between ("help\\0me" is "help me", not "helpme").
     """
-    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
-    text = _LOOSE_JOINERS.sub("", _CONTROL.sub(" ", text.translate(_INVISIBLE)))
+    # Invisible characters out before NFC, so "e\u00ad\u0301" composes as "e\u0301" does.
+    text = unicodedata.normalize("NFC", text.translate(_INVISIBLE))
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _LOOSE_JOINERS.sub(_joiners_kept, _CONTROL.sub(" ", text))
     text = _SPACE_AROUND_NEWLINE.sub("\n", _SPACES.sub(" ", text))
     return _BLANK_LINES.sub("\n\n", text).strip()
+
+
+def _joiners_kept(joiners: re.Match[str]) -> str:
+    """A run of joiners at a word's edge goes, unless a virama comes before it."""
+    at = joiners.start()
+    return joiners.group() if at and unicodedata.combining(joiners.string[at - 1]) == 9 else ""
 
 
 def shows_something(text: str) -> bool:

@@ -25,8 +25,17 @@ def test_joiners_stay_only_where_they_join() -> None:
         "\u0645\u06cc\u200c\u062e\u0648\u0627\u0645")
 
 
+def test_a_joiner_after_a_virama_chooses_a_form_and_stays() -> None:
+    """Malayalam "അവന്\u200d" (he) is not "അവന്" (to him): the ZWJ makes a chillu."""
+    he, to_him = "\u0d05\u0d35\u0d28\u0d4d\u200d \u0d2a\u0d4b\u0d2f\u0d3f", (
+        "\u0d05\u0d35\u0d28\u0d4d \u0d2a\u0d4b\u0d2f\u0d3f")
+    assert clean_text(he) == he != clean_text(to_him)
+    assert clean_text("\u0915\u094d\u200d") == "\u0915\u094d\u200d"
+
+
 def test_clean_text_composes_unicode() -> None:
     assert clean_text("e\u0301") == "\u00e9"
+    assert clean_text("e\u00ad\u0301") == clean_text("\u00e9") == "\u00e9"  # once hidden
 
 
 @given(st.text())
