@@ -47,8 +47,8 @@ class YamlFile:
             raise CurationError(f"unreadable YAML: {exc or 'nested too deeply'}",
                                 file=self.path) from None
         if node is not None and _expanded_size(node, {}) > MAX_VALUES:
-            raise CurationError(f"its aliases expand to more than {MAX_VALUES:,} values; "
-                                "write the values out", file=self.path)
+            raise CurationError(f"holds more than {MAX_VALUES:,} values once its aliases "
+                                "(*name) are expanded; is it a config file?", file=self.path)
         self.lines: dict[str, int] = {}
         self._seen: set[int] = set()
         if node is not None:

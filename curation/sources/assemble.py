@@ -38,7 +38,9 @@ from curation.sources.readers import Problem, Record
 from curation.sources.spec import FieldMap, Source
 
 _SURROGATE = re.compile("[\\ud800-\\udfff]")
-_TEXT_PARTS = frozenset({"text", "input_text", "output_text"})  # chat and responses APIs
+# Chat and responses APIs' parts that are text: the type, and the key holding the text.
+_TEXT_PARTS = {"text": "text", "input_text": "text", "output_text": "text",
+               "refusal": "refusal"}
 
 
 CONTRAST_KEY = "contrast_key"  # an item's pairing key until `Contrasts` links it
@@ -158,9 +160,10 @@ def _unicode(text: str, where: str) -> None:
 
 def _turn_text(content: Any, where: str, not_text: str) -> str:
     """A turn's text: a string, or the chat-API form, a list of parts such as
-    `{"type": "text", "text": ...}` (`input_text`, `output_text`), whose texts are joined
-    by line breaks. A part of another type (an image, audio) carries what the text alone
-    does not say: the turn is quarantined rather than read without it."""
+    `{"type": "text", "text": ...}` (`input_text`, `output_text`, and an assistant's
+    `{"type": "refusal", "refusal": ...}`), whose texts are joined by line breaks. A part
+    of another type (an image, audio) carries what the text alone does not say: the turn
+    is quarantined rather than read without it."""
     if isinstance(content, list) and content and all(isinstance(p, dict) for p in content):
         kinds = [p.get("type", "text") for p in content]
         other = next((k for k in kinds if not (isinstance(k, str) and k in _TEXT_PARTS)),
@@ -168,8 +171,9 @@ def _turn_text(content: Any, where: str, not_text: str) -> str:
         if other is not None:
             raise Rejected(Problem(where, "not_text", f"a turn holds a part of type "
                                    f"{repr(other)[:40]}, not only text"))
-        if all(isinstance(p.get("text"), str) for p in content):
-            content = "\n".join(p["text"] for p in content)
+        texts = [p.get(_TEXT_PARTS[kind]) for p, kind in zip(content, kinds, strict=True)]
+        if all(isinstance(text, str) for text in texts):
+            content = "\n".join(texts)
     if not isinstance(content, str):
         raise Rejected(Problem(where, "not_text", not_text))
     _unicode(content, where)
@@ -227,6 +231,8 @@ def _transcript_turns(source: Source, record: Record, path: str) -> list[tuple[s
 
 @cache
 def _speaker_pattern(speakers: tuple[str, ...]) -> re.Pattern[str]:
+    """A speaker's name and colon at a line's start; the longest name first, so "User 2"
+    is not read as "User"."""
     names = "|".join(map(re.escape, sorted(speakers, key=len, reverse=True)))
     return re.compile(rf"^[ \t]*({names})[ \t]*:[ \t]*", re.MULTILINE)
 
@@ -447,9 +453,7 @@ def _behavior(source: Source, file: InputFile, fields: FieldMap, values: dict[st
     value = values.get("expected_behavior")
     if value is None:
         return file.expected_behavior or source.constants.expected_behavior
-    mapped = source.expected_behavior_map.get(str(value))
-    if mapped is None and isinstance(value, bool):  # JSON's spelling, as the map is quoted
-        mapped = source.expected_behavior_map.get(str(value).lower())
+    mapped = source.behavior_of(str(value))
     if mapped is None:
         raise Rejected(Problem(fields.expected_behavior or "expected_behavior",
                                "unknown_expected_behavior", f"{value!r} is not in "

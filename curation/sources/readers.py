@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -96,11 +97,29 @@ def _raw(value: Any) -> str:
     """A record as JSON text for the ledger, whatever YAML made of it (dates as keys,
     an alias that refers to itself)."""
     try:
-        return json.dumps(value, ensure_ascii=False, default=_plain)
+        return json.dumps(value, ensure_ascii=False, default=_plain, allow_nan=False)
     except TypeError:  # a key that is not text (a YAML date, a number)
         return _raw(_text_keys(value))
-    except (ValueError, RecursionError):
+    except ValueError:  # NaN or an infinity, which strict JSON does not have: as null
+        try:
+            return json.dumps(_finite(value), ensure_ascii=False, default=_plain,
+                              allow_nan=False)
+        except (TypeError, ValueError, RecursionError):
+            return repr(value)[:100_000]
+    except RecursionError:
         return repr(value)[:100_000]
+
+
+def _finite(value: Any) -> Any:
+    """A value with its NaN and infinite numbers as None (a value inside itself ends in
+    RecursionError, as in `json.dumps`)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _text_keys(value: Any) -> Any:
@@ -243,10 +262,14 @@ def _listed(data: Any, name: str, records_key: str | None
     return data, header
 
 
-def _records(items: list[Any], header: dict[str, Any] | None, kind: str,
-             too_long: bool = False) -> Iterator[Record]:
-    """The items as records; with `too_long`, an item holding a `_TooLong` number is
-    quarantined."""
+def _records(items: list[Any], header: dict[str, Any] | None, kind: str, name: str,
+             too_long: bool) -> Iterator[Record]:
+    """The items as records; with `too_long` (the file may hold a `_TooLong` number), an
+    item holding one is quarantined, and a header holding one stops the file (every
+    record reads it)."""
+    if too_long and header is not None and _holds(header, _TooLong):
+        raise CurationError("a value beside the records is a number too long to read",
+                            file=name)
     for number, value in enumerate(items, start=1):
         raw = _raw(value)
         if too_long and _holds(value, _TooLong):
@@ -280,13 +303,14 @@ def _holds(value: Any, kind: type) -> bool:
 
 
 def _json_array(stream: BinaryIO, name: str, records_key: str | None) -> Iterator[Record]:
-    too_long: list[str] = []
+    too_long = False
 
     def number(text: str) -> int | str:
+        nonlocal too_long
         try:
             return int(text)
         except ValueError:
-            too_long.append(text)
+            too_long = True
             return _TooLong(text[:20] + "...")
 
     def load(text: str) -> Any:
@@ -299,7 +323,7 @@ def _json_array(stream: BinaryIO, name: str, records_key: str | None) -> Iterato
             raise CurationError(f"unreadable JSON: {exc}", file=name) from None
 
     items, header = _listed(_document(stream, name, load), name, records_key)
-    return _records(items, header, "array", bool(too_long))
+    return _records(items, header, "array", name, too_long)
 
 
 class _DataLoader(yaml.SafeLoader):
@@ -311,6 +335,16 @@ class _DataLoader(yaml.SafeLoader):
             raise yaml.composer.ComposerError(None, None, "aliases (*name) are not supported "
                                               "in data files", self.peek_event().start_mark)
         return super().compose_node(parent, index)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int | str:
+        """An integer, or `_TooLong` past Python's digit limit (its record is quarantined)."""
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:
+            return _TooLong(str(node.value)[:20] + "...")
+
+
+_DataLoader.add_constructor("tag:yaml.org,2002:int", _DataLoader.construct_yaml_int)
 
 
 def _yaml_list(stream: BinaryIO, name: str, records_key: str | None) -> Iterator[Record]:
@@ -327,7 +361,7 @@ def _yaml_list(stream: BinaryIO, name: str, records_key: str | None) -> Iterator
                                 file=name) from None
 
     items, header = _listed(_document(stream, name, load), name, records_key)
-    return _records(items, header, "list")
+    return _records(items, header, "list", name, too_long=True)  # walking costs less than YAML
 
 
 def _parquet(stream: BinaryIO, name: str) -> Iterator[Record]:

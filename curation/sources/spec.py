@@ -26,6 +26,7 @@ Text = Annotated[str, Field(min_length=1)]
 
 
 def _no_nul(path: str) -> str:
+    """A NUL ends a path for the operating system: what follows it would be ignored."""
     if "\x00" in path:
         raise ValueError("a path cannot hold a NUL character")
     return path
@@ -111,6 +112,11 @@ class Conversation(ConfigModel):
         if given:
             raise ValueError(f"'{given[0]}' is not read with "
                              f"'{'transcript' if self.transcript else 'turns'}'")
+        named = set(self.roles.values())
+        if self.transcript is not None and self.roles and not {"user", "assistant"} <= named:
+            # an unnamed speaker's lines would be read as part of the turn before them
+            raise ValueError("a transcript's roles name its user and its assistant speakers "
+                             f"(missing: {', '.join(sorted({'user', 'assistant'} - named))})")
         return self
 
 
@@ -208,6 +214,15 @@ class Source(ConfigModel):
     def _folded_map(self) -> dict[str, str]:
         return {k.casefold(): v for k, v in self.category_map.items()}
 
+    def behavior_of(self, value: str) -> str | None:
+        """The expected behaviour `expected_behavior_map` gives a source value (keys match
+        case-insensitively: a JSON true is "True" here, "true" in a CSV cell)."""
+        return self._folded_behaviors.get(value.casefold())
+
+    @cached_property
+    def _folded_behaviors(self) -> dict[str, str]:
+        return {k.casefold(): v for k, v in self.expected_behavior_map.items()}
+
 
 def load_source(path: str | Path, labels: tuple[str, ...],
                 judgment_names: tuple[str, ...]) -> Source:
@@ -233,6 +248,12 @@ def load_source(path: str | Path, labels: tuple[str, ...],
         if domain not in labels:
             raise doc.error(f"category_map.{category}",
                             f"unknown domain '{domain}' (it may be {', '.join(labels)})")
+    said: dict[str, str] = {}
+    for value in source.expected_behavior_map:
+        if said.setdefault(value.casefold(), value) != value:
+            raise doc.error(f"expected_behavior_map.{value}", f"'{value}' and "
+                            f"'{said[value.casefold()]}' are the same value (keys match "
+                            "case-insensitively)")
     for name in source.judgments:
         if name not in judgment_names:
             raise doc.error(f"judgments.{name}", f"unknown judgment '{name}' (the vocabulary "

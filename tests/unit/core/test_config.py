@@ -119,6 +119,10 @@ SOURCE_CASES = {
                           "expected_behavior_map", "expected_behavior_map[1]",
                           r"Input should be a valid string \(got bool True\); quote it, or "
                           "YAML reads it as true or false"),
+    "behaviour values that differ only in case": (
+        SOURCE + "expected_behavior_map: {Safe: comply, safe: refuse}\n",
+        "expected_behavior_map", "expected_behavior_map.safe",
+        r"'safe' and 'Safe' are the same value \(keys match case-insensitively\)"),
     "unknown key in an optional block": (
         SOURCE + "conversation: {turns: t, nope: 1}\n", "conversation", "conversation.nope",
         r"unknown key \(expected one of: turns, group_by, order, transcript, role, content, "
@@ -156,8 +160,8 @@ def test_aliases_that_expand_past_a_config_files_size_are_refused(project: Path)
         f"  - &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 8)]
     write(project / "in" / "x.txt", "a prompt that is long enough\n")
     write_source(project, "s", SOURCE + "description:\n" + "\n".join(levels) + "\n")
-    fails_with(project, re.escape("sources/s.yaml: its aliases expand to more than 100,000 "
-                                  "values; write the values out"))
+    fails_with(project, re.escape("sources/s.yaml: holds more than 100,000 values once its "
+                                  "aliases (*name) are expanded; is it a config file?"))
     write_source(project, "s", SOURCE + "homepage: &h https://example.org\ndescription: *h\n")
     assert curate(project, "pull").returncode == 0
 

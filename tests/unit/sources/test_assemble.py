@@ -90,8 +90,9 @@ def test_turn_content_as_chat_api_parts(project: Path) -> None:
     write(project / "in" / "x.jsonl", jsonl(
         {"messages": [{"role": "user", "content": parts("I can't cope anymore.",
                                                         "What should I do tonight?")},
-                      {"role": "assistant", "content": [{"type": "output_text",
-                                                         "text": "Please call 988."}]}]},
+                      {"role": "assistant", "content": [
+                          {"type": "refusal", "refusal": "I can't help with that."},
+                          {"type": "output_text", "text": "Please call 988."}]}]},
         {"messages": [{"role": "user", "content": [
             *parts("What is in this picture?"), {"type": "image_url", "image_url": "x"}]}]},
         {"messages": [{"role": "user", "content": [{"type": "text", "text": None}]}]},
@@ -104,7 +105,8 @@ def test_turn_content_as_chat_api_parts(project: Path) -> None:
     assert curate(project, "pull").returncode == 0
     item = pulled(project, "chat").iloc[0]
     assert item["prompt"] == "I can't cope anymore.\nWhat should I do tonight?"
-    assert [r["text"] for r in item["responses"]] == ["Please call 988."]
+    assert [r["text"] for r in item["responses"]] == [
+        "I can't help with that.\nPlease call 988."]
     gone = pd.read_parquet(project / "data" / "dropped" / "pull.parquet")
     assert sorted(gone["detail"]) == ["a turn holds a part of type 'image_url', not only text",
                                       "a turn holds a part of type ['text'], not only text",
@@ -148,6 +150,9 @@ def test_transcripts_with_speaker_names(project: Path) -> None:
 def test_a_conversation_layout_takes_only_its_own_keys(project: Path) -> None:
     write(project / "in" / "x.jsonl", jsonl({"transcript": "user: hi"}))
     for layout, message in [
+            ("{transcript: t, roles: {Human: user}}",
+             "a transcript's roles name its user and its assistant speakers (missing: "
+             "assistant)"),
             ("{transcript: t, turns: c}", "set exactly one of 'turns'"),
             ("{transcript: t, content: text}", "'content' is not read with 'transcript'"),
             ("{turns: c, order: n}", "'order' is not read with 'turns'")]:

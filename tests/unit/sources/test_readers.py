@@ -8,6 +8,8 @@ import json
 import subprocess
 import sys
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from hypothesis import assume, given, settings
@@ -69,8 +71,6 @@ def test_records_under_a_key_carry_the_file_header() -> None:
     ("txt", "first prompt\nsecond\n".encode("utf-16"), "looks like UTF-16 or binary"),
     ("jsonl", "{}\n".encode("utf-16-le") * 10, "looks like UTF-16 or binary"),
     ("yaml", b"- &a {prompt: loop, self: *a}\n", "aliases (*name) are not supported"),
-    ("yaml", b"- prompt: " + b"9" * 5000 + b"\n", "unreadable YAML"),
-    ("json", b'[{"n": ' + b"9" * 5000 + b"}]", "unreadable JSON"),
     ("parquet", b"PAR1 not really", "not a readable parquet file"),
     ("json", b"[" * 100_000 + b"]" * 100_000, "unreadable JSON: nested too deeply"),
 ])
@@ -79,6 +79,16 @@ def test_an_unreadable_file_is_one_error_naming_it(fmt: str, data: bytes, messag
         records(data, fmt)
     assert str(caught.value).startswith(f"x.{fmt}") and message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("fmt, data", [
+    ("json", b'{"v": ' + b"9" * 5000 + b', "items": [{"prompt": "a"}]}'),
+    ("yaml", b"v: " + b"9" * 5000 + b"\nitems:\n- prompt: a\n")])
+def test_a_number_too_long_to_read_beside_the_records_stops_the_file(fmt: str, data: bytes
+                                                                      ) -> None:
+    """Every record reads the header (`/v`): it cannot be quarantined with one of them."""
+    with pytest.raises(CurationError, match="a value beside the records is a number too long"):
+        records(data, fmt, records_key="items")
 
 
 def non_blank_lines(data: bytes) -> list[int]:
@@ -146,6 +156,22 @@ def test_bad_records_in_a_sound_file_are_problems_not_errors() -> None:
     assert [r.problem.check if r.problem else "ok" for r in csv_found] == ["ok", "utf8", "ok"]
     big = records(b"prompt\n" + b"x" * 300_000 + b"\n", "csv")
     assert len(big[0].values["prompt"]) == 300_000
+    long = b"9" * 5000
+    for fmt, data in [("json", b'[{"prompt": "a"}, {"prompt": "b", "n": [' + long + b']}]'),
+                      ("yaml", b"- prompt: a\n- prompt: b\n  n: [" + long + b"]\n")]:
+        assert [r.problem.check if r.problem else "ok" for r in records(data, fmt)] == [
+            "ok", "json"]
+
+
+def test_a_record_is_kept_in_the_ledger_as_strict_json() -> None:
+    """A parquet record's NaN and infinities are null, as strict JSON has them (a JSONL
+    record is kept as the line it was)."""
+    table = pa.table({"prompt": [5.0], "more": [[float("inf"), float("nan")]]})
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    assert records(buffer.getvalue(), "parquet")[0].raw == '{"prompt": 5.0, "more": [null, null]}'
+    line = b'{"prompt": 5, "score": NaN}'
+    assert records(line + b"\n", "jsonl")[0].raw == line.decode()
 
 
 def test_blank_lines_before_a_csv_header_and_dates_as_yaml_keys() -> None:
