@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation import __version__
 from curation.core.config import ReleaseParams
-from curation.core.errors import CurationError
+from curation.core.errors import CurationError, first_line
 from curation.core.items import typed
 from curation.core.paths import SPLITS
 from curation.core.schemas import load_schema
@@ -58,6 +59,8 @@ def run(context: Context) -> StageResult:
     """Build `releases/<version>/` from the splits and the earlier stages' reports."""
     paths = context.paths
     configs = split_files(paths.splits_dir)
+    split_report = context.input_report("splits", "split")
+    check_current(configs, split_report, paths.redacted, paths.report("splits"))
     columns = load_schema("split").columns
     inputs = ReleaseInputs(
         default={name: read_input(path, "split", columns)
@@ -69,7 +72,7 @@ def run(context: Context) -> StageResult:
         labels=context.input_report("labels", "label"),
         signals=context.input_report("signals", "label"),
         suggest=context.input_report("suggest", "suggest"),
-        split_report=context.input_report("splits", "split"),
+        split_report=split_report,
         redact=context.input_report("redact", "redact"),
         params=context.params_file.provenance,
         vocabulary=context.vocabulary)
@@ -78,6 +81,30 @@ def run(context: Context) -> StageResult:
         f"release: {target}",
         f'load it: datasets.load_dataset("{target}", "heldout-'
         f'{inputs.taxonomy.domain_ids[0]}")'])
+
+
+def check_current(configs: dict[str, dict[str, Path]], split_report: dict[str, Any],
+                  redacted: Path, report_path: Path) -> None:
+    """The split files are the ones the last `curate split` wrote, from today's items: a
+    split that stopped (or a stage before it that changed its output since) leaves older
+    files, which would be released with items that are no longer there."""
+    if not redacted.exists():
+        raise CurationError("not found; run `curate redact` first", file=str(redacted))
+    if split_report.get("redacted_sha256") != sha256_of(redacted):
+        raise CurationError(f"the splits were built from another {redacted}; run `curate "
+                            "split` again", file=str(report_path))
+    written = split_report.get("configs", {})
+    for config, splits in configs.items():
+        for name, path in splits.items():
+            expected = written.get(config, {}).get("rows", {}).get(name)
+            try:
+                found = parquet_file(path).metadata.num_rows
+            except (OSError, pa.ArrowException) as exc:
+                raise CurationError(f"not a readable parquet file ({first_line(exc)}); run "
+                                    "`curate split` again", file=str(path)) from None
+            if found != expected:
+                raise CurationError(f"holds {found} rows where `curate split` wrote "
+                                    f"{expected}; run `curate split` again", file=str(path))
 
 
 def release(inputs: ReleaseInputs, params: ReleaseParams, releases: Path,

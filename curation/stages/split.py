@@ -31,7 +31,7 @@ from curation.core.items import from_arrow, typed
 from curation.core.ledger import StageLedger
 from curation.core.paths import SPLITS
 from curation.core.schemas import load_schema, validate_rows
-from curation.core.tableio import StagedWrites, check_unique, read_arrow
+from curation.core.tableio import StagedWrites, check_unique, read_arrow, sha256_of
 from curation.core.taxonomy import Taxonomy
 from curation.neardup.clusters import components
 from curation.neardup.store import load_neighbours, load_sketches
@@ -226,6 +226,8 @@ def run(context: Context) -> StageResult:
         configs = {config: table.iloc[rows].assign(split=split_of)
                    for config, (rows, split_of) in placed.items()}
         report = split_report(configs, excluded, table, groups, context, params)
+        # what release checks the splits against: a split that failed leaves older files
+        report["redacted_sha256"] = sha256_of(paths.redacted)
         ledger.write(out, paths, summary, split_figures(report))
         for config, figures in report["configs"].items():
             out.csv(["domain_split", "items"],

@@ -10,6 +10,8 @@ import shutil
 from pathlib import Path
 
 import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from conftest import REPO, curate, set_params
@@ -122,6 +124,28 @@ def test_same_content_rebuilds_byte_identical(release_project: Path) -> None:
     assert snapshot(folder) == before
 
 
+def test_splits_older_than_the_items_or_altered_since_are_not_released(release_project: Path
+                                                                       ) -> None:
+    """A split that stopped leaves the last build's files: releasing them would ship items
+    that label or redact have since taken out, under a card counting today's."""
+    redacted = release_project / "data" / "redacted.parquet"
+    items = redacted.read_bytes()
+    table = pq.read_table(redacted)
+    pq.write_table(table.slice(0, table.num_rows - 8), redacted)
+    result = curate(release_project, "release")
+    assert result.returncode == 1 and result.stderr == (
+        "error: reports/splits.json: the splits were built from another "
+        "data/redacted.parquet; run `curate split` again\n")
+    redacted.write_bytes(items)  # the items split read, then one split file altered
+    test = release_project / "data" / "splits" / "default" / "test.parquet"
+    rows = pq.read_table(test)
+    pq.write_table(pa.concat_tables([rows, rows.slice(0, 1)]), test)
+    result = curate(release_project, "release")
+    assert result.returncode == 1 and result.stderr == (
+        f"error: data/splits/default/test.parquet: holds {rows.num_rows + 1} rows where "
+        f"`curate split` wrote {rows.num_rows}; run `curate split` again\n")
+
+
 def test_a_working_build_is_rebuilt_and_a_frozen_version_never_changes(
         release_project: Path) -> None:
     folder = release_project / "releases" / VERSION
@@ -148,7 +172,11 @@ def test_a_working_build_is_rebuilt_and_a_frozen_version_never_changes(
     set_params(release_project, "release", gated=gated)
     test_file = release_project / "data" / "splits" / "default" / "test.parquet"
     rows = datasets.Dataset.from_parquet(str(test_file)).select(range(3))
-    rows.to_parquet(str(test_file))
+    rows.to_parquet(str(test_file))  # as if split had written 3 test rows
+    report = release_project / "reports" / "splits.json"
+    written = json.loads(report.read_text())
+    written["configs"]["default"]["rows"]["test"] = 3
+    report.write_text(json.dumps(written))
     result = curate(release_project, "release")
     assert result.returncode == 1
     assert result.stderr.startswith(
