@@ -16,6 +16,7 @@ import pandas as pd
 
 from curation.annotation.agreement import ANNOTATION_COLUMNS, aggregate, submitted
 from curation.core.errors import CurationError
+from curation.core.schemas import load_schema, validate_rows
 from curation.core.tableio import read_input
 from curation.sources.spec import Source
 
@@ -24,13 +25,23 @@ _ANSWER_KEY = ["dataset", "record_id", "annotator", "question"]
 
 
 def read_annotations(folder: Path, allowed: set[str]) -> pd.DataFrame:
-    """Every annotation snapshot in `folder`, checked: labels must be in the taxonomy and
-    statuses Argilla's. An answer found again (the same snapshot twice) counts once; one
-    annotator answering one question twice, differently, is an error: it would be two
-    votes from one person."""
+    """Every annotation snapshot in `folder`, checked: rows must meet
+    `schemas/annotations.yaml`, labels be in the taxonomy and statuses Argilla's; a row
+    without a question or value (left open) is no vote. An answer found again (the same
+    snapshot twice) counts once; one annotator answering one question twice, differently,
+    is an error: it would be two votes from one person."""
     frames = []
+    schema = load_schema("annotations")
     for path in sorted(folder.glob("*.parquet")):
-        frame = read_input(path, "annotate pull", ANNOTATION_COLUMNS)
+        frame = read_input(path, "annotate pull", schema.columns, only=ANNOTATION_COLUMNS)
+        _, failures = validate_rows(frame, schema)
+        if not failures.empty:
+            first = failures.iloc[0]
+            raise CurationError(f"the answer breaks schemas/annotations.yaml "
+                                f"({first['detail']})",
+                                file=str(path), row=int(first["index"]) + 1,
+                                field=str(first["field"]))
+        frame = frame[frame["question"].notna() & frame["value"].notna()]  # no vote
         answers = submitted(frame, "domain")
         unknown = answers[~answers["value"].isin(allowed)]
         if not unknown.empty:
@@ -43,7 +54,7 @@ def read_annotations(folder: Path, allowed: set[str]) -> pd.DataFrame:
                                 f"{', '.join(STATUSES)}", file=str(path),
                                 row=int(odd.index[0]) + 1, field="status")
         frames.append(frame[ANNOTATION_COLUMNS].assign(_file=str(path),
-                                                       _row=np.arange(1, len(frame) + 1)))
+                                                       _row=frame.index.to_numpy() + 1))
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype="str") for c in ANNOTATION_COLUMNS})
     table = pd.concat(frames, ignore_index=True)

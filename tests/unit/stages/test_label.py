@@ -129,6 +129,36 @@ def test_unknown_statuses_are_errors_and_answers_for_no_item_are_warned_of(
         "one of submitted, draft, discarded\n")
 
 
+def test_unanswered_questions_are_no_votes_and_unattributed_or_odd_answers_errors(
+        project: Path) -> None:
+    """`annotate pull` writes a row with no value for a question left open: no vote, not a
+    label "nan". An answer with no annotator or record, or values that are not text, is
+    one line naming the file, row and field."""
+    build_labels(project, [("b", "ann1", "violence", "submitted"),
+                           ("b", "ann2", "violence", "submitted")])
+    frame = pd.read_parquet(project / "annotations" / "demo.parquet")
+    open_question = ["demo", frame.loc[0, "record_id"], "ann3", "domain", None, "submitted"]
+    frame.loc[2] = open_question
+    frame.loc[3] = ["demo", frame.loc[0, "record_id"], "ann3", "refusal_phase", None,
+                    "submitted"]
+    frame.to_parquet(project / "annotations" / "demo.parquet", index=False)
+    result = curate(project, "label")
+    assert result.returncode == 0, result.stderr
+    labeled = pd.read_parquet(project / "data" / "labeled.parquet").set_index("prompt")
+    assert labeled.loc[PROMPTS["b"], ["domain", "n_annotations"]].tolist() == ["violence", 2]
+    frame.loc[2, "annotator"] = None
+    frame.to_parquet(project / "annotations" / "demo.parquet", index=False)
+    result = curate(project, "label")
+    assert result.returncode == 1 and result.stderr.startswith(
+        "error: annotations/demo.parquet, row 3: field 'annotator': ")
+    assert len(result.stderr.splitlines()) == 1
+    frame = frame.iloc[:2].assign(value=[["violence"], ["violence"]])
+    frame.to_parquet(project / "annotations" / "demo.parquet", index=False)
+    result = curate(project, "label")
+    assert result.returncode == 1 and result.stderr.startswith(
+        "error: annotations/demo.parquet: field 'value': column 'value' holds list<")
+
+
 def test_rubric_answers_reach_their_responses_with_counts_and_agreement(project: Path) -> None:
     from curation.core.items import response_id
 
