@@ -320,11 +320,13 @@ def read_input(path: Path, stage: str, columns: Iterable[str],
         return from_arrow(table.read(columns=only))
 
 
-def read_arrow(path: Path, stage: str, columns: Iterable[str]) -> pa.Table:
-    """`open_input`, then the whole table in arrow: no Python object per value."""
+def read_arrow(path: Path, stage: str, columns: Iterable[str],
+               only: list[str] | None = None) -> pa.Table:
+    """`open_input`, then the whole table (or just its columns `only`) in arrow: no Python
+    object per value, and a corrupt page is the same one-line error."""
     table = open_input(path, stage, columns)
     with _readable(path, stage):
-        return table.read()
+        return table.read(columns=only)
 
 
 def arrow_batches(path: Path, stage: str, columns: Iterable[str], rows: int,

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from curation.core.errors import CurationError, first_line
-from curation.core.tableio import RowGroups, StagedWrites, open_input
+from curation.core.tableio import RowGroups, StagedWrites, read_arrow
 from curation.neardup.minhash import Sketches
 
 SCHEMA = pa.schema([("id", pa.string()), ("exact", pa.uint64()), ("kind", pa.int8()),
@@ -38,7 +38,7 @@ def to_table(ids: list[str] | pa.Array, sketches: Sketches | pa.Table) -> pa.Tab
 
 def load_sketches(path: Path, ids: list[str]) -> Sketches:
     """The saved sketches of `ids`, in that order."""
-    table = open_input(path, "dedup", SCHEMA.names).read()
+    table = read_arrow(path, "dedup", SCHEMA.names)
     position = {item: i for i, item in enumerate(table["id"].to_pylist())}
     missing = [i for i in ids if i not in position]
     if missing:
@@ -66,7 +66,7 @@ def vector_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
 def load_embeddings(path: Path, ids: list[str]) -> np.ndarray:
     """The saved vectors of `ids`, in that order."""
     try:
-        saved = open_input(path, "families", ["id", "vector"]).read()
+        saved = read_arrow(path, "families", ["id", "vector"])
         matrix = vector_matrix(saved["vector"])
     except (OSError, ValueError, AttributeError, pa.ArrowException) as exc:
         raise CurationError(f"not a table of vectors ({first_line(exc)}); run "
@@ -97,8 +97,8 @@ def neighbours_table(pairs: np.ndarray, scores: np.ndarray) -> pa.Table:
 def load_neighbours(path: Path, embeddings: Path, ids: list[str]) -> tuple[np.ndarray,
                                                                          np.ndarray]:
     """The saved neighbour pairs between `ids`, as rows of `ids`, with their cosines."""
-    saved = open_input(path, "families", NEIGHBOURS.names).read()
-    saved_ids = open_input(embeddings, "families", ["id"]).read(columns=["id"])["id"].to_pylist()
+    saved = read_arrow(path, "families", NEIGHBOURS.names)
+    saved_ids = read_arrow(embeddings, "families", ["id"], only=["id"])["id"].to_pylist()
     position = {item: i for i, item in enumerate(ids)}
     row = np.array([position.get(item, -1) for item in saved_ids], dtype=np.int64)
     a = row[saved["a"].to_numpy()] if len(row) else np.empty(0, dtype=np.int64)

@@ -207,3 +207,20 @@ def test_written_and_checked_in_small_batches_the_files_are_the_same(
     for path, table in whole.items():
         assert pq.read_table(path).equals(table), path
     assert (labeled_project / "reports" / "splits.json").read_bytes() == report
+
+
+@pytest.mark.parametrize("name, stage", [("neighbours.parquet", "families"),
+                                         ("embeddings.parquet", "families"),
+                                         ("signatures.parquet", "dedup")])
+def test_a_corrupt_page_in_a_table_split_reads_is_one_line(labeled_project: Path, name: str,
+                                                           stage: str) -> None:
+    """The footer intact, the pages scrambled: the file opens, its reading fails."""
+    path = labeled_project / "data" / name
+    data = bytearray(path.read_bytes())
+    for i in range(100, len(data) // 2):
+        data[i] ^= 0x5A
+    path.write_bytes(bytes(data))
+    result = curate(labeled_project, "split")
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"error: data/{name}: ")
+    assert result.stderr.rstrip().endswith(f"run `curate {stage}` again")
