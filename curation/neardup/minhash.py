@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property, lru_cache, partial
@@ -67,6 +67,18 @@ class MinHashParams:
     def bands(self) -> tuple[int, int]:
         """(b, r): the band count and rows per band datasketch's MinHashLSH picks."""
         return _bands(self.threshold, self.num_perm, self.false_negative_weight)
+
+
+def check_bands(params: MinHashParams, error: Callable[[str, str], Exception],
+                field: str) -> None:
+    """Stop before any work when datasketch finds no layout of at least two bands for a
+    threshold (near 1, or with few permutations): `field` names the threshold."""
+    try:
+        _bands(params.threshold, params.num_perm, params.false_negative_weight)
+    except ValueError:
+        raise error(field, f"{params.threshold} leaves fewer than two LSH bands of "
+                    f"dedup.num_perm {params.num_perm} signature values; lower it or raise "
+                    "dedup.num_perm") from None
 
 
 @lru_cache

@@ -45,7 +45,13 @@ from curation.core.tableio import (
     parquet_file,
 )
 from curation.neardup.clusters import Clusters, cluster, representatives
-from curation.neardup.minhash import MinHashParams, Sketches, search_index, sketch_tables
+from curation.neardup.minhash import (
+    MinHashParams,
+    Sketches,
+    check_bands,
+    search_index,
+    sketch_tables,
+)
 from curation.neardup.store import sketch_writer, to_table
 from curation.stages.base import Context, StageResult
 
@@ -132,6 +138,7 @@ def run(context: Context) -> StageResult:
     wait in a temporary file until the kept ones are written.
     """
     params, paths = context.params.dedup, context.paths
+    check_bands(MinHashParams.of(params), context.params_file.error, "dedup.threshold")
     input_path = paths.normalized
     n = open_input(input_path, "normalize", load_schema("normalized").columns).metadata.num_rows
     engine = Engine(context.params.engine.kind, context.params.engine.address, params.num_proc)

@@ -46,7 +46,13 @@ from curation.neardup.clusters import representatives
 from curation.neardup.embeddings import Embedder, resolve_model
 from curation.neardup.families import SearchParams, cosines, link, nearest, neighbours
 from curation.neardup.lsh import candidate_pairs
-from curation.neardup.minhash import MinHashParams, Sketches, band_keys, sketch
+from curation.neardup.minhash import (
+    MinHashParams,
+    Sketches,
+    band_keys,
+    check_bands,
+    sketch,
+)
 from curation.neardup.store import embeddings_table, load_sketches, neighbours_table
 from curation.stages.base import Context, StageResult
 
@@ -98,6 +104,13 @@ def run(context: Context) -> StageResult:
     writes each item where the plan sends it. Embeddings and sketches are held whole:
     the neighbour search needs them all."""
     params, paths = context.params.families, context.paths
+    minhash = MinHashParams.of(context.params.dedup)
+    search_from = dataclasses.replace(minhash, threshold=min(params.contamination.jaccard,
+                                                             minhash.threshold / 2))
+    for threshold, field in ((search_from, "families.contamination.jaccard"),
+                             (dataclasses.replace(minhash, threshold=params.jaccard),
+                              "families.jaccard")):
+        check_bands(threshold, context.params_file.error, field)
     columns = load_schema("deduped").columns
     like = open_input(paths.deduped, "dedup", columns).schema_arrow
     check_unique(paths.deduped, "dedup", "id")
@@ -111,14 +124,12 @@ def run(context: Context) -> StageResult:
     vectors = embedder.embed(texts + references.texts)  # one pass over the cache
     del texts
     vectors, ref_vectors = vectors[:len(items)], vectors[len(items):]
-    minhash = MinHashParams.of(context.params.dedup)
     sketches = load_sketches(paths.signatures, items["id"].tolist())
     search = SearchParams.of(params)
 
     closest = closest_references(
         vectors, sketches, ref_vectors, sketch(references.texts, minhash), references,
-        dataclasses.replace(minhash, threshold=min(params.contamination.jaccard,
-                                                   minhash.threshold / 2)), search)
+        search_from, search)
     del ref_vectors  # a view that would hold the items' vectors too, past a copy of them
     causes = with_look_alikes(contamination_causes(closest, len(items), params), items)
     keep = np.setdiff1d(np.arange(len(items)), causes["row"].to_numpy() if len(causes) else [])

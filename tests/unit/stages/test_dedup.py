@@ -182,3 +182,19 @@ def test_the_saved_sketches_are_the_kept_prompts_own(project: Path, include_resp
     assert saved["id"].to_pylist() == kept["id"].tolist() and len(kept) < len(rows)
     params = MinHashParams.of(load_params(project / "params.yaml").params.dedup)
     assert saved.equals(to_table(kept["id"].tolist(), sketch(kept["prompt"].tolist(), params)))
+
+
+def test_a_threshold_with_no_lsh_layout_is_a_params_error(project: Path) -> None:
+    """datasketch finds fewer than two bands at 1.0 (or 0.99 with few permutations):
+    dedup and families say which threshold before doing any work."""
+    dedup_fixture(project, [{"src": "a", "prompt": BASE, "response": "No."},
+                            {"src": "b", "prompt": BASE + "!", "response": "No."}])
+    for section, key, value, field in [("dedup", "threshold", 1.0, "dedup.threshold"),
+                                       ("families", "jaccard", 1.0, "families.jaccard")]:
+        set_params(project, section, **{key: value})
+        result = curate(project, section)  # the section is the stage's
+        assert result.returncode == 1 and result.stderr.startswith(
+            "error: params.yaml, line "), result.stderr
+        assert f"field '{field}': 1.0 leaves fewer than two LSH bands" in result.stderr
+        assert len(result.stderr.splitlines()) == 1
+        set_params(project, section, **{key: load_params(REPO / "params.yaml").raw[section][key]})
