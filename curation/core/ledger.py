@@ -19,7 +19,7 @@ import pyarrow as pa
 from curation.core.errors import CurationError
 from curation.core.metrics import Figures, flat
 from curation.core.paths import Paths
-from curation.core.tableio import SpillFile, StagedWrites
+from curation.core.tableio import SpillFile, StagedWrites, read_report
 
 STAGES = ("pull", "normalize", "dedup", "families", "label", "redact", "split", "release")
 OUTCOMES = ("filtered", "quarantined", "duplicate", "merged", "contaminated")
@@ -193,9 +193,18 @@ def compile_ledger(paths: Paths) -> dict[str, Any]:
     for stage in STAGES:
         path = paths.stage_ledger(stage)
         if path.exists():
-            report = json.loads(path.read_text(encoding="utf-8"))
-            check_adds_up(report)
+            report = read_report(path, stage)
+            try:
+                check_adds_up(report)
+            except (KeyError, TypeError, AttributeError) as exc:  # a damaged report
+                raise CurationError(f"not a stage ledger as `curate {stage}` writes it "
+                                    f"({type(exc).__name__}: {exc}); run it again",
+                                    file=str(path)) from None
             stages.append(report)
+        elif stages and any(paths.stage_ledger(later).exists()
+                            for later in STAGES[STAGES.index(stage) + 1:]):
+            raise CurationError(f"not found, though stages before and after it have "
+                                f"reports; run `curate {stage}`", file=str(path))
     if not stages:
         raise CurationError("no stage reports yet; run the pipeline first",
                             file=str(paths.reports / "ledger"))

@@ -408,8 +408,20 @@ def _numbered(batches: Iterable[pa.RecordBatch]) -> Iterator[tuple[int, pa.Recor
         start += batch.num_rows
 
 
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
+def read_report(path: Path, stage: str) -> dict[str, Any]:
+    """A JSON report an earlier stage wrote; a damaged one is one line saying what to
+    rerun."""
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CurationError(f"not found; run `curate {stage}` first", file=str(path)) from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise CurationError(f"not a readable report ({first_line(exc)}); run `curate {stage}` "
+                            "again", file=str(path)) from None
+    if not isinstance(report, dict):
+        raise CurationError(f"not a report (a JSON {type(report).__name__}, not an object); "
+                            f"run `curate {stage}` again", file=str(path))
+    return report
 
 
 def sha256_of(path: Path) -> str:

@@ -15,11 +15,10 @@ from typing import Any
 import pandas as pd
 
 from curation.core.config import Params, ParamsFile
-from curation.core.errors import CurationError
 from curation.core.judgments import Vocabulary, load_vocabulary
 from curation.core.paths import Paths
 from curation.core.schemas import load_schema
-from curation.core.tableio import read_input, read_json
+from curation.core.tableio import read_input, read_report
 from curation.core.taxonomy import Taxonomy, load_taxonomy
 
 
@@ -65,11 +64,7 @@ class Context:
         return read_input(path, previous_stage, load_schema(schema).columns, only)
 
     def input_report(self, name: str, previous_stage: str) -> dict[str, Any]:
-        path = self.paths.report(name)
-        if not path.exists():
-            raise CurationError(f"not found; run `curate {previous_stage}` first",
-                                file=str(path))
-        return read_json(path)
+        return read_report(self.paths.report(name), previous_stage)
 
 
 @dataclass(frozen=True)

