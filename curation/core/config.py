@@ -172,9 +172,18 @@ class NormalizeParams(ConfigModel):
     @field_validator("languages")
     @classmethod
     def _codes(cls, languages: list[str]) -> list[str]:
+        from curation.core.language import UNDETERMINED, langdetect_codes
+
         for code in languages:
             if not _LANGUAGE.match(code):
                 raise ValueError(f"'{code}' is not a language code like 'en' or 'zh-cn'")
+            if code == UNDETERMINED:
+                raise ValueError(f"'{code}' (undetermined) is kept by keep_undetermined, not "
+                                 "listed")
+            if code not in langdetect_codes():  # it would filter every item out, silently
+                close = sorted(c for c in langdetect_codes() if c.startswith(code + "-"))
+                raise ValueError(f"'{code}' is not a language langdetect names" + (
+                    f" (it names {' and '.join(close)})" if close else ""))
         return languages
 
     @model_validator(mode="after")

@@ -63,7 +63,7 @@ def _detect_one(text: str, spec: LanguageId) -> Detected:
     if spec.first_pass == FASTTEXT and any(c.isalpha() for c in text):
         # (without letters fastText still guesses: emoji read as Bulgarian at 0.99)
         language, prob = _fasttext(text)
-        if prob >= spec.fasttext_min_prob and language in _langdetect_codes():
+        if prob >= spec.fasttext_min_prob and language in langdetect_codes():
             return Detected(language, round(prob, 6), FASTTEXT)
     return _langdetect(text, spec.seed)
 
@@ -100,7 +100,7 @@ def _fasttext_model() -> Any:
 
 
 @cache
-def _langdetect_codes() -> frozenset[str]:
+def langdetect_codes() -> frozenset[str]:
     """The languages langdetect can name; fastText's `zh` is not one (langdetect tells
     zh-cn from zh-tw), so Chinese goes to langdetect."""
     from langdetect.detector_factory import PROFILES_DIRECTORY

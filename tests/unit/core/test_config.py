@@ -38,6 +38,13 @@ PARAMS_CASES = {
                     "dedup.colour", r"unknown key \(expected one of: include_response, .*\)"),
     "misspelled key": (edited("  languages: [en]", "  languagez: [en]"), "languagez",
                        "normalize.languagez", r"unknown key; did you mean 'languages'\?"),
+    "a language langdetect does not name": (
+        edited("  languages: [en]", "  languages: [en, zh]"), "languages:",
+        "normalize.languages",
+        r"'zh' is not a language langdetect names \(it names zh-cn and zh-tw\)"),
+    "undetermined as a language": (
+        edited("  languages: [en]", "  languages: [und]"), "languages:", "normalize.languages",
+        r"'und' \(undetermined\) is kept by keep_undetermined, not listed"),
     "misspelled section": (edited("release:\n", "releas:\n"), "releas:", "releas",
                            r"unknown key; did you mean 'release'\?"),
     "wrong type": (edited("  num_perm: 128", '  num_perm: "128"'), "num_perm", "dedup.num_perm",
