@@ -66,6 +66,7 @@ _PHONE_SHAPES = [
     Pattern("trunk", r"(?<![\w+.])\(?0\d{2,4}\)?[\s.-]?\d{3,4}[\s.-]?\d{3,4}(?![\w.])", 0.4),
     Pattern("ten digits", r"(?<![\w+.,-])\d{10}(?![\w.,-])", 0.3),
 ]
+_NANP = re.compile(_PHONE_SHAPES[0].regex)
 _HANDLE = Pattern("handle", r"(?<![\w@.\-/])@[A-Za-z0-9_](?:[A-Za-z0-9_.]{1,28}[A-Za-z0-9_])?"
                   r"(?![\w@])", 0.6)
 _ORGANISATION_LINES = {phonenumbers.PhoneNumberType.TOLL_FREE,
@@ -430,8 +431,11 @@ class PiiDetector:
         that is toll-free in the US but a mobile in India stays personal."""
         if _national(number, self.rules.country_codes) in self._numbers:
             return True
+        regions = self._regions
+        if "US" not in regions and _NANP.fullmatch(number.strip()):
+            regions = [*regions, "US"]  # found by its North American shape: read as one too
         kinds = set()
-        for region in self._regions:
+        for region in regions:
             try:
                 parsed = phonenumbers.parse(number, region)
             except phonenumbers.NumberParseException:

@@ -21,9 +21,9 @@ from curation.privacy.detector import PiiDetector, load_detector, load_rules
 RESOURCES = referral_resources(load_taxonomy(REPO / "schemas" / "taxonomy.yaml"))
 
 
-def detector(allow: list[str] | None = None) -> PiiDetector:
+def detector(allow: list[str] | None = None, **update: object) -> PiiDetector:
     params = load_params(REPO / "params.yaml")
-    config = params.params.redact.model_copy(update={"allow": allow or []})
+    config = params.params.redact.model_copy(update={"allow": allow or [], **update})
     return load_detector(config, load_rules(REPO / "schemas" / "pii.yaml"), RESOURCES,
                          SHARED_CACHE, params.error)
 
@@ -99,6 +99,14 @@ def test_look_alikes_are_not_personal_data(found: PiiDetector, text: str) -> Non
 def test_a_name_confirmed_once_is_found_everywhere_in_the_text(found: PiiDetector) -> None:
     text = "My friend Luca Moretti stopped eating. Luca says he is fine. Luca is not fine."
     assert [v for _, v in findings(found, text)] == ["Luca Moretti", "Luca", "Luca"]
+
+
+@pytest.mark.parametrize("regions", [["GB"], []])
+def test_a_north_american_toll_free_line_stays_whatever_the_regions(regions: list[str]
+                                                                    ) -> None:
+    """Found by its North American shape, it is read as a North American number too."""
+    text = "The old Lifeline, 1-800-273-8255, or my cousin on (617) 555-0142."
+    assert findings(detector(phone_regions=regions), text) == [("phone", "(617) 555-0142")]
 
 
 def test_allowed_strings_stay(tmp_path: Path) -> None:
