@@ -49,8 +49,13 @@ class Context:
 
     @property
     def category_labels(self) -> tuple[str, ...]:
-        """What a category map or an annotator may give an item: a domain, or out of scope."""
-        return (*self.taxonomy.domain_ids, self.params.label.out_of_scope_label)
+        """What a category map or an annotator may give an item: a domain, or out of scope
+        (a label of its own: a domain's name would drop that domain's items)."""
+        out_of_scope = self.params.label.out_of_scope_label
+        if out_of_scope in self.taxonomy.domain_ids:
+            raise self.params_file.error("label.out_of_scope_label", f"'{out_of_scope}' is a "
+                                         "domain of the taxonomy; name out of scope otherwise")
+        return (*self.taxonomy.domain_ids, out_of_scope)
 
     @property
     def sources_folder(self) -> Path:

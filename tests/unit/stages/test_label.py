@@ -231,3 +231,13 @@ def test_streaming_in_small_batches_changes_no_row_and_no_figure(project: Path) 
     assert_streamed_same(project, "label", "labeled", [
         "reports/labels.json", "reports/signals.json", "reports/ledger/label.json",
         "metrics/label.json", "plots/agreement.csv"], _STREAM_ROWS=2)  # 3 batches of 6
+
+
+def test_an_out_of_scope_label_that_names_a_domain_is_a_params_error(project: Path) -> None:
+    build_labels(project, [("a", "ann1", "violence", "submitted")])
+    set_params(project, "label", out_of_scope_label="violence")
+    result = curate(project, "label")
+    assert result.returncode == 1 and result.stderr.startswith("error: params.yaml, line ")
+    assert result.stderr.rstrip().endswith(
+        "field 'label.out_of_scope_label': 'violence' is a domain of the taxonomy; name out "
+        "of scope otherwise")
