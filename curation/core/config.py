@@ -363,8 +363,8 @@ class ReleaseParams(ConfigModel):
             Version(version)
         except InvalidVersion:
             version = "not semver"
-        if not _SEMVER.match(version):
-            raise ValueError("must be semver, like 1.2.0 or 1.2.0-rc.1")
+        if not _SEMVER.match(version):  # +build would make 1.2.0+a and 1.2.0+b one version
+            raise ValueError("must be semver without build metadata, like 1.2.0 or 1.2.0-rc.1")
         return version
 
     @field_validator("description")

@@ -211,12 +211,13 @@ def test_a_working_build_is_rebuilt_and_a_frozen_version_never_changes(
 
 def test_an_invalid_version_is_refused_before_anything_is_written(
         release_project: Path) -> None:
-    set_params(release_project, "release", version="v1")
-    result = curate(release_project, "release")
-    assert result.returncode == 1
-    assert re.fullmatch(r"error: params.yaml, line \d+: field 'release.version': must be "
-                        r"semver, like 1.2.0 or 1.2.0-rc.1 \(got str 'v1'\)",
-                        result.stderr.strip())
+    for version in ("v1", "1.0.0+build.5"):
+        set_params(release_project, "release", version=version)
+        result = curate(release_project, "release")
+        assert result.returncode == 1
+        assert re.fullmatch(r"error: params.yaml, line \d+: field 'release.version': must be "
+                            r"semver without build metadata, like 1.2.0 or 1.2.0-rc.1 \(got "
+                            rf"str '{re.escape(version)}'\)", result.stderr.strip())
     assert versions(release_project) == [VERSION]
 
 
