@@ -367,9 +367,10 @@ def check_unique(path: Path, stage: str, column: str) -> None:
     the table share, naming both rows: a stage that streams would otherwise see each copy
     in a different batch. Holds a 64-bit hash per row, and the values of rows whose hash
     repeats."""
+    table = open_input(path, stage, [column])
     with _readable(path, stage):
-        hashes = np.concatenate([np.empty(0, np.uint64), *map(_hashes, parquet_file(
-            path).iter_batches(batch_size=_CHECK_ROWS, columns=[column]))])
+        hashes = np.concatenate([np.empty(0, np.uint64), *map(_hashes, table.iter_batches(
+            batch_size=_CHECK_ROWS, columns=[column]))])
     _, inverse, counts = np.unique(hashes, return_inverse=True, return_counts=True)
     suspects = np.flatnonzero(counts[inverse.ravel()] > 1)
     if not len(suspects):

@@ -224,3 +224,10 @@ def test_a_corrupt_page_in_a_table_split_reads_is_one_line(labeled_project: Path
     assert result.returncode == 1 and len(result.stderr.splitlines()) == 1, result.stderr
     assert result.stderr.startswith(f"error: data/{name}: ")
     assert result.stderr.rstrip().endswith(f"run `curate {stage}` again")
+
+
+def test_split_before_redact_says_to_run_redact(labeled_project: Path) -> None:
+    (labeled_project / "data" / "redacted.parquet").unlink()
+    result = curate(labeled_project, "split")
+    assert result.returncode == 1 and result.stderr == (
+        "error: data/redacted.parquet: not found; run `curate redact` first\n")
