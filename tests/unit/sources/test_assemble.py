@@ -25,6 +25,17 @@ def quarantined(project: Path) -> Counter:
     return Counter(gone.loc[gone["outcome"] == "quarantined", "reason"])
 
 
+def pull_sharegpt(project: Path) -> None:
+    """`in/x.jsonl` as ShareGPT conversations (`conv`: turns of `from` and `value`)."""
+    write_source(project, "chat", """
+        kind: file
+        files: [in/x.jsonl]
+        conversation: {turns: conv, role: from, content: value,
+                       roles: {human: user, gpt: assistant}}
+    """)
+    assert curate(project, "pull").returncode == 0
+
+
 def test_a_list_of_turns_with_source_role_names(project: Path) -> None:
     turn = {"from": "human", "value": "I feel awful and I can't sleep at all"}
     write(project / "in" / "x.jsonl", jsonl(
@@ -36,13 +47,7 @@ def test_a_list_of_turns_with_source_role_names(project: Path) -> None:
         {"conv": [turn, {"from": "gpt", "value": "Okay."}, {"from": "system", "value": "Be kind."}]},
         {"conv": [{"from": "gpt", "value": "Hello, how can I help?"}]},
         {"conv": "not a list"}))
-    write_source(project, "chat", """
-        kind: file
-        files: [in/x.jsonl]
-        conversation: {turns: conv, role: from, content: value,
-                       roles: {human: user, gpt: assistant}}
-    """)
-    assert curate(project, "pull").returncode == 0
+    pull_sharegpt(project)
     item = pulled(project, "chat").iloc[0]
     assert [(m["role"], m["content"][:5]) for m in item["messages"]] == [
         ("user", "I fee"), ("assistant", "I'm s"), ("user", "Which")]
@@ -67,13 +72,7 @@ def test_empty_turns_and_responses_say_nothing(project: Path) -> None:
         {"conv": [{"from": "human", "value": " \u200b\u0301 "}, {"from": "gpt", "value": ""},
                   user, {"from": "gpt", "value": "\u200d\ufe0f"}]},
         {"conv": [user, {"from": "gpt", "value": "You can call or text 988, any hour."}]}))
-    write_source(project, "chat", """
-        kind: file
-        files: [in/x.jsonl]
-        conversation: {turns: conv, role: from, content: value,
-                       roles: {human: user, gpt: assistant}}
-    """)
-    assert curate(project, "pull").returncode == 0
+    pull_sharegpt(project)
     items = pulled(project, "chat")
     assert len(items) == 1  # the second record is the first conversation again
     assert [m["content"] for m in items.iloc[0]["messages"]] == [user["value"]]
