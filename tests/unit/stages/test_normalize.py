@@ -51,8 +51,8 @@ def test_normalize_cleans_detects_filters_and_accounts_for_every_row(project: Pa
     assert report["rows_in"] == 6 and report["kept"] == 3
     assert report["filtered"] == {"language": 1, "prompt_too_long": 1, "prompt_too_short": 1}
     assert report["languages"] == {"en": 1, "und": 2}
-    # "   " was no response already at pull; the zero-width one cleans to nothing here
-    assert report["responses"] == {"in": 2, "kept": 1, "moved": 0, "dropped": {"empty": 1}}
+    # "   " and the zero-width one were no response already at pull: nothing to see
+    assert report["responses"] == {"in": 1, "kept": 1, "moved": 0, "dropped": {}}
 
 
 def test_an_empty_language_list_keeps_every_language(project: Path) -> None:
