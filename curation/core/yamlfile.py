@@ -33,7 +33,8 @@ class YamlFile:
         try:
             text = Path(path).read_text(encoding="utf-8")
             node = yaml.compose(text, Loader=yaml.SafeLoader)
-            self.data: Any = yaml.safe_load(text)
+            size = _expanded_size(node, {}) if node is not None else 0
+            self.data: Any = yaml.safe_load(text) if size <= MAX_VALUES else None
         except (FileNotFoundError, IsADirectoryError):
             raise CurationError("file not found", file=self.path) from None
         except UnicodeDecodeError as exc:
@@ -46,7 +47,7 @@ class YamlFile:
         except (ValueError, RecursionError) as exc:  # a 5,000-digit number, 3,000 nested [
             raise CurationError(f"unreadable YAML: {exc or 'nested too deeply'}",
                                 file=self.path) from None
-        if node is not None and _expanded_size(node, {}) > MAX_VALUES:
+        if size > MAX_VALUES:
             raise CurationError(f"holds more than {MAX_VALUES:,} values once its aliases "
                                 "(*name) are expanded; is it a config file?", file=self.path)
         self.lines: dict[str, int] = {}
