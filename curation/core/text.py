@@ -51,6 +51,8 @@ def _joiners_kept(joiners: re.Match[str]) -> str:
 def shows_something(text: str) -> bool:
     """Whether a text has a character a reader would see: not only marks, format and
     private-use characters, separators, or letters that render blank (a prompt of twelve
-    combining accents or variation selectors says nothing)."""
+    combining accents or variation selectors says nothing). Raw or cleaned, the answer is
+    the same: `clean_text` only removes or respaces characters this ignores, so callers
+    need not clean first (it costs about 90 times this check)."""
     return any(unicodedata.category(c)[0] not in "MCZ" and c not in _BLANK_LETTERS
                for c in text)

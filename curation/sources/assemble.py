@@ -31,7 +31,7 @@ from curation.core.items import ROLES, item_id
 from curation.core.judgments import Vocabulary
 from curation.core.progress import bar
 from curation.core.tableio import SpillFile
-from curation.core.text import clean_text, shows_something
+from curation.core.text import shows_something
 from curation.sources.fields import MISSING, lookup
 from curation.sources.inputs import InputFile
 from curation.sources.readers import Problem, Record
@@ -114,7 +114,7 @@ def _carried(fields: FieldMap, record: Record, turns: list[tuple[str, str]] | No
 def _visible(text: Any) -> bool:
     """Whether a text says something: a response of only blanks or invisible characters
     is no response, and an earlier turn of them is left out of the conversation."""
-    return isinstance(text, str) and shows_something(clean_text(text))
+    return isinstance(text, str) and shows_something(text)
 
 
 def _provenance(source: Source, file: InputFile, record: Record) -> dict[str, Any]:

@@ -393,7 +393,7 @@ def _response_key(response: dict[str, Any]) -> tuple[str, str | None]:
 
 def _text_problem(row: dict[str, Any]) -> Problem | None:
     """A prompt with nothing left after cleanup would be an empty item downstream."""
-    if not shows_something(clean_text(row["prompt"])):
+    if not shows_something(row["prompt"]):
         return Problem("prompt", "empty", "prompt is empty (or only invisible and control "
                        "characters)")
     return None

@@ -71,3 +71,9 @@ def test_text_of_only_marks_formats_private_use_or_blank_letters_shows_nothing(t
 @pytest.mark.parametrize("text", ["?", "\u200c\u200dhelp", "🙂", "مرحبا", "\u0301a", "1"])
 def test_one_visible_character_shows_something(text: str) -> None:
     assert shows_something(text)
+
+
+@given(st.text())
+def test_cleaning_never_changes_whether_a_text_shows_something(text: str) -> None:
+    """What lets pull check raw texts without cleaning each one first."""
+    assert shows_something(text) == shows_something(clean_text(text))
